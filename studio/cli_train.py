@@ -1,0 +1,125 @@
+"""`ftstudio train`: run a config headless with a progress line in the terminal."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from typing import TextIO
+
+from studio.config import load_config
+from studio.engine.control import TrainingControl
+from studio.engine.events import (
+    EventBus,
+    LogLine,
+    RunError,
+    RunEvent,
+    RunFinished,
+    RunState,
+    StateChanged,
+    StepMetrics,
+)
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "--:--"
+    seconds = int(seconds)
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes:02d}:{seconds:02d}"
+
+
+def progress_line(event: StepMetrics, width: int = 24) -> str:
+    share = event.step / event.max_steps if event.max_steps else 0.0
+    filled = round(share * width)
+    bar = "#" * filled + "." * (width - filled)
+    loss = f"{event.loss:.4f}" if event.loss is not None else "-"
+    rate = f"{event.tokens_per_second:,.0f} tok/s" if event.tokens_per_second else "- tok/s"
+    lr = f"{event.learning_rate:.2e}" if event.learning_rate is not None else "-"
+    elapsed = format_duration(event.elapsed_seconds)
+    eta = format_duration(event.eta_seconds)
+    return (
+        f"[{bar}] {event.step}/{event.max_steps} {share:4.0%}  loss {loss}  lr {lr}  {rate}  "
+        f"elapsed {elapsed}  ETA {eta}"
+    )
+
+
+class ConsoleProgress:
+    """Prints run events: one rewritten progress line on a terminal, plain lines otherwise."""
+
+    def __init__(self, stream: TextIO | None = None, quiet: bool = False) -> None:
+        self.stream = stream or sys.stdout
+        self.quiet = quiet
+        self.live = self.stream.isatty()
+        self._line_open = False
+
+    def __call__(self, event: RunEvent) -> None:
+        if isinstance(event, StepMetrics):
+            if not self.quiet:
+                self._progress(progress_line(event))
+        elif isinstance(event, RunError):
+            self._print(f"error ({event.kind}): {event.message}")
+            for advice in event.advice:
+                self._print(f"  try: {advice}")
+        elif isinstance(event, RunFinished):
+            self._print(self._summary(event))
+        elif self.quiet:
+            return
+        elif isinstance(event, LogLine):
+            self._print(event.text)
+        elif isinstance(event, StateChanged) and event.state in (
+            RunState.PAUSED,
+            RunState.STOPPING,
+        ):
+            self._print(f"{event.state.value}: {event.message}")
+
+    def _summary(self, event: RunFinished) -> str:
+        loss = f"{event.final_loss:.4f}" if event.final_loss is not None else "-"
+        lines = [
+            f"run {event.state.value} after {event.steps} steps in "
+            f"{format_duration(event.duration_seconds)}; final loss {loss}",
+            f"run directory: {event.run_dir}",
+        ]
+        if event.best_eval_loss is not None:
+            lines.insert(1, f"best eval loss {event.best_eval_loss:.4f}")
+        if event.adapter_dir:
+            lines.append(f"adapter: {event.adapter_dir}")
+        return "\n".join(lines)
+
+    def _progress(self, text: str) -> None:
+        if self.live:
+            self.stream.write("\r\x1b[2K" + text)
+            self._line_open = True
+        else:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def _print(self, text: str) -> None:
+        if self._line_open:
+            self.stream.write("\n")
+            self._line_open = False
+        self.stream.write(text + "\n")
+        self.stream.flush()
+
+
+def train_command(config_path: str, overrides: list[str], quiet: bool = False) -> int:
+    config = load_config(config_path, overrides)
+    from studio.engine.session import TrainingSession
+
+    bus = EventBus()
+    bus.subscribe(ConsoleProgress(quiet=quiet))
+    control = TrainingControl()
+    session = TrainingSession(config, bus, control)
+
+    def on_interrupt(signum: int, frame: object) -> None:
+        if control.stop_requested:
+            raise KeyboardInterrupt
+        print("\nstopping after this step and saving; press Ctrl-C again to abort", flush=True)
+        control.stop()
+
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        result = session.run()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    return 0 if result.state in (RunState.FINISHED, RunState.STOPPED) else 1

@@ -1,0 +1,507 @@
+"""The run config: one pydantic model that is the single source of truth for a run.
+
+The YAML file, the `--set key=value` overrides of the CLI and the TUI's config form are all
+read from these models: descriptions, defaults, enums and bounds live here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from studio.config_methods import MethodSettings, method_defaults
+from studio.errors import ConfigError
+
+TrainingType = Literal["sft", "dpo", "orpo", "pretrain"]
+DataFormat = Literal["auto", "alpaca", "sharegpt", "messages", "preference", "text"]
+Scheduler = Literal[
+    "linear", "cosine", "constant", "constant_with_warmup", "inverse_sqrt", "polynomial"
+]
+Optimizer = Literal[
+    "adamw_torch",
+    "adamw_torch_fused",
+    "adamw_8bit",
+    "paged_adamw_8bit",
+    "paged_adamw_32bit",
+    "adafactor",
+    "sgd",
+]
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
+
+
+class Section(BaseModel):
+    """Base for every config section: unknown keys are errors, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelSettings(Section):
+    """Which base model to fine-tune and how to load it."""
+
+    source: str = Field(
+        "tiny-demo",
+        min_length=1,
+        description="Base model: 'tiny-demo' (built-in, no download), a local folder, "
+        "or a Hugging Face hub id such as 'Qwen/Qwen2.5-0.5B-Instruct'.",
+    )
+    revision: str | None = Field(
+        None, description="Hub branch, tag or commit to load; empty for the default branch."
+    )
+    trust_remote_code: bool = Field(
+        False,
+        description="Run Python code shipped with the model. Only turn on for models you trust.",
+    )
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto",
+        description="Weight dtype when loading. 'auto': bfloat16 on a GPU that supports it, "
+        "float32 on CPU.",
+    )
+    attn_implementation: Literal["auto", "sdpa", "eager", "flash_attention_2"] = Field(
+        "auto",
+        description="Attention kernel. 'auto' picks SDPA (fast, built into torch).",
+    )
+    chat_template: str | None = Field(
+        None,
+        description="Jinja chat template to use instead of the tokenizer's own, for base "
+        "models that ship none.",
+    )
+
+
+class DataSettings(Section):
+    """The training data and how it is cleaned and split."""
+
+    path: str = Field(
+        "sample_data/alpaca_en.jsonl",
+        min_length=1,
+        description="Dataset file (.json, .jsonl, .csv, .parquet, .txt) or a Hugging Face "
+        "hub dataset name. Relative paths are read from the folder you run ftstudio in.",
+    )
+    format: DataFormat = Field(
+        "auto",
+        description="Record format. 'auto' detects it from the fields: alpaca "
+        "(instruction/input/output), sharegpt (conversations), messages (role/content), "
+        "preference (prompt/chosen/rejected) or text.",
+    )
+    split: str = Field("train", min_length=1, description="Split to read from a hub dataset.")
+    eval_fraction: float = Field(
+        0.0,
+        ge=0.0,
+        le=0.5,
+        description="Share of records held out to measure eval loss (0 = no eval split).",
+    )
+    eval_path: str | None = Field(
+        None, description="A separate eval file; used instead of eval_fraction when set."
+    )
+    max_length: int = Field(
+        512,
+        ge=16,
+        le=262144,
+        description="Longest tokenized example in tokens; longer ones are truncated and "
+        "reported. Memory grows with it.",
+    )
+    min_chars: int = Field(
+        1,
+        ge=0,
+        le=100000,
+        description="Records whose text is shorter than this many characters are dropped "
+        "as too short.",
+    )
+    deduplicate: bool = Field(True, description="Drop exact duplicate records.")
+    on_bad_record: Literal["skip", "stop"] = Field(
+        "skip",
+        description="What to do with malformed records: 'skip' drops and reports them, "
+        "'stop' refuses to train until the file is fixed.",
+    )
+    system_prompt: str | None = Field(
+        None, description="System prompt added to conversations that have none."
+    )
+
+
+class PreferenceSettings(Section):
+    """Settings for preference training (DPO and ORPO)."""
+
+    beta: float = Field(
+        0.1,
+        gt=0.0,
+        le=10.0,
+        description="How strongly training keeps to the reference model (DPO) or weighs the "
+        "odds-ratio term (ORPO). Typical: 0.1.",
+    )
+    max_prompt_length: int = Field(
+        256, ge=8, le=131072, description="Longest prompt in tokens; longer are truncated."
+    )
+
+
+class TrainingSettings(Section):
+    """Hyperparameters of the optimisation."""
+
+    epochs: float = Field(
+        3.0,
+        gt=0.0,
+        le=1000.0,
+        description="Passes over the data. More epochs fit the data closer but can overfit; "
+        "with a high learning rate use fewer.",
+    )
+    max_steps: int | None = Field(
+        None,
+        ge=1,
+        description="Stop after this many optimizer steps; overrides epochs when set.",
+    )
+    learning_rate: float = Field(
+        3e-4,
+        ge=1e-6,
+        le=1e-2,
+        description="Step size of the optimizer. 3e-4 suits LoRA; full fine-tunes use "
+        "1e-5..5e-5. Too high diverges, too low learns nothing in the given epochs.",
+    )
+    scheduler: Scheduler = Field(
+        "cosine", description="How the learning rate changes over the run after warm-up."
+    )
+    warmup_ratio: float = Field(
+        0.03, ge=0.0, le=0.5, description="Share of steps spent ramping the learning rate up."
+    )
+    warmup_steps: int = Field(
+        0, ge=0, description="Warm-up in steps; overrides warmup_ratio when above 0."
+    )
+    batch_size: int = Field(
+        4, ge=1, le=4096, description="Examples per step on each device. Memory grows with it."
+    )
+    gradient_accumulation: int = Field(
+        1,
+        ge=1,
+        le=4096,
+        description="Steps whose gradients are summed before each update: effective batch "
+        "= batch_size x gradient_accumulation, at the memory of batch_size.",
+    )
+    weight_decay: float = Field(0.0, ge=0.0, le=1.0, description="L2 penalty on weights.")
+    max_grad_norm: float = Field(
+        1.0, ge=0.0, le=1000.0, description="Clip gradients to this norm (0 = no clipping)."
+    )
+    optimizer: Optimizer = Field(
+        "adamw_torch",
+        description="Optimizer. adamw_8bit keeps its state in 8 bits (about 4x less memory); "
+        "paged_* variants move state to host memory when the GPU runs short.",
+    )
+    precision: Precision = Field(
+        "auto",
+        description="Compute precision. 'auto': bf16 on GPUs that support it, fp16 on older "
+        "GPUs, fp32 on CPU.",
+    )
+    gradient_checkpointing: bool = Field(
+        False,
+        description="Recompute activations in the backward pass: much less memory, about 30% "
+        "slower.",
+    )
+    packing: bool = Field(
+        False,
+        description="Pack several short examples into one sequence to waste no compute on padding.",
+    )
+    assistant_only_loss: bool = Field(
+        True,
+        description="SFT: learn only from the assistant's answers, not from prompts.",
+    )
+    seed: int = Field(42, ge=0, le=2**32 - 1, description="Random seed for init and data order.")
+    logging_steps: int = Field(5, ge=1, description="Record training loss every N steps.")
+    eval_steps: int | None = Field(
+        None, ge=1, description="Measure eval loss every N steps (default: 4 times a run)."
+    )
+    save_steps: int | None = Field(
+        None, ge=1, description="Write a checkpoint every N steps (none: only at the end)."
+    )
+    save_total_limit: int = Field(
+        2, ge=1, le=1000, description="Keep only the newest N checkpoints."
+    )
+
+
+class OutputSettings(Section):
+    """Where the run is written."""
+
+    runs_dir: str = Field("runs", min_length=1, description="Folder that holds all runs.")
+    run_name: str | None = Field(
+        None,
+        description="Name of this run's folder; default: model, method and a timestamp.",
+    )
+
+    @field_validator("run_name")
+    @classmethod
+    def _safe_run_name(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", value):
+            raise ValueError(
+                "use letters, digits, '.', '_' and '-' only (at most 100), starting with a "
+                "letter or digit"
+            )
+        return value
+
+
+class RunConfig(Section):
+    """Everything about one fine-tuning run."""
+
+    model: ModelSettings = Field(default_factory=ModelSettings, description="Base model.")
+    method: MethodSettings = Field(
+        default_factory=lambda: method_defaults("lora"), description="Fine-tuning method."
+    )
+    training_type: TrainingType = Field(
+        "sft",
+        description="sft: learn to answer like the examples; dpo / orpo: learn to prefer "
+        "chosen over rejected answers; pretrain: continue pre-training on raw text.",
+    )
+    data: DataSettings = Field(default_factory=DataSettings, description="Training data.")
+    training: TrainingSettings = Field(
+        default_factory=TrainingSettings, description="Hyperparameters."
+    )
+    preference: PreferenceSettings = Field(
+        default_factory=PreferenceSettings, description="DPO / ORPO settings."
+    )
+    output: OutputSettings = Field(default_factory=OutputSettings, description="Output.")
+    report_to: Literal["none", "tensorboard", "wandb"] = Field(
+        "none", description="Also send metrics to TensorBoard or Weights & Biases."
+    )
+
+    @field_validator("method", mode="before")
+    @classmethod
+    def _method_by_name(cls, value: Any) -> Any:
+        # `method: qlora` is shorthand for the method with all its defaults.
+        return {"name": value} if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _method_fits_training_type(self) -> RunConfig:
+        from studio.config_methods import METHOD_TRAINING_TYPES
+
+        allowed = METHOD_TRAINING_TYPES[self.method.name]
+        if self.training_type not in allowed:
+            raise ValueError(
+                f"method '{self.method.name}' does not support training_type "
+                f"'{self.training_type}' (it supports: {', '.join(allowed)})"
+            )
+        return self
+
+
+# ---------------------------------------------------------------- YAML in and out
+
+
+def config_to_dict(config: RunConfig) -> dict[str, Any]:
+    """The config as plain data, in field order, for YAML."""
+    return config.model_dump(mode="json")
+
+
+def dump_config(config: RunConfig) -> str:
+    import yaml
+
+    return yaml.safe_dump(config_to_dict(config), sort_keys=False, allow_unicode=True)
+
+
+def save_config(config: RunConfig, path: str | Path) -> None:
+    Path(path).write_text(dump_config(config), encoding="utf-8")
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
+    """Read a run config from YAML, apply `key=value` overrides, and validate it.
+
+    Every problem comes back as one `ConfigError` naming the file, line, field, value and what
+    is allowed.
+    """
+    import yaml
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"config file not found: {path}",
+            advice="check the path; sample configs are in sample_data/configs/",
+        ) from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"cannot read config file {path}: {error}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"{path}, line {mark.line + 1}" if mark else str(path)
+        problem = getattr(error, "problem", None) or str(error)
+        raise ConfigError(f"not valid YAML: {problem}", location=where) from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            "a run config must be a mapping of sections (model:, method:, data:, ...)",
+            location=str(path),
+        )
+    return config_from_dict(raw, overrides, source=path, source_text=text)
+
+
+def config_from_dict(
+    raw: dict[str, Any],
+    overrides: list[str] | None = None,
+    *,
+    source: str | Path | None = None,
+    source_text: str | None = None,
+) -> RunConfig:
+    data = _deep_copy(raw)
+    for override in overrides or []:
+        apply_override(data, override)
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(
+            format_validation_error(error, source=source, source_text=source_text),
+            advice="see the field descriptions with `ftstudio config --explain`",
+        ) from None
+
+
+def apply_override(data: dict[str, Any], override: str) -> None:
+    """Apply one `dotted.key=value` override; the value is parsed as YAML (so 1e-4, true)."""
+    import yaml
+
+    key, sep, value_text = override.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(
+            f"override '{override}' is not of the form key=value",
+            advice="for example --set training.learning_rate=1e-4",
+        )
+    try:
+        value = yaml.safe_load(value_text) if value_text.strip() else ""
+    except yaml.YAMLError:
+        value = value_text
+    parts = key.split(".")
+    _check_override_path(parts, override)
+    if parts == ["method"] and isinstance(value, str):
+        data["method"] = {"name": value}
+        return
+    if parts == ["method", "name"]:
+        # A new method starts from its own defaults; the old method's fields do not apply.
+        data["method"] = {"name": value}
+        return
+    node = data
+    for part in parts[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {"name": child} if part == "method" and isinstance(child, str) else {}
+            node[part] = child
+        node = child
+    node[parts[-1]] = value
+
+
+def _check_override_path(parts: list[str], override: str) -> None:
+    fields = RunConfig.model_fields
+    if parts[0] not in fields:
+        raise ConfigError(
+            f"override '{override}': unknown section '{parts[0]}'",
+            advice=f"sections are: {', '.join(fields)}",
+        )
+
+
+def _deep_copy(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _deep_copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_deep_copy(v) for v in value]
+    return value
+
+
+# ---------------------------------------------------------------- error messages
+
+
+def format_validation_error(
+    error: ValidationError, *, source: str | Path | None = None, source_text: str | None = None
+) -> str:
+    """One line per problem: file, line, field, the value given, and what is allowed."""
+    lines_by_path = _yaml_key_lines(source_text) if source_text else {}
+    problems = []
+    for item in error.errors():
+        loc = [str(part) for part in item["loc"] if not _is_union_tag(part)]
+        field = ".".join(loc) or "(top level)"
+        where = ""
+        if source is not None:
+            line = _nearest_line(lines_by_path, tuple(loc))
+            where = f"{source}, line {line}: " if line else f"{source}: "
+        value = item.get("input")
+        message = _allowed_text(item)
+        if item["type"] == "missing":
+            problems.append(f"{where}{field}: required field is missing")
+        elif item["type"] == "extra_forbidden":
+            problems.append(f"{where}{field}: unknown field ({_known_fields_hint(loc)})")
+        else:
+            problems.append(f"{where}{field} = {value!r}: {message}")
+    count = len(problems)
+    head = "invalid run config" if count == 1 else f"invalid run config ({count} problems)"
+    return head + "\n  " + "\n  ".join(problems)
+
+
+def _is_union_tag(part: Any) -> bool:
+    # Discriminated unions insert the tag ('lora') into the location; users never wrote it.
+    from studio.config_methods import METHOD_NAMES
+
+    return isinstance(part, str) and part in METHOD_NAMES
+
+
+def _allowed_text(item: dict[str, Any]) -> str:
+    ctx = item.get("ctx") or {}
+    kind = item["type"]
+    if kind == "literal_error" and "expected" in ctx:
+        return f"must be one of {ctx['expected']}"
+    if kind in {"greater_than_equal", "less_than_equal", "greater_than", "less_than"}:
+        return _bounds_text(item)
+    if kind == "union_tag_invalid":
+        return f"unknown method; choose one of {ctx.get('expected_tags')}"
+    message = str(item.get("msg", "invalid value"))
+    return message.removeprefix("Value error, ")
+
+
+def _bounds_text(item: dict[str, Any]) -> str:
+    from studio.config_fields import field_bounds
+
+    loc = [str(p) for p in item["loc"]]
+    bounds = field_bounds(loc)
+    text = str(item.get("msg", "out of range")).lower()
+    if bounds:
+        low, high = bounds
+        allowed = f"{low if low is not None else '-inf'}..{high if high is not None else 'inf'}"
+        text += f" (allowed: {allowed})"
+    return text
+
+
+def _known_fields_hint(loc: list[str]) -> str:
+    from studio.config_fields import section_model
+
+    model = section_model(loc[:-1])
+    if model is None:
+        return "not a config field"
+    return "known fields: " + ", ".join(model.model_fields)
+
+
+def _yaml_key_lines(text: str) -> dict[tuple[str, ...], int]:
+    """Map each key path in a YAML document to the 1-based line it is written on."""
+    import yaml
+
+    try:
+        root = yaml.compose(text)
+    except yaml.YAMLError:
+        return {}
+    lines: dict[tuple[str, ...], int] = {}
+
+    def walk(node: Any, path: tuple[str, ...]) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                key_path = (*path, str(key_node.value))
+                lines[key_path] = key_node.start_mark.line + 1
+                walk(value_node, key_path)
+        elif isinstance(node, yaml.SequenceNode):
+            for index, item in enumerate(node.value):
+                item_path = (*path, str(index))
+                lines[item_path] = item.start_mark.line + 1
+                walk(item, item_path)
+
+    walk(root, ())
+    return lines
+
+
+def _nearest_line(lines: dict[tuple[str, ...], int], path: tuple[str, ...]) -> int | None:
+    while path:
+        if path in lines:
+            return lines[path]
+        path = path[:-1]
+    return None

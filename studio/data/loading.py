@@ -1,0 +1,146 @@
+"""Load training data for a run: read, validate, clean, fit to the training type, split."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from studio.data.cleaning import LineRecord, clean_records
+from studio.data.readers import read_dataset_file
+from studio.data.report import DataReport
+from studio.data.training_fit import fit_training_type
+from studio.data.validation import detect_file_format, validate_records
+from studio.errors import DataError
+
+if TYPE_CHECKING:
+    from studio.config import DataSettings
+
+__all__ = ["LoadedData", "load_training_data", "prepare_file", "read_dataset_file"]
+
+_STOP_LISTED = 20
+
+
+@dataclass
+class LoadedData:
+    """Canonical records ready for a trainer, and the report on how they were obtained."""
+
+    kind: str  # conversation | preference | text
+    train: list[dict[str, Any]]
+    eval: list[dict[str, Any]]
+    report: DataReport  # for the training file
+    eval_report: DataReport | None = None  # for data.eval_path, when one is given
+
+
+def prepare_file(
+    path: str,
+    *,
+    data_format: str = "auto",
+    min_chars: int = 1,
+    deduplicate: bool = True,
+    system_prompt: str | None = None,
+    split: str = "train",
+    base_dir: Path | None = None,
+) -> tuple[list[LineRecord], DataReport]:
+    """Read one file into cleaned canonical records and a report. Raises DataError only when
+    the file as a whole cannot be read; bad records are in the report."""
+    raw = read_dataset_file(path, split=split, base_dir=base_dir)
+    report = DataReport(path=raw.path)
+    data_format = detect_file_format(raw, data_format)
+    converted = validate_records(raw, data_format, system_prompt, report)
+    kept = clean_records(converted, report, min_chars=min_chars, deduplicate=deduplicate)
+    report.kept = len(kept)
+    return kept, report
+
+
+def load_training_data(
+    settings: DataSettings, training_type: str, seed: int = 42, base_dir: Path | None = None
+) -> LoadedData:
+    """Everything the trainer needs from `settings`; DataError with advice when unusable."""
+    kind, records, report = _load_one(settings, settings.path, training_type, base_dir)
+    eval_records: list[LineRecord] = []
+    eval_report: DataReport | None = None
+    if settings.eval_path:
+        eval_kind, eval_records, eval_report = _load_one(
+            settings, settings.eval_path, training_type, base_dir
+        )
+        if eval_kind != kind:  # only possible if the two files differ in kind
+            raise DataError(
+                f"the eval file holds {eval_kind} data but the training file {kind} data",
+                location=settings.eval_path,
+                advice="give an eval file in the same format as the training file",
+            )
+        if settings.eval_fraction > 0:
+            report.notes.append("eval_path is set, so eval_fraction is not used")
+    elif settings.eval_fraction > 0:
+        records, eval_records = split_for_eval(records, settings.eval_fraction, seed)
+        if eval_records:
+            report.notes.append(
+                f"held out {len(eval_records)} of {report.kept} records for eval "
+                f"(eval_fraction {settings.eval_fraction}, seed {seed})"
+            )
+        else:
+            report.notes.append("too few records to hold any out for eval; no eval split")
+    return LoadedData(
+        kind=kind,
+        train=[item.record for item in records],
+        eval=[item.record for item in eval_records],
+        report=report,
+        eval_report=eval_report,
+    )
+
+
+def split_for_eval(
+    records: list[LineRecord], fraction: float, seed: int
+) -> tuple[list[LineRecord], list[LineRecord]]:
+    """(train, eval): a seeded shuffle picks the eval records; both keep file order."""
+    if fraction <= 0 or len(records) < 2:
+        return records, []
+    count = min(max(1, round(len(records) * fraction)), len(records) - 1)
+    indices = list(range(len(records)))
+    random.Random(seed).shuffle(indices)
+    held_out = set(indices[:count])
+    train = [r for i, r in enumerate(records) if i not in held_out]
+    evaluation = [r for i, r in enumerate(records) if i in held_out]
+    return train, evaluation
+
+
+def _load_one(
+    settings: DataSettings, path: str, training_type: str, base_dir: Path | None
+) -> tuple[str, list[LineRecord], DataReport]:
+    records, report = prepare_file(
+        path,
+        data_format=settings.format,
+        min_chars=settings.min_chars,
+        deduplicate=settings.deduplicate,
+        system_prompt=settings.system_prompt,
+        split=settings.split,
+        base_dir=base_dir,
+    )
+    kind, records = fit_training_type(records, report, training_type)
+    if report.problems and settings.on_bad_record == "stop":
+        raise DataError(
+            f"{len(report.problems)} malformed record(s) in {report.path}:\n  "
+            + "\n  ".join(str(p) for p in report.problems[:_STOP_LISTED])
+            + (
+                f"\n  ... and {len(report.problems) - _STOP_LISTED} more"
+                if len(report.problems) > _STOP_LISTED
+                else ""
+            ),
+            location=report.path,
+            advice="fix these records (run `ftstudio data check FILE` for the full list), or "
+            "set data.on_bad_record: skip to drop them",
+        )
+    if not records:
+        raise no_usable_records(report)
+    return kind, records, report
+
+
+def no_usable_records(report: DataReport) -> DataError:
+    listed = report.problem_lines(limit=5)
+    return DataError(
+        f"no usable records in {report.path}: {report.counts_line()}"
+        + ("\n  " + "\n  ".join(listed) if listed else ""),
+        advice="run `ftstudio data check FILE` to see every dropped record and why",
+    )

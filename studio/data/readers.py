@@ -1,0 +1,349 @@
+"""Read dataset files into raw records, each with the line (or row) it came from.
+
+JSON, JSONL, CSV and plain text are read with the standard library only; Parquet and hub
+datasets import pyarrow / datasets lazily, so `ftstudio data check` stays fast.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from studio.data.report import RecordProblem
+from studio.errors import DataError
+
+SUPPORTED_SUFFIXES: dict[str, str] = {
+    ".json": "json",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".csv": "csv",
+    ".parquet": "parquet",
+    ".txt": "text",
+    ".md": "text",
+}
+# CSV cells holding these fields are JSON lists (a conversation in one cell).
+_JSON_CELL_FIELDS = frozenset(
+    {"messages", "conversations", "history", "prompt", "chosen", "rejected"}
+)
+_HUB_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+@dataclass
+class RawRecord:
+    """One parsed record before validation; `value` is whatever the file held."""
+
+    line: int | None
+    value: Any
+
+
+@dataclass
+class RawFile:
+    """Everything read from one file: parsed records and lines that could not be parsed."""
+
+    path: str  # as the user wrote it, so FILE:LINE jumps work from their shell
+    file_type: str  # json | jsonl | csv | parquet | text | hub
+    records: list[RawRecord] = field(default_factory=list)
+    problems: list[RecordProblem] = field(default_factory=list)
+
+    @property
+    def read(self) -> int:
+        return len(self.records) + len(self.problems)
+
+
+def read_dataset_file(
+    path: str | Path, *, split: str = "train", base_dir: Path | None = None
+) -> RawFile:
+    """Read a dataset file (or hub dataset) into raw records with their line numbers."""
+    shown = str(path)
+    local = Path(path).expanduser()
+    if not local.is_absolute() and base_dir is not None:
+        local = base_dir / local
+    suffix = local.suffix.lower()
+    if not local.exists():
+        if suffix not in SUPPORTED_SUFFIXES and _HUB_NAME.match(shown):
+            return _read_hub(shown, split)
+        raise DataError(
+            f"dataset file not found: {shown}",
+            advice="check the path (relative paths are read from the folder you run ftstudio "
+            "in), or give a hub dataset name such as 'owner/name'",
+        )
+    if local.is_dir():
+        raise DataError(
+            f"{shown} is a folder, not a dataset file",
+            advice="point data.path at one .json, .jsonl, .csv, .parquet or .txt file",
+        )
+    file_type = SUPPORTED_SUFFIXES.get(suffix)
+    if file_type is None:
+        raise DataError(
+            f"unsupported dataset file type '{suffix or '(none)'}': {shown}",
+            advice="supported: " + ", ".join(SUPPORTED_SUFFIXES),
+        )
+    if file_type == "parquet":
+        raw = _read_parquet(local, shown)
+    else:
+        text = _read_text(local, shown)
+        reader = {"json": _parse_json, "jsonl": _parse_jsonl, "csv": _parse_csv}.get(
+            file_type, _parse_paragraphs
+        )
+        raw = reader(text, shown)
+    if raw.read == 0:
+        raise DataError(f"{shown} holds no records", advice="the file has no data rows")
+    return raw
+
+
+def _read_text(path: Path, shown: str) -> str:
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise DataError(f"cannot read {shown}: {error.strerror or error}") from None
+    if not data.strip():
+        raise DataError(f"{shown} is empty", advice="the dataset file has no content")
+    try:
+        # utf-8-sig: files saved by Excel / Notepad start with a byte-order mark.
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise DataError(
+            f"not valid UTF-8 (byte {error.start}): {error.reason}",
+            location=f"{shown}:{line}",
+            advice="save the file as UTF-8 (for example `iconv -f latin1 -t utf-8`)",
+        ) from None
+
+
+# ---------------------------------------------------------------- JSON Lines
+
+
+def _parse_jsonl(text: str, shown: str) -> RawFile:
+    raw = RawFile(shown, "jsonl")
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            raw.records.append(RawRecord(number, json.loads(line)))
+        except json.JSONDecodeError as error:
+            raw.problems.append(
+                RecordProblem(
+                    shown, number, "bad_json", None, f"{error.msg} (column {error.colno})"
+                )
+            )
+    return raw
+
+
+# ---------------------------------------------------------------- JSON
+
+
+def _parse_json(text: str, shown: str) -> RawFile:
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as error:
+        hint = "is this JSON Lines? then name the file .jsonl" if _looks_like_jsonl(text) else None
+        raise DataError(
+            f"not valid JSON: {error.msg} (column {error.colno})",
+            location=f"{shown}:{error.lineno}",
+            advice=hint or "fix the JSON syntax at that line",
+        ) from None
+    raw = RawFile(shown, "json")
+    key = _records_key(document, shown)
+    # Walk the text a second time to learn the line each record starts on.
+    starts = _array_element_starts(text, key)
+    items = document if key is None else document[key]
+    line_of = _LineCounter(text)
+    for index, item in enumerate(items):
+        line = line_of(starts[index]) if index < len(starts) else None
+        raw.records.append(RawRecord(line, item))
+    return raw
+
+
+def _records_key(document: Any, shown: str) -> str | None:
+    """None for a top-level array; else the key of the one list of records in an object."""
+    if isinstance(document, list):
+        return None
+    if isinstance(document, dict):
+        lists = [k for k, v in document.items() if isinstance(v, list)]
+        if len(lists) == 1 and lists[0] not in _JSON_CELL_FIELDS:
+            return lists[0]
+        if not lists or lists[0] in _JSON_CELL_FIELDS:
+            raise DataError(
+                "a JSON dataset must be an array of records, but this file holds one object",
+                location=shown,
+                advice="wrap the records in [ ... ], or use JSON Lines (.jsonl), one per line",
+            )
+        raise DataError(
+            f"the JSON object holds several lists ({', '.join(lists)}); which are the records?",
+            location=shown,
+            advice="keep only the list of records, as a top-level array",
+        )
+    raise DataError(
+        f"a JSON dataset must be an array of records, not a {type(document).__name__}",
+        location=shown,
+    )
+
+
+def _array_element_starts(text: str, key: str | None) -> list[int]:
+    """Character offsets where each element of the records array starts."""
+    decoder = json.JSONDecoder()
+    index = _skip_space(text, 0)
+    if key is not None:
+        # Inside the top-level object: step over members until `key`.
+        index = _skip_space(text, index + 1)
+        while index < len(text) and text[index] != "}":
+            name, index = decoder.raw_decode(text, index)
+            index = _skip_space(text, index)
+            index = _skip_space(text, index + 1)  # ':'
+            if name == key:
+                break
+            _, index = decoder.raw_decode(text, index)
+            index = _skip_space(text, index)
+            if text[index] == ",":
+                index = _skip_space(text, index + 1)
+    starts: list[int] = []
+    index = _skip_space(text, index + 1)  # past '['
+    while index < len(text) and text[index] != "]":
+        starts.append(index)
+        _, index = decoder.raw_decode(text, index)
+        index = _skip_space(text, index)
+        if index < len(text) and text[index] == ",":
+            index = _skip_space(text, index + 1)
+    return starts
+
+
+def _skip_space(text: str, index: int) -> int:
+    while index < len(text) and text[index] in " \t\r\n":
+        index += 1
+    return index
+
+
+class _LineCounter:
+    """Line number of increasing offsets in one pass over the text."""
+
+    def __init__(self, text: str) -> None:
+        self._text = text
+        self._offset = 0
+        self._line = 1
+
+    def __call__(self, offset: int) -> int:
+        self._line += self._text.count("\n", self._offset, offset)
+        self._offset = offset
+        return self._line
+
+
+def _looks_like_jsonl(text: str) -> bool:
+    lines = [line for line in text.splitlines()[:3] if line.strip()]
+    return len(lines) >= 2 and all(line.lstrip().startswith("{") for line in lines)
+
+
+# ---------------------------------------------------------------- CSV
+
+
+def _parse_csv(text: str, shown: str) -> RawFile:
+    raw = RawFile(shown, "csv")
+    # The default cap (128 KiB a cell) is too small for long documents in a text column.
+    csv.field_size_limit(2**31 - 1)
+    reader = csv.reader(text.splitlines(keepends=True))
+    try:
+        header = [name.strip() for name in next(reader)]
+    except (StopIteration, csv.Error) as error:
+        raise DataError(f"cannot read the CSV header: {error}", location=f"{shown}:1") from None
+    if not any(header):
+        raise DataError("the CSV header row is empty", location=f"{shown}:1")
+    start = reader.line_num + 1
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as error:
+            raise DataError(f"CSV syntax: {error}", location=f"{shown}:{reader.line_num}") from None
+        line, start = start, reader.line_num + 1
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(row) > len(header):
+            raw.problems.append(
+                RecordProblem(
+                    shown,
+                    line,
+                    "unknown_format",
+                    None,
+                    f"row has {len(row)} cells but the header has {len(header)} "
+                    "(a comma in a value that is not in quotes?)",
+                )
+            )
+            continue
+        raw.records.append(RawRecord(line, _csv_record(header, row)))
+    return raw
+
+
+def _csv_record(header: list[str], row: list[str]) -> dict[str, Any]:
+    record: dict[str, Any] = {}
+    for name, cell in zip(header, row, strict=False):
+        if name in _JSON_CELL_FIELDS and cell.lstrip().startswith("["):
+            try:
+                record[name] = json.loads(cell)
+                continue
+            except json.JSONDecodeError:
+                pass  # left as a string; validation reports the wrong type
+        record[name] = cell
+    return record
+
+
+# ---------------------------------------------------------------- plain text
+
+
+def _parse_paragraphs(text: str, shown: str) -> RawFile:
+    """Records are paragraphs separated by blank lines, each with its first line."""
+    raw = RawFile(shown, "text")
+    paragraph: list[str] = []
+    first = 0
+    for number, line in enumerate([*text.splitlines(), ""], start=1):
+        if line.strip():
+            if not paragraph:
+                first = number
+            paragraph.append(line.rstrip())
+        elif paragraph:
+            raw.records.append(RawRecord(first, {"text": "\n".join(paragraph)}))
+            paragraph = []
+    return raw
+
+
+# ---------------------------------------------------------------- Parquet and hub
+
+
+def _read_parquet(path: Path, shown: str) -> RawFile:
+    try:
+        from pyarrow import parquet
+
+        rows = parquet.read_table(path).to_pylist()
+    except ImportError:
+        raise DataError("reading Parquet needs pyarrow", advice="pip install pyarrow") from None
+    except Exception as error:  # pyarrow raises many types for corrupt files
+        raise DataError(f"cannot read Parquet file: {error}", location=shown) from None
+    return RawFile(shown, "parquet", [RawRecord(n, row) for n, row in enumerate(rows, start=1)])
+
+
+def _read_hub(name: str, split: str) -> RawFile:
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes"}
+    try:
+        import datasets
+
+        dataset = datasets.load_dataset(name, split=split)
+        rows = dataset.to_list()
+    except ImportError:
+        raise DataError(
+            "loading a hub dataset needs the 'datasets' package", advice="pip install datasets"
+        ) from None
+    except Exception as error:  # network, auth, missing split: user-fixable
+        advice = (
+            "HF_HUB_OFFLINE is set: only datasets already in the cache can be loaded"
+            if offline
+            else "check the name and split, your network and `huggingface-cli login` for "
+            "gated datasets; or give a local file path"
+        )
+        raise DataError(
+            f"cannot load hub dataset '{name}' (split '{split}'): {error}", advice=advice
+        ) from None
+    return RawFile(name, "hub", [RawRecord(n, row) for n, row in enumerate(rows, start=1)])

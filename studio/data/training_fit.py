@@ -1,0 +1,54 @@
+"""Does the data suit the training type? Convert where safe, refuse with a hint otherwise."""
+
+from __future__ import annotations
+
+from studio.data.cleaning import LineRecord
+from studio.data.formats import preference_to_conversation
+from studio.data.report import DataReport
+from studio.errors import DataError
+
+_NEEDS: dict[str, str] = {
+    "sft": "conversation",
+    "dpo": "preference",
+    "orpo": "preference",
+    "pretrain": "text",
+}
+_PREFERENCE_HINT = (
+    "preference training needs records with 'prompt', 'chosen' and 'rejected' "
+    '(for example {"prompt": "...", "chosen": "good answer", "rejected": "worse answer"}); '
+    "see sample_data/preference_en.jsonl, or use training_type: sft"
+)
+
+
+def fit_training_type(
+    records: list[LineRecord], report: DataReport, training_type: str
+) -> tuple[str, list[LineRecord]]:
+    """(kind the trainer gets, records converted to it); DataError when they do not fit."""
+    kind = report.kind or "unknown"
+    needed = _NEEDS[training_type]
+    if kind == needed:
+        return kind, records
+    if training_type == "sft" and kind == "preference":
+        report.notes.append(
+            "preference data for sft: each record is trained as prompt + chosen answer; "
+            "rejected answers are not used"
+        )
+        converted = [LineRecord(r.line, preference_to_conversation(r.record)) for r in records]
+        return "conversation", converted
+    if training_type == "sft":
+        raise DataError(
+            f"sft needs conversation data, but {report.path} holds raw text",
+            advice="use training_type: pretrain for raw text, or a file with "
+            "instruction/output (alpaca), conversations (sharegpt) or messages fields",
+        )
+    if needed == "preference":
+        raise DataError(
+            f"{training_type} needs preference pairs, but {report.path} holds {kind} data "
+            f"({report.format})",
+            advice=_PREFERENCE_HINT,
+        )
+    raise DataError(
+        f"pretrain needs raw text, but {report.path} holds {kind} data ({report.format})",
+        advice="use training_type: sft for instruction or chat data, or give pretrain a .txt "
+        "file or records with a 'text' field",
+    )

@@ -1,0 +1,136 @@
+"""The bridge between the transformers Trainer loop and ftstudio: events out, control in."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+from transformers import TrainerCallback
+
+from studio.engine.control import TrainingControl
+from studio.engine.events import EvalMetrics, RunState, StateChanged, StepMetrics
+
+# Keys the Trainer logs that are bookkeeping, not metrics worth a plot.
+_SKIP_KEYS = {"epoch", "step", "total_flos", "train_runtime", "num_input_tokens_seen"}
+
+
+def _as_float(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+class EngineCallback(TrainerCallback):
+    def __init__(
+        self,
+        publish: Callable[[Any], None],
+        control: TrainingControl,
+        tokens_seen: Callable[[], int],
+        step_offset: int = 0,
+    ) -> None:
+        self.publish = publish
+        self.user_control = control
+        self.tokens_seen = tokens_seen
+        self.started = time.monotonic()
+        self.first_step_time: float | None = None
+        self.first_step: int = 0
+        self.last_tokens = 0
+        self.last_log_time = self.started
+        self.best_eval_loss: float | None = None
+        self.last_loss: float | None = None
+        self.stopped_by_user = False
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.started = time.monotonic()
+        self.last_log_time = self.started
+        self.last_tokens = self.tokens_seen()
+        self.first_step = state.global_step
+        self.publish(StateChanged(RunState.RUNNING, f"training for {state.max_steps} steps"))
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.first_step_time is None:
+            self.first_step_time = time.monotonic()
+        if self.user_control.paused and not self.user_control.stop_requested:
+            self.publish(StateChanged(RunState.PAUSED, f"paused at step {state.global_step}"))
+            paused_at = time.monotonic()
+            self.user_control.wait_while_paused()
+            # Time spent paused is not training time: keep it out of tokens/s and the ETA.
+            pause = time.monotonic() - paused_at
+            self.started += pause
+            self.last_log_time += pause
+            if self.first_step_time is not None:
+                self.first_step_time += pause
+            if not self.user_control.stop_requested:
+                self.publish(StateChanged(RunState.RUNNING, "resumed"))
+        if self.user_control.take_save_request():
+            control.should_save = True
+        if self.user_control.stop_requested:
+            self.stopped_by_user = True
+            control.should_training_stop = True
+            control.should_save = True
+            self.publish(StateChanged(RunState.STOPPING, f"stopping at step {state.global_step}"))
+        return control
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        logs = dict(logs or {})
+        if any(key.startswith("eval_") for key in logs):
+            loss = _as_float(logs.pop("eval_loss", None))
+            if loss is not None and (self.best_eval_loss is None or loss < self.best_eval_loss):
+                self.best_eval_loss = loss
+            extra = {
+                key.removeprefix("eval_"): number
+                for key, value in logs.items()
+                if key not in _SKIP_KEYS and (number := _as_float(value)) is not None
+            }
+            self.publish(
+                EvalMetrics(
+                    step=state.global_step, epoch=state.epoch or 0.0, loss=loss, extra=extra
+                )
+            )
+            return
+        if "loss" not in logs:
+            return  # the end-of-training summary; RunFinished carries those numbers
+        now = time.monotonic()
+        tokens = self.tokens_seen()
+        interval = now - self.last_log_time
+        tokens_per_second = (tokens - self.last_tokens) / interval if interval > 0 else None
+        self.last_tokens, self.last_log_time = tokens, now
+        elapsed = now - self.started
+        eta = self._eta(state, now)
+        loss = _as_float(logs.pop("loss", None))
+        self.last_loss = loss
+        extra = {
+            key: number
+            for key, value in logs.items()
+            if key not in _SKIP_KEYS
+            and key not in ("learning_rate", "grad_norm")
+            and (number := _as_float(value)) is not None
+        }
+        self.publish(
+            StepMetrics(
+                step=state.global_step,
+                max_steps=state.max_steps,
+                epoch=state.epoch or 0.0,
+                loss=loss,
+                learning_rate=_as_float(logs.get("learning_rate")),
+                grad_norm=_as_float(logs.get("grad_norm")),
+                tokens_per_second=tokens_per_second,
+                elapsed_seconds=elapsed,
+                eta_seconds=eta,
+                extra=extra,
+            )
+        )
+
+    def _eta(self, state: Any, now: float) -> float | None:
+        # Measured from the end of the first step, so model warm-up does not skew it.
+        if self.first_step_time is None:
+            return None
+        done = state.global_step - self.first_step - 1
+        if done <= 0:
+            return None
+        per_step = (now - self.first_step_time) / done
+        return per_step * max(state.max_steps - state.global_step, 0)

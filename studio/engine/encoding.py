@@ -1,0 +1,161 @@
+"""Turn canonical records into token ids and labels for causal-LM training.
+
+Conversations go through the tokenizer's chat template. The loss is on the assistant's tokens
+only by default: each assistant turn's span is found by rendering the conversation up to that
+turn (with the generation prompt) and the conversation including it; the characters between
+the two renderings are the turn's answer, mapped to tokens through the tokenizer's offsets.
+This works for any chat template whose renderings extend each other, with no markers needed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from studio.errors import DataError
+
+IGNORE_INDEX = -100
+
+
+@dataclass
+class EncodingStats:
+    examples: int = 0
+    truncated: int = 0
+    dropped_no_target: int = 0
+    tokens: int = 0
+    target_tokens: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        parts = [
+            f"{self.examples} examples, {self.tokens} tokens ({self.target_tokens} trained on)"
+        ]
+        if self.truncated:
+            parts.append(f"{self.truncated} truncated to max_length")
+        if self.dropped_no_target:
+            parts.append(
+                f"{self.dropped_no_target} dropped: nothing left to learn after truncation"
+            )
+        return "; ".join(parts)
+
+
+def encode_conversation(
+    tokenizer: Any, messages: list[dict[str, str]], max_length: int, assistant_only: bool
+) -> tuple[list[int], list[int], bool]:
+    """(input_ids, labels, truncated) for one conversation."""
+    text = tokenizer.apply_chat_template(messages, tokenize=False)
+    encoded = tokenizer(
+        text, add_special_tokens=False, return_offsets_mapping=True, truncation=False
+    )
+    input_ids: list[int] = encoded["input_ids"]
+    if assistant_only:
+        spans = assistant_spans(tokenizer, messages, text)
+        labels = [
+            token if _inside(offset, spans) else IGNORE_INDEX
+            for token, offset in zip(input_ids, encoded["offset_mapping"], strict=True)
+        ]
+    else:
+        labels = list(input_ids)
+    truncated = len(input_ids) > max_length
+    return input_ids[:max_length], labels[:max_length], truncated
+
+
+def assistant_spans(
+    tokenizer: Any, messages: list[dict[str, str]], full_text: str
+) -> list[tuple[int, int]]:
+    spans = []
+    for index, message in enumerate(messages):
+        if message["role"] != "assistant":
+            continue
+        before = tokenizer.apply_chat_template(
+            messages[:index], tokenize=False, add_generation_prompt=True
+        )
+        through = tokenizer.apply_chat_template(messages[: index + 1], tokenize=False)
+        if not (full_text.startswith(before) and full_text.startswith(through)):
+            raise DataError(
+                "the chat template renders a conversation differently from its prefixes, so "
+                "the assistant's answers cannot be located",
+                advice="set training.assistant_only_loss: false, or model.chat_template to a "
+                "template whose renderings extend each other",
+            )
+        spans.append((len(before), len(through)))
+    return spans
+
+
+def _inside(offset: tuple[int, int], spans: list[tuple[int, int]]) -> bool:
+    start, end = offset
+    return any(start >= low and end <= high and end > start for low, high in spans)
+
+
+def encode_text(tokenizer: Any, text: str, max_length: int) -> list[list[int]]:
+    """A raw document split into chunks of at most max_length tokens, ending with EOS."""
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    if tokenizer.eos_token_id is not None:
+        ids = [*ids, tokenizer.eos_token_id]
+    return [ids[start : start + max_length] for start in range(0, len(ids), max_length)]
+
+
+def encode_records(
+    tokenizer: Any,
+    records: list[dict[str, Any]],
+    kind: str,
+    max_length: int,
+    assistant_only: bool = True,
+) -> tuple[list[dict[str, list[int]]], EncodingStats]:
+    """Encode conversation or text records into {"input_ids", "labels"} features."""
+    stats = EncodingStats()
+    features: list[dict[str, list[int]]] = []
+    if kind == "conversation" and not getattr(tokenizer, "chat_template", None):
+        raise DataError(
+            "the model's tokenizer has no chat template, so conversations cannot be formatted",
+            advice="set model.chat_template to a Jinja template, or train a base model on "
+            "raw text with training_type: pretrain",
+        )
+    for record in records:
+        if kind == "conversation":
+            ids, labels, truncated = encode_conversation(
+                tokenizer, record["messages"], max_length, assistant_only
+            )
+            chunks = [(ids, labels)]
+            stats.truncated += truncated
+        elif kind == "text":
+            chunks = [
+                (ids, list(ids)) for ids in encode_text(tokenizer, record["text"], max_length)
+            ]
+        else:
+            raise DataError(f"records of kind '{kind}' cannot be encoded for causal-LM training")
+        for ids, labels in chunks:
+            targets = sum(1 for label in labels if label != IGNORE_INDEX)
+            if targets == 0:
+                stats.dropped_no_target += 1
+                continue
+            features.append({"input_ids": ids, "labels": labels})
+            stats.examples += 1
+            stats.tokens += len(ids)
+            stats.target_tokens += targets
+    return features, stats
+
+
+class PaddingCollator:
+    """Pads a batch to its longest example; counts the real tokens it has handed out."""
+
+    def __init__(self, pad_token_id: int) -> None:
+        self.pad_token_id = pad_token_id
+        self.tokens_seen = 0
+
+    def __call__(self, batch: list[dict[str, list[int]]]) -> dict[str, Any]:
+        import torch
+
+        longest = max(len(item["input_ids"]) for item in batch)
+        input_ids, labels, attention = [], [], []
+        for item in batch:
+            pad = longest - len(item["input_ids"])
+            input_ids.append(item["input_ids"] + [self.pad_token_id] * pad)
+            labels.append(item["labels"] + [IGNORE_INDEX] * pad)
+            attention.append([1] * len(item["input_ids"]) + [0] * pad)
+            self.tokens_seen += len(item["input_ids"])
+        return {
+            "input_ids": torch.tensor(input_ids, dtype=torch.long),
+            "labels": torch.tensor(labels, dtype=torch.long),
+            "attention_mask": torch.tensor(attention, dtype=torch.long),
+        }

@@ -1,0 +1,1 @@
+"""Fine-tuning methods, one module per family, behind one registry (`studio.methods.registry`)."""

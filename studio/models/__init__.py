@@ -1,0 +1,1 @@
+"""Model sources, loading, quantization, and the built-in tiny model."""

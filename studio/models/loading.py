@@ -1,0 +1,107 @@
+"""Load a tokenizer and a base model for training or chat, on the best device available."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from studio.config import ModelSettings
+from studio.errors import ModelError
+from studio.models.sources import ModelSource, resolve_model_source
+
+
+@dataclass(frozen=True)
+class DevicePlan:
+    device: str  # "cuda" or "cpu"
+    dtype_name: str  # "float32", "bfloat16" or "float16"
+    bf16: bool
+    fp16: bool
+
+
+def plan_device(model: ModelSettings, precision: str = "auto") -> DevicePlan:
+    """Pick device and dtype: bf16 where the GPU supports it, fp16 on older GPUs, fp32 on CPU."""
+    import torch
+
+    cuda = torch.cuda.is_available()
+    if precision == "auto" and not cuda:
+        precision = "fp32"
+    elif precision == "auto":
+        precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if precision == "fp16" and not cuda:
+        raise ModelError(
+            "fp16 training needs a GPU",
+            advice="set training.precision to auto or fp32 on a machine without a GPU",
+        )
+    dtype = model.dtype
+    if dtype == "auto":
+        dtype = {"bf16": "bfloat16", "fp16": "float16"}.get(precision, "float32")
+        if not cuda and precision == "bf16":
+            dtype = "float32"  # CPU autocast runs bf16 on fp32 master weights
+    return DevicePlan(
+        device="cuda" if cuda else "cpu",
+        dtype_name=dtype,
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+    )
+
+
+def load_tokenizer(settings: ModelSettings, source: ModelSource | None = None) -> Any:
+    from transformers import AutoTokenizer
+
+    source = source or resolve_model_source(settings.source)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(
+            source.location,
+            revision=settings.revision,
+            trust_remote_code=settings.trust_remote_code,
+        )
+    except (OSError, ValueError) as error:
+        raise _load_error("tokenizer", source, error) from None
+    if settings.chat_template:
+        tokenizer.chat_template = settings.chat_template
+    if tokenizer.pad_token is None:
+        # Padding is masked out of the loss, so reusing end-of-sequence is safe.
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_base_model(
+    settings: ModelSettings,
+    plan: DevicePlan,
+    *,
+    quantization_config: Any = None,
+    source: ModelSource | None = None,
+) -> Any:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    source = source or resolve_model_source(settings.source)
+    kwargs: dict[str, Any] = {
+        "revision": settings.revision,
+        "trust_remote_code": settings.trust_remote_code,
+        "dtype": getattr(torch, plan.dtype_name),
+    }
+    if settings.attn_implementation != "auto":
+        kwargs["attn_implementation"] = settings.attn_implementation
+    if quantization_config is not None:
+        kwargs["quantization_config"] = quantization_config
+        kwargs["device_map"] = {"": 0} if plan.device == "cuda" else {"": "cpu"}
+    try:
+        model = AutoModelForCausalLM.from_pretrained(source.location, **kwargs)
+    except (OSError, ValueError, ImportError) as error:
+        raise _load_error("model", source, error) from None
+    if quantization_config is None:
+        model.to(plan.device)
+    return model
+
+
+def _load_error(what: str, source: ModelSource, error: Exception) -> ModelError:
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    if source.kind == "hub":
+        advice = (
+            "check the hub id; with HF_HUB_OFFLINE=1 or no network only models already in "
+            "the Hugging Face cache load; gated models need `huggingface-cli login`"
+        )
+    else:
+        advice = f"check that {source.location} holds a complete model saved with save_pretrained"
+    return ModelError(f"cannot load {what} from '{source.name}': {text}", advice=advice)

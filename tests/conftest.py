@@ -1,0 +1,34 @@
+"""Shared test setup: no network, one cache for the built-in tiny model, repo paths."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLE_DATA = REPO / "sample_data"
+
+# Set before any test imports transformers, and inherited by subprocesses.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+os.environ.setdefault(
+    "FTSTUDIO_CACHE_DIR", str(Path(tempfile.gettempdir()) / "ftstudio-test-cache")
+)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir() -> Path:
+    from studio.models.tiny import ensure_tiny_model
+
+    return ensure_tiny_model()
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer(tiny_model_dir: Path):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_model_dir)
