@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
 import signal
 import sys
+import threading
 from typing import TextIO
 
 from studio.config import load_config
@@ -17,6 +19,7 @@ from studio.engine.events import (
     RunState,
     StateChanged,
     StepMetrics,
+    TelemetryEvent,
 )
 
 
@@ -52,11 +55,25 @@ class ConsoleProgress:
         self.quiet = quiet
         self.live = self.stream.isatty()
         self._line_open = False
+        self._memory = ""
+        # Telemetry arrives on the sampler's thread, steps on the trainer's.
+        self._lock = threading.Lock()
 
     def __call__(self, event: RunEvent) -> None:
-        if isinstance(event, StepMetrics):
+        with self._lock:
+            self._handle(event)
+
+    def _handle(self, event: RunEvent) -> None:
+        if isinstance(event, TelemetryEvent):
+            from studio.telemetry import TelemetrySnapshot, format_memory_status
+
+            self._memory = format_memory_status(TelemetrySnapshot.from_dict(event.snapshot))
+        elif isinstance(event, StepMetrics):
             if not self.quiet:
-                self._progress(progress_line(event))
+                line = progress_line(event)
+                if self._memory:
+                    line += "  |  " + self._memory
+                self._progress(line)
         elif isinstance(event, RunError):
             self._print(f"error ({event.kind}): {event.message}")
             for advice in event.advice:
@@ -88,7 +105,8 @@ class ConsoleProgress:
 
     def _progress(self, text: str) -> None:
         if self.live:
-            self.stream.write("\r\x1b[2K" + text)
+            width = shutil.get_terminal_size().columns
+            self.stream.write("\r\x1b[2K" + text[: width - 1])
             self._line_open = True
         else:
             self.stream.write(text + "\n")

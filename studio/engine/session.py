@@ -40,11 +40,13 @@ class TrainingSession:
         control: TrainingControl | None = None,
         *,
         base_dir: Path | None = None,
+        telemetry_interval: float | None = 1.0,
     ) -> None:
         self.config = config
         self.bus = bus or EventBus()
         self.control = control or TrainingControl()
         self.base_dir = base_dir
+        self.telemetry_interval = telemetry_interval
         self.run_dir: RunDirectory | None = None
         self.model: Any = None
         self.tokenizer: Any = None
@@ -114,6 +116,7 @@ class TrainingSession:
         self._started = time.monotonic()
         adapter_dir: str | None = None
         trainer_callback = None
+        sampler = None
         try:
             self.run_dir = RunDirectory.create(self.config)
             self.run_dir.write_status(
@@ -123,6 +126,7 @@ class TrainingSession:
                 run_name=self.run_dir.name,
             )
             self.publish(StateChanged(RunState.PREPARING, f"run directory {self.run_dir.path}"))
+            sampler = self._start_telemetry()
             from studio.engine.training import train
 
             trainer_callback = train(self)
@@ -143,6 +147,8 @@ class TrainingSession:
                     step=self._step or None,
                 )
             )
+        if sampler is not None:
+            sampler.close()
         duration = time.monotonic() - self._started
         final_loss = trainer_callback.last_loss if trainer_callback else None
         best_eval = trainer_callback.best_eval_loss if trainer_callback else None
@@ -167,6 +173,19 @@ class TrainingSession:
         self.publish(StateChanged(final, f"after {self._step} steps"))
         self.publish(summary)
         return summary
+
+    def _start_telemetry(self) -> Any:
+        """Sample GPU / host memory about once a second into telemetry.jsonl and events."""
+        if self.telemetry_interval is None:
+            return None
+        from studio.telemetry import TelemetrySampler
+
+        def on_snapshot(snapshot: Any) -> None:
+            self.publish(TelemetryEvent(snapshot=snapshot.to_dict()))
+
+        sampler = TelemetrySampler(self.telemetry_interval, on_snapshot=on_snapshot)
+        sampler.start()
+        return sampler
 
 
 def run_training(

@@ -1,21 +1,43 @@
-"""The body of a training session: data check, model, method, transformers Trainer, save.
+"""The body of a training session: data check, model, method, trainer, train, save.
 
-Imported only when a run starts (it imports torch and transformers).
+Imported only when a run starts (it imports torch and transformers). What differs between
+training types — how records become batches and which trainer runs them — lives in one
+module per type, each with `build_trainer(job) -> transformers.Trainer`.
 """
 
 from __future__ import annotations
 
-import math
+import importlib
 import shutil
-from pathlib import Path
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from studio.engine.callbacks import EngineCallback
-from studio.engine.encoding import PaddingCollator, encode_records
-from studio.errors import ConfigError
 
 if TYPE_CHECKING:
+    from studio.data import LoadedData
     from studio.engine.session import TrainingSession
+
+TRAINER_MODULES = {
+    "sft": "studio.engine.sft",
+    "pretrain": "studio.engine.sft",
+}
+
+
+@dataclass
+class TrainingJob:
+    """Everything a trainer builder needs, prepared by `train`."""
+
+    session: TrainingSession
+    data: LoadedData
+    model: Any
+    tokenizer: Any
+    plan: Any  # studio.models.loading.DevicePlan
+    callback_factory: Any  # (tokens_seen: () -> int) -> EngineCallback
+
+    @property
+    def config(self) -> Any:
+        return self.session.config
 
 
 def quiet_libraries() -> None:
@@ -32,6 +54,18 @@ def quiet_libraries() -> None:
         pass
 
 
+def trainer_module(training_type: str) -> Any:
+    from studio.errors import ConfigError
+
+    name = TRAINER_MODULES.get(training_type)
+    if name is None:
+        raise ConfigError(
+            f"training_type '{training_type}' is not available in this build",
+            advice=f"use one of: {', '.join(TRAINER_MODULES)}",
+        )
+    return importlib.import_module(name)
+
+
 def train(session: TrainingSession) -> EngineCallback:
     config = session.config
     run = session.run_dir
@@ -40,16 +74,12 @@ def train(session: TrainingSession) -> EngineCallback:
     # 1. The data is checked before any model is loaded: a bad file fails in seconds.
     from studio.data import load_training_data
 
+    builder = trainer_module(config.training_type)
     data = load_training_data(
         config.data, config.training_type, seed=config.training.seed, base_dir=session.base_dir
     )
     run.write_json("data_report.json", data.report.to_dict())
     session.log(data.report.summary())
-    if config.training_type in ("dpo", "orpo"):
-        raise ConfigError(
-            f"training_type '{config.training_type}' is not available in this build yet",
-            advice="use training_type: sft",
-        )
 
     quiet_libraries()
     from studio.methods.registry import MethodContext, describe_trainable, get_method, save_trained
@@ -77,53 +107,23 @@ def train(session: TrainingSession) -> EngineCallback:
     session.model, session.tokenizer = model, tokenizer
     session.log(f"method {method.title}: {describe_trainable(model)}")
 
-    # 3. Tokenize.
-    train_features, stats = encode_records(
-        tokenizer,
-        data.train,
-        data.kind,
-        config.data.max_length,
-        assistant_only=config.training.assistant_only_loss,
-    )
-    session.log(f"train set: {stats.summary()}")
-    if not train_features:
-        raise ConfigError(
-            "no training example is left after tokenization",
-            advice=f"raise data.max_length (now {config.data.max_length})",
-        )
-    eval_features = None
-    if data.eval:
-        eval_features, eval_stats = encode_records(
-            tokenizer,
-            data.eval,
-            data.kind,
-            config.data.max_length,
-            assistant_only=config.training.assistant_only_loss,
-        )
-        session.log(f"eval set: {eval_stats.summary()}")
-        eval_features = eval_features or None
+    # 3. The trainer for this training type.
+    callbacks: list[EngineCallback] = []
 
-    # 4. Train.
-    from transformers import PrinterCallback, Trainer
+    def callback_factory(tokens_seen: Any) -> EngineCallback:
+        callback = EngineCallback(session.publish, session.control, tokens_seen)
+        callbacks.append(callback)
+        return callback
 
-    collator = PaddingCollator(tokenizer.pad_token_id)
-    args = training_arguments(
-        config, run.checkpoints_dir, plan, len(train_features), bool(eval_features)
-    )
-    callback = EngineCallback(session.publish, session.control, lambda: collator.tokens_seen)
-    trainer = Trainer(
-        model=model,
-        args=args,
-        train_dataset=train_features,
-        eval_dataset=eval_features,
-        data_collator=collator,
-        callbacks=[callback],
-    )
+    job = TrainingJob(session, data, model, tokenizer, plan, callback_factory)
+    trainer = builder.build_trainer(job)
+    from transformers import PrinterCallback
+
     # Our own events replace the Trainer's printed log dicts.
     trainer.remove_callback(PrinterCallback)
     trainer.train()
 
-    # 5. Save the result atomically: a crash mid-save leaves no half-written adapter behind.
+    # 4. Save the result atomically: a crash mid-save leaves no half-written adapter behind.
     staging = run.path / ".adapter.saving"
     shutil.rmtree(staging, ignore_errors=True)
     save_trained(model, config.method, staging)
@@ -132,55 +132,4 @@ def train(session: TrainingSession) -> EngineCallback:
         shutil.rmtree(run.adapter_dir)
     staging.rename(run.adapter_dir)
     session.log(f"saved {method.title} result to {run.adapter_dir}")
-    return callback
-
-
-def total_steps(config: Any, examples: int) -> int:
-    training = config.training
-    if training.max_steps:
-        return training.max_steps
-    per_epoch = math.ceil(examples / (training.batch_size * training.gradient_accumulation))
-    return max(math.ceil(per_epoch * training.epochs), 1)
-
-
-def training_arguments(
-    config: Any, output_dir: Path, plan: Any, examples: int, has_eval: bool
-) -> Any:
-    from transformers import TrainingArguments
-
-    training = config.training
-    steps = total_steps(config, examples)
-    eval_steps = training.eval_steps or max(steps // 4, 1)
-    warmup: float | int = training.warmup_steps or training.warmup_ratio
-    return TrainingArguments(
-        output_dir=str(output_dir),
-        num_train_epochs=training.epochs,
-        max_steps=training.max_steps or -1,
-        learning_rate=training.learning_rate,
-        lr_scheduler_type=training.scheduler,
-        warmup_steps=warmup,
-        per_device_train_batch_size=training.batch_size,
-        per_device_eval_batch_size=training.batch_size,
-        gradient_accumulation_steps=training.gradient_accumulation,
-        weight_decay=training.weight_decay,
-        max_grad_norm=training.max_grad_norm,
-        optim=training.optimizer,
-        bf16=plan.bf16,
-        fp16=plan.fp16,
-        gradient_checkpointing=training.gradient_checkpointing,
-        seed=training.seed,
-        data_seed=training.seed,
-        logging_steps=training.logging_steps,
-        logging_first_step=True,
-        eval_strategy="steps" if has_eval else "no",
-        eval_steps=eval_steps if has_eval else None,
-        save_strategy="steps" if training.save_steps else "no",
-        save_steps=training.save_steps or 500,
-        save_total_limit=training.save_total_limit,
-        report_to=[] if config.report_to == "none" else [config.report_to],
-        disable_tqdm=True,
-        use_cpu=plan.device == "cpu",
-        dataloader_pin_memory=plan.device == "cuda",
-        dataloader_num_workers=0,
-        remove_unused_columns=False,
-    )
+    return callbacks[0]

@@ -1,0 +1,28 @@
+"""`ftstudio config`: explain, print or validate run configs."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("config", help="show the run config's fields or defaults")
+    group = parser.add_mutually_exclusive_group(required=True)
+    group.add_argument("--explain", action="store_true", help="every field with its meaning")
+    group.add_argument("--defaults", action="store_true", help="a config with every default")
+    group.add_argument("--validate", metavar="FILE", help="check a run config file")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from studio.config import RunConfig, dump_config, load_config
+    from studio.config_fields import explain
+
+    if args.validate:
+        config = load_config(args.validate)
+        print(f"{args.validate}: valid ({config.method.name}, {config.training_type})")
+    elif args.explain:
+        print(explain())
+    else:
+        print(dump_config(RunConfig()), end="")
+    return 0

@@ -1,0 +1,65 @@
+"""TrainingArguments from the run config, shared by every training type."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+
+def total_steps(config: Any, examples: int) -> int:
+    training = config.training
+    if training.max_steps:
+        return training.max_steps
+    per_epoch = math.ceil(examples / (training.batch_size * training.gradient_accumulation))
+    return max(math.ceil(per_epoch * training.epochs), 1)
+
+
+def argument_values(
+    config: Any, output_dir: Path, plan: Any, examples: int, has_eval: bool
+) -> dict[str, Any]:
+    """Keyword arguments for TrainingArguments (or a trl config, which extends it)."""
+    training = config.training
+    steps = total_steps(config, examples)
+    eval_steps = training.eval_steps or max(steps // 4, 1)
+    warmup: float | int = training.warmup_steps or training.warmup_ratio
+    return {
+        "output_dir": str(output_dir),
+        "num_train_epochs": training.epochs,
+        "max_steps": training.max_steps or -1,
+        "learning_rate": training.learning_rate,
+        "lr_scheduler_type": training.scheduler,
+        "warmup_steps": warmup,
+        "per_device_train_batch_size": training.batch_size,
+        "per_device_eval_batch_size": training.batch_size,
+        "gradient_accumulation_steps": training.gradient_accumulation,
+        "weight_decay": training.weight_decay,
+        "max_grad_norm": training.max_grad_norm,
+        "optim": training.optimizer,
+        "bf16": plan.bf16,
+        "fp16": plan.fp16,
+        "gradient_checkpointing": training.gradient_checkpointing,
+        "seed": training.seed,
+        "data_seed": training.seed,
+        "logging_steps": training.logging_steps,
+        "logging_first_step": True,
+        "eval_strategy": "steps" if has_eval else "no",
+        "eval_steps": eval_steps if has_eval else None,
+        "save_strategy": "steps" if training.save_steps else "no",
+        "save_steps": training.save_steps or 500,
+        "save_total_limit": training.save_total_limit,
+        "report_to": [] if config.report_to == "none" else [config.report_to],
+        "disable_tqdm": True,
+        "use_cpu": plan.device == "cpu",
+        "dataloader_pin_memory": plan.device == "cuda",
+        "dataloader_num_workers": 0,
+        "remove_unused_columns": False,
+    }
+
+
+def training_arguments(
+    config: Any, output_dir: Path, plan: Any, examples: int, has_eval: bool
+) -> Any:
+    from transformers import TrainingArguments
+
+    return TrainingArguments(**argument_values(config, output_dir, plan, examples, has_eval))
