@@ -25,7 +25,7 @@ def test_sources(tmp_path: Path, tiny_model_dir: Path) -> None:
     assert resolve_model_source("Qwen/Qwen2.5-0.5B-Instruct").kind == "hub"
     with pytest.raises(ModelError, match="not found"):
         resolve_model_source(str(tmp_path / "missing"))
-    with pytest.raises(ModelError, match="no config.json"):
+    with pytest.raises(ModelError, match=r"no config\.json"):
         resolve_model_source(str(tmp_path))
     with pytest.raises(ModelError, match="neither a folder nor a hub id"):
         resolve_model_source("not a model")
