@@ -1,4 +1,17 @@
-"""LoRA and QLoRA through peft: low-rank updates beside chosen weight matrices."""
+"""LoRA and QLoRA through peft: low-rank updates beside chosen weight matrices.
+
+LoRA learns `B @ A` (rank r) beside each target matrix, scaled by alpha / r (rsLoRA: alpha /
+sqrt(r)); DoRA also learns a magnitude per output channel. QLoRA is LoRA on a base loaded in
+4 bits (NF4 or FP4, optionally double-quantized) through bitsandbytes, which runs on CPU too
+(bitsandbytes 0.50); the base goes through `prepare_model_for_kbit_training` (norms and
+embeddings in float32, input gradients on for checkpointing). On CPU the paged optimizers
+fall back to their non-paged versions (bitsandbytes warns once): same maths, no paging.
+
+Merging a QLoRA adapter: peft's `merge_and_unload` on a 4-bit base adds the update to the
+dequantized weight and quantizes the sum again, losing the update's small values in 4-bit
+rounding. `merge` here dequantizes the base first and merges into plain weights, which is
+what a standalone model needs anyway.
+"""
 
 from __future__ import annotations
 
@@ -40,12 +53,17 @@ def peft_config(settings: LoraSettings) -> Any:
     )
 
 
-def apply(model: Any, settings: LoraSettings, context: Any) -> Any:
+def is_quantized(model: Any) -> bool:
+    return any(p.__class__.__name__ == "Params4bit" for p in model.parameters())
+
+
+def apply(model: Any, settings: LoraSettings, context: Any = None) -> Any:
     from peft import get_peft_model, prepare_model_for_kbit_training
 
     if isinstance(settings, QLoraSettings):
         model = prepare_model_for_kbit_training(
-            model, use_gradient_checkpointing=context.gradient_checkpointing
+            model,
+            use_gradient_checkpointing=bool(getattr(context, "gradient_checkpointing", False)),
         )
     return get_peft_model(model, peft_config(settings))
 
@@ -54,11 +72,26 @@ def save(model: Any, folder: Path, settings: LoraSettings) -> None:
     model.save_pretrained(str(folder))
 
 
-def load(base_model: Any, folder: Path, settings: LoraSettings) -> Any:
-    from peft import PeftModel
+def load(base_model: Any, folder: Path, settings: LoraSettings, *, trainable: bool = False) -> Any:
+    from peft import PeftModel, prepare_model_for_kbit_training
 
-    return PeftModel.from_pretrained(base_model, str(folder))
+    if trainable and is_quantized(base_model):
+        base_model = prepare_model_for_kbit_training(base_model, use_gradient_checkpointing=False)
+    return PeftModel.from_pretrained(base_model, str(folder), is_trainable=trainable)
 
 
 def merge(model: Any) -> Any:
-    return model.merge_and_unload()
+    """A plain transformers model with the LoRA update folded into the weights."""
+    if not is_quantized(model):
+        return model.merge_and_unload()
+    import copy
+
+    from peft import get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
+
+    adapter = model.active_adapter
+    config = copy.deepcopy(model.peft_config[adapter])
+    state = get_peft_model_state_dict(model, adapter_name=adapter)
+    base = model.unload().dequantize()
+    plain = get_peft_model(base, config)
+    set_peft_model_state_dict(plain, state)
+    return plain.merge_and_unload()

@@ -6,22 +6,32 @@ torch and peft). A family module provides:
     quantization_config(settings, plan) -> transformers quantization config or None  (optional)
     apply(model, settings, context) -> model ready to train
     save(model, folder, settings) -> None            writes what was trained into `folder`
-    load(base_model, folder, settings) -> model       puts it back on a fresh base model
-    merge(model) -> plain transformers model          (only when can_merge)
+    load(base_model, folder, settings, *, trainable=False) -> model
+                                                     puts it back on a fresh base model, for
+                                                     chat (trainable=False) or more training
+    merge(model) -> plain transformers model          (when can_merge or whole_model)
+
+`save` must also accept a Trainer checkpoint folder in `load` where it can (chat opens
+checkpoints through the family module with the run's settings).
 """
 
 from __future__ import annotations
 
 import importlib
 import json
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 from studio.config_methods import METHOD_SETTINGS, METHOD_TRAINING_TYPES
+from studio.errors import ConfigError
 
 METHOD_FILE = "ftstudio_method.json"
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -30,8 +40,17 @@ class MethodSpec:
     title: str
     summary: str
     module: str
+    #: The trained part folds into the base weights: `merge` gives a plain transformers model.
     can_merge: bool
+    #: The base is loaded in 4 bits (QLoRA).
     quantized_base: bool = False
+    #: The method rewrites the model's own weights (full, freeze): the result is a whole model,
+    #: exported as is, and there is no adapter to switch off for a base comparison.
+    whole_model: bool = False
+    #: A warning worth showing before the run starts (full fine-tune's memory cost).
+    warning: str | None = None
+    #: False where `training.gradient_checkpointing: true` is refused (prefix tuning).
+    supports_gradient_checkpointing: bool = True
 
     @property
     def settings_model(self) -> type:
@@ -45,6 +64,20 @@ class MethodSpec:
     def training_types(self) -> tuple[str, ...]:
         return METHOD_TRAINING_TYPES[self.name]
 
+    @property
+    def parameters(self) -> dict[str, Any]:
+        """The method's settings (pydantic FieldInfo by name): default, bounds, description."""
+        return {
+            name: field
+            for name, field in self.settings_model.model_fields.items()
+            if name != "name"
+        }
+
+    @property
+    def can_export(self) -> bool:
+        """A standalone model can be written: merged adapter or the trained whole model."""
+        return self.can_merge or self.whole_model
+
     def implementation(self) -> ModuleType:
         return importlib.import_module(self.module)
 
@@ -52,6 +85,43 @@ class MethodSpec:
 METHODS: dict[str, MethodSpec] = {
     spec.name: spec
     for spec in (
+        MethodSpec(
+            "freeze",
+            "Freeze",
+            "Train only the last layers or named parameters",
+            "studio.methods.freeze",
+            can_merge=False,
+            whole_model=True,
+        ),
+        MethodSpec(
+            "prompt_tuning",
+            "Prompt tuning",
+            "Learned virtual token embeddings at the input",
+            "studio.methods.prompt",
+            can_merge=False,
+        ),
+        MethodSpec(
+            "p_tuning",
+            "P-tuning",
+            "Virtual tokens from a small prompt encoder (MLP or LSTM)",
+            "studio.methods.prompt",
+            can_merge=False,
+        ),
+        MethodSpec(
+            "prefix_tuning",
+            "Prefix tuning (P-tuning v2)",
+            "Learned key/value prefixes at every layer",
+            "studio.methods.prefix",
+            can_merge=False,
+            supports_gradient_checkpointing=False,
+        ),
+        MethodSpec(
+            "bottleneck",
+            "Bottleneck adapter",
+            "Small down/up projections after or beside attention and MLP",
+            "studio.methods.bottleneck",
+            can_merge=False,
+        ),
         MethodSpec("lora", "LoRA", "Low-rank adapters", "studio.methods.lora", can_merge=True),
         MethodSpec(
             "qlora",
@@ -60,6 +130,18 @@ METHODS: dict[str, MethodSpec] = {
             "studio.methods.lora",
             can_merge=True,
             quantized_base=True,
+        ),
+        MethodSpec("ia3", "IA3", "Learned rescaling vectors", "studio.methods.ia3", can_merge=True),
+        MethodSpec(
+            "full",
+            "Full fine-tune",
+            "Every weight trained",
+            "studio.methods.full",
+            can_merge=False,
+            whole_model=True,
+            warning="Full fine-tuning keeps gradients and optimizer state for every weight: "
+            "about 4x the model's size in memory before activations (16 bytes per parameter "
+            "with fp32 AdamW). LoRA or QLoRA need a fraction of that.",
         ),
     )
 }
@@ -74,22 +156,46 @@ def get_method(name: str) -> MethodSpec:
 
 @dataclass(frozen=True)
 class MethodContext:
-    """What a method may need beyond the model: tokenizer, device plan, training type."""
+    """What a method may need beyond the model: tokenizer, device plan, training type, a log."""
 
-    tokenizer: Any
-    plan: Any  # studio.models.loading.DevicePlan
-    training_type: str
+    tokenizer: Any = None
+    plan: Any = None  # studio.models.loading.DevicePlan
+    training_type: str = "sft"
     gradient_checkpointing: bool = False
+    #: The run's TrainingSettings (optimizer, batch size...), when a run applies the method.
+    training: Any = None
+    #: Where notes and warnings go: the run's log (`session.log(text, level)`) in a run.
+    log: Callable[..., None] | None = None
+
+    def note(self, text: str, level: str = "info") -> None:
+        if self.log is not None:
+            self.log(text, level)
+        else:
+            logger.log(logging.WARNING if level == "warning" else logging.INFO, text)
+
+
+def parameter_count(parameter: Any) -> int:
+    """Elements of a parameter as the model sees them: a packed 4-bit weight at full size."""
+    quant_state = getattr(parameter, "quant_state", None)
+    if quant_state is not None and getattr(quant_state, "shape", None) is not None:
+        count = 1
+        for size in quant_state.shape:
+            count *= int(size)
+        return count
+    if parameter.__class__.__name__ == "Params4bit":
+        # Not quantized yet: bitsandbytes packs two 4-bit values per byte once it is.
+        return parameter.numel() * (2 if parameter.dtype.itemsize == 1 else 1)
+    return parameter.numel()
 
 
 def trainable_parameters(model: Any) -> tuple[int, int]:
-    """(trainable, total) parameter counts, counting 4-bit packed weights at full size."""
+    """(trainable, total) parameter counts, counting 4-bit packed weights at full size.
+
+    Tied weights (one tensor under two names) count once, as `model.parameters()` yields them.
+    """
     trainable = total = 0
     for parameter in model.parameters():
-        count = parameter.numel()
-        # bitsandbytes packs two 4-bit values per byte.
-        if parameter.__class__.__name__ == "Params4bit":
-            count *= 2
+        count = parameter_count(parameter)
         total += count
         if parameter.requires_grad:
             trainable += count
@@ -125,6 +231,31 @@ def read_method_settings(folder: Path) -> Any:
     return METHOD_SETTINGS["lora"]()
 
 
-def load_trained(base_model: Any, folder: Path) -> Any:
+def load_trained(base_model: Any, folder: Path, *, trainable: bool = False) -> Any:
+    """Put a saved result back on a freshly loaded base model.
+
+    `trainable=False` gives a model for chat; `trainable=True` one whose trained part has
+    `requires_grad` again, to train further.
+    """
+    folder = Path(folder)
     settings = read_method_settings(folder)
-    return get_method(settings.name).implementation().load(base_model, folder, settings)
+    implementation = get_method(settings.name).implementation()
+    return implementation.load(base_model, folder, settings, trainable=trainable)
+
+
+def merge_trained(model: Any, settings: Any) -> Any:
+    """A plain transformers model with the trained method folded in, for `save_pretrained`.
+
+    LoRA, QLoRA (dequantized first) and IA3 merge into the base weights; full and freeze
+    already are a whole model. Virtual-token methods and bottleneck adapters add computation
+    that no weight of the base model can hold, so they cannot be merged.
+    """
+    spec = get_method(settings.name)
+    if not spec.can_export:
+        raise ConfigError(
+            f"{spec.title} cannot be merged into the base model: it adds computation the "
+            "base weights cannot hold",
+            advice="export the adapter folder and load it with ftstudio (or peft) on the "
+            "base model instead",
+        )
+    return spec.implementation().merge(model)

@@ -92,7 +92,24 @@ def load_base_model(
         raise _load_error("model", source, error) from None
     if quantization_config is None:
         model.to(plan.device)
+    elif plan.device == "cpu":
+        keep_cpu_4bit_weights_unpacked(model)
     return model
+
+
+def keep_cpu_4bit_weights_unpacked(model: Any) -> None:
+    """Turn off bitsandbytes' CPU inference repacking of 4-bit weights.
+
+    On CPUs with AVX512-BF16, bitsandbytes 0.50 rewrites a 4-bit weight in place into a packed
+    layout with bf16 scales the first time a layer runs without gradients in eval mode (chat,
+    an eval step). That repacking needs every layer's input width to be a multiple of the
+    quantization block (64): it fails on narrower models such as the tiny demo (352-wide MLP),
+    and it makes eval compute differently from training on the same weights. The plain path
+    dequantizes and multiplies, on every CPU, in training and inference alike.
+    """
+    for module in model.modules():
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = False
 
 
 def _load_error(what: str, source: ModelSource, error: Exception) -> ModelError:
