@@ -68,6 +68,12 @@ class ModelSettings(Section):
         description="Jinja chat template to use instead of the tokenizer's own, for base "
         "models that ship none.",
     )
+    extra_tokens_file: str | None = Field(
+        None,
+        description="Text file with one new token per line (domain terms, markers) to add to "
+        "the vocabulary; the embedding and output rows of the new tokens are trained with the "
+        "method and saved with the adapter. sft and pretrain only.",
+    )
 
 
 class DataSettings(Section):
@@ -117,6 +123,18 @@ class DataSettings(Section):
     )
     system_prompt: str | None = Field(
         None, description="System prompt added to conversations that have none."
+    )
+    replay_path: str | None = Field(
+        None,
+        description="A second, general dataset mixed into training so the model does not "
+        "forget what it knew (replay). Same formats as path; it must suit the training type.",
+    )
+    replay_fraction: float = Field(
+        0.2,
+        gt=0.0,
+        le=0.9,
+        description="Share of the training examples drawn from replay_path, e.g. 0.2 = one "
+        "in five. Used only when replay_path is set.",
     )
 
 
@@ -207,6 +225,13 @@ class TrainingSettings(Section):
     logging_steps: int = Field(5, ge=1, description="Record training loss every N steps.")
     eval_steps: int | None = Field(
         None, ge=1, description="Measure eval loss every N steps (default: 4 times a run)."
+    )
+    early_stopping_patience: int | None = Field(
+        None,
+        ge=1,
+        le=1000,
+        description="Stop when eval loss has not improved for this many evaluations in a row "
+        "(empty: never stop early). Needs an eval split.",
     )
     save_steps: int | None = Field(
         None, ge=1, description="Write a checkpoint every N steps (none: only at the end)."

@@ -74,3 +74,13 @@ def test_collator_pads_and_counts_real_tokens() -> None:
     assert batch["labels"].tolist() == [[5, 6, 7], [8, -100, -100]]
     assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
     assert collator.tokens_seen == 4
+
+
+def test_text_chunks_need_a_token_to_predict(tiny_tokenizer) -> None:
+    text = "The sun is a star. " * 10
+    length = len(tiny_tokenizer(text, add_special_tokens=False)["input_ids"]) + 1  # with EOS
+    # A last chunk of one token has nothing before it to predict from: dropped, not trained.
+    features, stats = encode_records(tiny_tokenizer, [{"text": text}], "text", length - 1)
+    assert len(features) == 1 and stats.dropped_no_target == 1
+    assert stats.split_documents == 1 and "1 documents split" in stats.summary()
+    assert stats.target_tokens == length - 2  # every token but the first is a target

@@ -1,4 +1,4 @@
-"""`ftstudio data ...`: check datasets before training on them."""
+"""`ftstudio data ...`: check datasets before training on them, build pre-training corpora."""
 
 from __future__ import annotations
 
@@ -23,6 +23,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     check.add_argument("--keep-duplicates", action="store_true")
     check.set_defaults(handler=run_check)
+    prepare = actions.add_parser(
+        "prepare",
+        help="turn a folder of documents (.txt, .md, .html, .pdf, .docx, source code) into a "
+        "pre-training corpus (JSON Lines), dropping empty, short, duplicate and garbled ones",
+    )
+    prepare.add_argument("folder", help="folder of documents (read recursively), or one file")
+    prepare.add_argument(
+        "-o", "--output", required=True, help="corpus file to write, e.g. corpus.jsonl"
+    )
+    prepare.add_argument(
+        "--min-chars",
+        type=int,
+        default=100,
+        help="drop documents shorter than this many characters (default: 100)",
+    )
+    prepare.add_argument(
+        "--max-garbled",
+        type=float,
+        default=0.05,
+        help="drop documents whose share of replacement / control / unassigned characters "
+        "is above this (default: 0.05)",
+    )
+    prepare.add_argument("--report", metavar="FILE", help="also write the report as JSON")
+    prepare.set_defaults(handler=run_prepare)
 
 
 def run_check(args: argparse.Namespace) -> int:
@@ -34,4 +58,16 @@ def run_check(args: argparse.Namespace) -> int:
         min_chars=args.min_chars,
         training_type=args.training_type,
         deduplicate=not args.keep_duplicates,
+    )
+
+
+def run_prepare(args: argparse.Namespace) -> int:
+    from studio.data.prepare import prepare_main
+
+    return prepare_main(
+        args.folder,
+        args.output,
+        min_chars=args.min_chars,
+        max_garbled=args.max_garbled,
+        report_path=args.report,
     )

@@ -38,13 +38,16 @@ def argument_values(
         "optim": training.optimizer,
         "bf16": plan.bf16,
         "fp16": plan.fp16,
-        "gradient_checkpointing": training.gradient_checkpointing,
+        _checkpointing_argument(): training.gradient_checkpointing,
         "seed": training.seed,
         "data_seed": training.seed,
         "logging_steps": training.logging_steps,
         "logging_first_step": True,
         "eval_strategy": "steps" if has_eval else "no",
         "eval_steps": eval_steps if has_eval else None,
+        # The Trainer tracks the best eval loss and keeps its checkpoint out of rotation.
+        "metric_for_best_model": "eval_loss" if has_eval else None,
+        "greater_is_better": False if has_eval else None,
         "save_strategy": "steps" if training.save_steps else "no",
         "save_steps": training.save_steps or 500,
         "save_total_limit": training.save_total_limit,
@@ -55,6 +58,15 @@ def argument_values(
         "dataloader_num_workers": 0,
         "remove_unused_columns": False,
     }
+
+
+def _checkpointing_argument() -> str:
+    """transformers 5.x renamed gradient_checkpointing (now a deprecated alias)."""
+    from transformers import TrainingArguments
+
+    if "activation_checkpointing" in TrainingArguments.__dataclass_fields__:
+        return "activation_checkpointing"
+    return "gradient_checkpointing"
 
 
 def training_arguments(

@@ -21,6 +21,7 @@ IGNORE_INDEX = -100
 class EncodingStats:
     examples: int = 0
     truncated: int = 0
+    split_documents: int = 0
     dropped_no_target: int = 0
     tokens: int = 0
     target_tokens: int = 0
@@ -32,6 +33,8 @@ class EncodingStats:
         ]
         if self.truncated:
             parts.append(f"{self.truncated} truncated to max_length")
+        if self.split_documents:
+            parts.append(f"{self.split_documents} documents split into max_length chunks")
         if self.dropped_no_target:
             parts.append(
                 f"{self.dropped_no_target} dropped: nothing left to learn after truncation"
@@ -122,10 +125,12 @@ def encode_records(
             chunks = [
                 (ids, list(ids)) for ids in encode_text(tokenizer, record["text"], max_length)
             ]
+            stats.split_documents += len(chunks) > 1
         else:
             raise DataError(f"records of kind '{kind}' cannot be encoded for causal-LM training")
         for ids, labels in chunks:
-            targets = sum(1 for label in labels if label != IGNORE_INDEX)
+            # The first token is never predicted (nothing comes before it), so it is no target.
+            targets = sum(1 for label in labels[1:] if label != IGNORE_INDEX)
             if targets == 0:
                 stats.dropped_no_target += 1
                 continue

@@ -1,11 +1,18 @@
-"""SFT and continued pre-training: token ids and labels through the transformers Trainer."""
+"""SFT and continued pre-training: token ids and labels through the transformers Trainer.
+
+Conversations are rendered with the chat template and trained on the assistant's tokens only
+(unless `training.assistant_only_loss` is off); raw text is trained on every token. With
+`training.packing`, examples are packed padding-free without attention across examples
+(see `packing.py`).
+"""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
 from studio.engine.arguments import training_arguments
-from studio.engine.encoding import PaddingCollator, encode_records
+from studio.engine.encoding import EncodingStats, PaddingCollator, encode_records
+from studio.engine.evaluation import evaluation_callbacks
 from studio.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -16,28 +23,50 @@ def build_trainer(job: TrainingJob) -> Any:
     from transformers import Trainer
 
     config, session = job.config, job.session
+    max_length = config.data.max_length
     assistant_only = config.training.assistant_only_loss
     train_features, stats = encode_records(
-        job.tokenizer, job.data.train, job.data.kind, config.data.max_length, assistant_only
+        job.tokenizer, job.data.train, job.data.kind, max_length, assistant_only
     )
-    session.log(f"train set: {stats.summary()}")
+    _log_encoding(session, "train set", stats)
     if not train_features:
         raise ConfigError(
             "no training example is left after tokenization",
-            advice=f"raise data.max_length (now {config.data.max_length})",
+            advice=f"raise data.max_length (now {max_length})",
         )
     eval_features = None
     if job.data.eval:
         eval_features, eval_stats = encode_records(
-            job.tokenizer, job.data.eval, job.data.kind, config.data.max_length, assistant_only
+            job.tokenizer, job.data.eval, job.data.kind, max_length, assistant_only
         )
-        session.log(f"eval set: {eval_stats.summary()}")
+        _log_encoding(session, "eval set", eval_stats)
         eval_features = eval_features or None
 
-    collator = PaddingCollator(job.tokenizer.pad_token_id)
+    collator: Any
+    if config.training.packing:
+        from studio.engine.packing import (
+            PackedCollator,
+            check_isolation,
+            pack_features,
+            refuse_unsupported_method,
+        )
+
+        refuse_unsupported_method(config.method.name)
+        check_isolation(job.model, train_features)
+        train_features, packing = pack_features(train_features, max_length)
+        session.log(f"train set: {packing.summary()}")
+        if eval_features:
+            eval_features, _ = pack_features(eval_features, max_length)
+        collator = PackedCollator()
+    else:
+        collator = PaddingCollator(job.tokenizer.pad_token_id)
+
+    has_eval = bool(eval_features)
+    callbacks = [job.callback_factory(lambda: collator.tokens_seen)]
+    callbacks += evaluation_callbacks(job, has_eval)
     assert session.run_dir is not None
     args = training_arguments(
-        config, session.run_dir.checkpoints_dir, job.plan, len(train_features), bool(eval_features)
+        config, session.run_dir.checkpoints_dir, job.plan, len(train_features), has_eval
     )
     return Trainer(
         model=job.model,
@@ -45,5 +74,11 @@ def build_trainer(job: TrainingJob) -> Any:
         train_dataset=train_features,
         eval_dataset=eval_features,
         data_collator=collator,
-        callbacks=[job.callback_factory(lambda: collator.tokens_seen)],
+        callbacks=callbacks,
     )
+
+
+def _log_encoding(session: Any, name: str, stats: EncodingStats) -> None:
+    # Truncation loses answers: say so loudly rather than in passing.
+    level = "warning" if stats.truncated or stats.dropped_no_target else "info"
+    session.log(f"{name}: {stats.summary()}", level)

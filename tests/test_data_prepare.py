@@ -1,0 +1,99 @@
+"""`ftstudio data prepare DIR -o corpus.jsonl`: documents of every type into a corpus."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from studio.data.documents import decode_text
+from studio.data.prepare import prepare_corpus
+from studio.data.text_quality import is_garbled, measure_garbling
+from tests.conftest import REPO
+from tests.sample_documents import write_mixed_folder
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "studio", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
+
+
+def test_prepare_command_counts_every_reason(tmp_path: Path) -> None:
+    expected = write_mixed_folder(tmp_path / "docs")
+    corpus = tmp_path / "corpus.jsonl"
+    report_file = tmp_path / "report.json"
+    result = run_cli(
+        "data", "prepare", str(tmp_path / "docs"), "-o", str(corpus), "--report", str(report_file)
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "Traceback" not in output
+    report = json.loads(report_file.read_text())
+    outcomes = {
+        item["path"]: "kept" if item["kept"] else item["reason"] for item in report["files"]
+    }
+    assert outcomes == expected  # the hidden file is skipped, not counted
+    assert report["dropped_by_reason"] == {
+        "unsupported": 1,
+        "unreadable": 2,
+        "empty": 2,
+        "too_short": 1,
+        "garbled": 1,
+        "duplicate": 1,
+    }
+    assert (
+        "dropped 8 files: unsupported 1, unreadable 2, empty 2, too_short 1, garbled 1, "
+        "duplicate 1" in output
+    )
+    assert "zz_copy_of_notes.txt: duplicate: same text as notes.txt" in output
+    assert "broken.pdf: unreadable: cannot convert pdf" in output
+
+    records = [json.loads(line) for line in corpus.read_text(encoding="utf-8").splitlines()]
+    texts = {record["source"]: record["text"] for record in records}
+    assert set(texts) == {name for name, outcome in expected.items() if outcome == "kept"}
+    assert texts["page.html"].startswith("# Mills") and "<" not in texts["page.html"]
+    assert "hidden" not in texts["page.html"]  # scripts are not text
+    assert "four hundred and twelve sailings" in texts["report.pdf"]
+    assert "rusted through" in texts["letter.docx"]
+    assert "def high_tide" in texts["code/tides.py"]
+    assert "Café crème" in texts["latin1.txt"]  # cp1252 file decoded, not garbled
+
+
+def test_min_chars_is_configurable(tmp_path: Path) -> None:
+    write_mixed_folder(tmp_path / "docs")
+    report = prepare_corpus(tmp_path / "docs", tmp_path / "out.jsonl", min_chars=10)
+    assert "too_short" not in report.dropped_by_reason()
+    assert any(outcome.path == "short.txt" and outcome.kept for outcome in report.files)
+    report = prepare_corpus(tmp_path / "docs", tmp_path / "out.jsonl", min_chars=190)
+    assert report.dropped_by_reason()["too_short"] >= 6
+
+
+def test_nothing_kept_is_an_error_without_traceback(tmp_path: Path) -> None:
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "tiny.txt").write_text("hi", encoding="utf-8")
+    result = run_cli("data", "prepare", str(folder), "-o", str(tmp_path / "out.jsonl"))
+    assert result.returncode == 1
+    assert "Traceback" not in result.stdout + result.stderr
+    assert "tiny.txt: too_short" in result.stdout
+    assert not (tmp_path / "out.jsonl").exists()
+    missing = run_cli("data", "prepare", str(tmp_path / "nope"), "-o", str(tmp_path / "o.jsonl"))
+    assert missing.returncode == 2 and "folder not found" in missing.stderr
+
+
+def test_garbled_share_is_measured() -> None:
+    prose = "A plain sentence in English.\tWith a tab and a newline.\n"
+    assert measure_garbling(prose).share == 0.0
+    assert measure_garbling("中文的句子，没有问题。").share == 0.0
+    assert not is_garbled("def f():\n    return {'a': [1, 2]}  # code is fine\n")
+    broken = "text \ufffd\ufffd with \x00\x01 bytes \ue000"
+    garbling = measure_garbling(broken)
+    assert garbling.bad_characters == 5
+    assert is_garbled(broken)
+    assert is_garbled(decode_text(bytes(range(256)) * 4))
