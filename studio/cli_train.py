@@ -6,7 +6,8 @@ import shutil
 import signal
 import sys
 import threading
-from typing import TextIO
+from collections.abc import Callable
+from typing import Any, TextIO
 
 from studio.config import load_config
 from studio.engine.control import TrainingControl
@@ -58,8 +59,12 @@ class ConsoleProgress:
         self._memory = ""
         # Telemetry arrives on the sampler's thread, steps on the trainer's.
         self._lock = threading.Lock()
+        # Set (without a lock: from a signal handler) once the terminal has hung up.
+        self.muted = False
 
     def __call__(self, event: RunEvent) -> None:
+        if self.muted:
+            return
         with self._lock:
             self._handle(event)
 
@@ -120,14 +125,35 @@ class ConsoleProgress:
         self.stream.flush()
 
 
-def train_command(config_path: str, overrides: list[str], quiet: bool = False) -> int:
-    config = load_config(config_path, overrides)
+def train_command(
+    config_path: str | None,
+    overrides: list[str],
+    quiet: bool = False,
+    resume: str | None = None,
+) -> int:
+    """Train `config_path`, or with `resume` go on with a stopped / failed run from its last
+    checkpoint (`overrides` then change its config)."""
     from studio.engine.session import TrainingSession
 
+    if resume is None:
+        config = load_config(config_path, overrides)
+        return run_in_terminal(lambda bus, control: TrainingSession(config, bus, control), quiet)
+    from studio.runs.catalog import find_run
+
+    run_dir, changes = find_run(resume), override_changes(overrides)
+    return run_in_terminal(
+        lambda bus, control: TrainingSession.resume(run_dir, bus, control, changes=changes), quiet
+    )
+
+
+def run_in_terminal(make_session: Callable[[EventBus, TrainingControl], Any], quiet: bool) -> int:
+    """Run a session with a progress line: Ctrl-C stops it gracefully, and a hung-up terminal
+    (SIGHUP) leaves it training headless to the end."""
     bus = EventBus()
-    bus.subscribe(ConsoleProgress(quiet=quiet))
+    console = ConsoleProgress(quiet=quiet)
+    bus.subscribe(console)
     control = TrainingControl()
-    session = TrainingSession(config, bus, control)
+    session = make_session(bus, control)
 
     def on_interrupt(signum: int, frame: object) -> None:
         if control.stop_requested:
@@ -135,9 +161,40 @@ def train_command(config_path: str, overrides: list[str], quiet: bool = False) -
         print("\nstopping after this step and saving; press Ctrl-C again to abort", flush=True)
         control.stop()
 
+    def on_terminal_hangup() -> None:
+        # A dropped SSH connection: the run goes on headless, writing to its run directory.
+        from studio.engine.detach import detach_from_terminal
+
+        console.muted = True
+        run = session.run_dir
+        detach_from_terminal(run.log_path if run else None)
+        where = run.path if run else "its run directory"
+        note = f"terminal hung up: training goes on headless; ftstudio runs follow {where}"
+        # Logged from another thread: this handler may have interrupted the run's own logging.
+        threading.Thread(target=session.log, args=(note, "warning"), daemon=True).start()
+
+    from studio.engine.detach import on_hangup
+
     previous = signal.signal(signal.SIGINT, on_interrupt)
+    previous_hangup = on_hangup(on_terminal_hangup)
     try:
         result = session.run()
     finally:
         signal.signal(signal.SIGINT, previous)
+        signal.signal(signal.SIGHUP, previous_hangup)
     return 0 if result.state in (RunState.FINISHED, RunState.STOPPED) else 1
+
+
+def override_changes(overrides: list[str]) -> dict[str, object]:
+    """`--set key=value` overrides as config changes for a resumed run."""
+    import yaml
+
+    from studio.errors import ConfigError
+
+    changes: dict[str, object] = {}
+    for override in overrides:
+        key, sep, value = override.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"override '{override}' is not of the form key=value")
+        changes[key.strip()] = yaml.safe_load(value) if value.strip() else ""
+    return changes

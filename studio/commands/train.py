@@ -8,7 +8,13 @@ import argparse
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("train", help="train headless from a run config (YAML)")
     parser.add_argument(
-        "config", help="run config file, e.g. sample_data/configs/quickstart.yaml"
+        "config", nargs="?", help="run config file, e.g. sample_data/configs/quickstart.yaml"
+    )
+    parser.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        help="go on with a stopped or failed run from its last complete checkpoint, in its "
+        "own folder (--set then changes its config)",
     )
     parser.add_argument(
         "--set",
@@ -24,5 +30,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from studio.cli_train import train_command
+    from studio.errors import ConfigError
 
-    return train_command(args.config, args.overrides, quiet=args.quiet)
+    if (args.config is None) == (args.resume is None):
+        raise ConfigError(
+            "give either a run config file or --resume RUN_DIR",
+            advice="ftstudio train sample_data/configs/quickstart.yaml, or "
+            "ftstudio train --resume runs/NAME",
+        )
+    return train_command(args.config, args.overrides, quiet=args.quiet, resume=args.resume)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from transformers import TrainerCallback
@@ -72,6 +73,8 @@ class EngineCallback(TrainerCallback):
             self.stopped_by_user = True
             control.should_training_stop = True
             control.should_save = True
+            # Log the steps since the last logged one, so the curve reaches the stop.
+            control.should_log = True
             self.publish(StateChanged(RunState.STOPPING, f"stopping at step {state.global_step}"))
         return control
 
@@ -134,3 +137,69 @@ class EngineCallback(TrainerCallback):
             return None
         per_step = (now - self.first_step_time) / done
         return per_step * max(state.max_steps - state.global_step, 0)
+
+
+class RunCallback(TrainerCallback):
+    """Run-directory bookkeeping around the Trainer: which step is being trained, complete
+    checkpoints (marker, then pruning to the newest `keep`), and the learning-rate schedule
+    of a relaunch whose optimizer changed."""
+
+    def __init__(
+        self,
+        session: Any,
+        keep: int | None,
+        restore_schedule_from: Any = None,
+    ) -> None:
+        self.session = session
+        self.keep = keep
+        self.restore_schedule_from = restore_schedule_from
+
+    def on_train_begin(self, args, state, control, lr_scheduler=None, optimizer=None, **kwargs):
+        if self.restore_schedule_from is not None and lr_scheduler is not None:
+            import torch
+
+            path = self.restore_schedule_from / "scheduler.pt"
+            if path.is_file():
+                lr_scheduler.load_state_dict(torch.load(path, weights_only=True))
+                if optimizer is not None:
+                    for group, rate in zip(
+                        optimizer.param_groups, lr_scheduler.get_last_lr(), strict=False
+                    ):
+                        group["lr"] = rate
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self.session.current_step = state.global_step + 1
+
+    def on_save(self, args, state, control, **kwargs):
+        from studio.engine.checkpoints import mark_complete, prune_checkpoints
+
+        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if folder.is_dir():
+            mark_complete(folder, state.global_step)
+            prune_checkpoints(folder.parent, self.keep, protect=state.best_model_checkpoint)
+            self.session.on_checkpoint(state.global_step, folder)
+
+
+def attach_run_callbacks(trainer: Any, session: Any) -> None:
+    """Hook the run's bookkeeping into a built Trainer (any training type)."""
+    # The engine prunes checkpoints itself, after marking the new one complete; the Trainer
+    # would delete the previous good one before the new one is known to be whole.
+    keep = trainer.args.save_total_limit
+    trainer.args.save_total_limit = None
+    resume = getattr(session, "resume_point", None)
+    restore = None
+    if resume is not None and resume.checkpoint is not None and not session.keep_optimizer_state:
+        restore = resume.checkpoint.path
+    trainer.add_callback(RunCallback(session, keep, restore))
+    collate = trainer.data_collator
+
+    def recording_collator(features: Any) -> Any:
+        batch = collate(features)
+        ids = batch.get("input_ids") if isinstance(batch, dict) else None
+        if ids is not None and hasattr(ids, "shape"):
+            session.batch_shape = tuple(int(size) for size in ids.shape)
+        return batch
+
+    # The shape of the batch in flight tells an out-of-memory triage what the step was doing.
+    if collate is not None and session.config.training_type in ("sft", "pretrain"):
+        trainer.data_collator = recording_collator

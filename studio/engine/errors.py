@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from studio.config import RunConfig
 from studio.errors import ConfigError, DataError, ModelError, StudioError
@@ -26,26 +27,86 @@ def is_out_of_memory(error: BaseException) -> bool:
     )
 
 
-def out_of_memory_advice(config: RunConfig) -> tuple[str, ...]:
+@dataclass(frozen=True)
+class MemoryChoice:
+    """One change that lowers memory, as config overrides (dotted keys) a relaunch applies.
+
+    `carry` says what a relaunch from the last checkpoint keeps: "everything" (weights,
+    optimizer state, schedule, data order), "weights" (the optimizer changes, so its state
+    starts fresh) or "nothing" (the trained weights do not fit the new setup: start over).
+    """
+
+    key: str
+    title: str
+    advice: str
+    overrides: dict[str, Any] = field(default_factory=dict)
+    carry: str = "everything"
+
+
+def out_of_memory_choices(config: RunConfig) -> tuple[MemoryChoice, ...]:
     """The concrete changes that lower memory, most effective first, skipping what is on."""
     training = config.training
-    advice = []
+    choices = []
     if config.method.name in ("lora", "full", "freeze"):
-        advice.append("use QLoRA (method.name: qlora) to load the base model in 4 bits")
+        method = {"name": "qlora"}
+        if config.method.name == "lora":
+            method = {**config.method.model_dump(mode="json"), "name": "qlora"}
+        choices.append(
+            MemoryChoice(
+                "qlora",
+                "QLoRA: load the base model in 4 bits",
+                "use QLoRA (method.name: qlora) to load the base model in 4 bits",
+                {"method": method},
+                "weights" if config.method.name == "lora" else "nothing",
+            )
+        )
     if training.batch_size > 1:
         half = max(training.batch_size // 2, 1)
         accumulation = training.gradient_accumulation * (training.batch_size // half)
-        advice.append(
-            f"halve the batch: training.batch_size: {half} with "
-            f"training.gradient_accumulation: {accumulation} keeps the effective batch"
+        choices.append(
+            MemoryChoice(
+                "smaller_batch",
+                f"batch {half} x {accumulation} accumulation (same effective batch)",
+                f"halve the batch: training.batch_size: {half} with "
+                f"training.gradient_accumulation: {accumulation} keeps the effective batch",
+                {"training.batch_size": half, "training.gradient_accumulation": accumulation},
+            )
         )
     if not training.gradient_checkpointing:
-        advice.append("turn on training.gradient_checkpointing: true (about 30% slower)")
+        choices.append(
+            MemoryChoice(
+                "gradient_checkpointing",
+                "gradient checkpointing (about 30% slower)",
+                "turn on training.gradient_checkpointing: true (about 30% slower)",
+                {"training.gradient_checkpointing": True},
+            )
+        )
     if config.data.max_length > 256:
-        advice.append(f"shorten sequences: data.max_length: {config.data.max_length // 2}")
+        shorter = config.data.max_length // 2
+        choices.append(
+            MemoryChoice(
+                "shorter_sequences",
+                f"sequences of at most {shorter} tokens",
+                f"shorten sequences: data.max_length: {shorter}",
+                {"data.max_length": shorter},
+            )
+        )
     if not training.optimizer.startswith("paged_"):
-        advice.append("use a paged optimizer: training.optimizer: paged_adamw_8bit")
-    return tuple(advice)
+        choices.append(
+            MemoryChoice(
+                "paged_optimizer",
+                "paged 8-bit optimizer (state spills to host memory)",
+                "use a paged optimizer: training.optimizer: paged_adamw_8bit",
+                {"training.optimizer": "paged_adamw_8bit"},
+                "weights",
+            )
+        )
+    return tuple(choices)
+
+
+def out_of_memory_advice(config: RunConfig) -> tuple[str, ...]:
+    """The concrete changes that lower memory, most effective first, skipping what is on."""
+    return tuple(choice.advice for choice in out_of_memory_choices(config))
 
 
 def classify_failure(error: BaseException, config: RunConfig) -> Failure:

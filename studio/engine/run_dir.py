@@ -1,12 +1,13 @@
 """The run directory: everything about one run, written as it happens.
 
 config.yaml       the validated config the run used
-status.json       state, pid, start / end times, step, final numbers
+status.json       state, pid, host, heartbeat, start / end times, step, final numbers, error
 metrics.jsonl     one line per logged train step or eval
 telemetry.jsonl   one line per telemetry snapshot
 log.txt           human-readable log, tracebacks of internal errors included
 data_report.json  what the dataset check read, kept and dropped
-checkpoints/      periodic checkpoints
+control.jsonl     commands from other processes (stop, pause, resume, save), appended
+checkpoints/      periodic checkpoints; `checkpoint-N/ftstudio_complete.json` marks a whole one
 adapter/          the trained result (PEFT format for PEFT methods)
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import tempfile
 import threading
 import time
@@ -36,6 +38,28 @@ def write_atomic(path: Path, text: str) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def replace_directory(staging: Path, target: Path) -> None:
+    """Put a fully written `staging` folder in place of `target`.
+
+    The old one is renamed aside first and removed last, so at every moment there is a whole
+    folder either at `target` or at `target`'s `.old` name (see `restore_replaced`)."""
+    old = target.with_name(f".{target.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        target.rename(old)
+    staging.rename(target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def restore_replaced(target: Path) -> bool:
+    """After a crash inside `replace_directory`: put the old folder back if none is in place."""
+    old = target.with_name(f".{target.name}.old")
+    if old.is_dir() and not target.exists():
+        old.rename(target)
+        return True
+    return False
 
 
 def default_run_name(config: RunConfig, now: datetime | None = None) -> str:
@@ -64,6 +88,19 @@ class RunDirectory:
         write_atomic(run.config_path, dump_config(config))
         return run
 
+    @classmethod
+    def open(cls, path: str | Path) -> RunDirectory:
+        """An existing run directory (one with a config.yaml)."""
+        from studio.errors import ConfigError
+
+        path = Path(path).expanduser()
+        if not (path / "config.yaml").is_file():
+            raise ConfigError(
+                f"not a run directory: {path}",
+                advice="point at a folder inside the runs folder that holds a config.yaml",
+            )
+        return cls(path)
+
     @property
     def name(self) -> str:
         return self.path.name
@@ -89,6 +126,10 @@ class RunDirectory:
         return self.path / "status.json"
 
     @property
+    def control_path(self) -> Path:
+        return self.path / "control.jsonl"
+
+    @property
     def checkpoints_dir(self) -> Path:
         return self.path / "checkpoints"
 
@@ -108,10 +149,12 @@ class RunDirectory:
                 stream.write(f"{stamp} {level:<7} {line}\n")
 
     def write_status(self, **fields: Any) -> None:
-        status = self.read_status()
-        status.update(fields)
-        status["updated"] = time.time()
-        write_atomic(self.status_path, json.dumps(status, indent=2))
+        # The trainer thread and the heartbeat thread both update it: read-modify-write locked.
+        with self._lock:
+            status = self.read_status()
+            status.update(fields)
+            status["updated"] = time.time()
+            write_atomic(self.status_path, json.dumps(status, indent=2))
 
     def read_status(self) -> dict[str, Any]:
         try:

@@ -3,6 +3,13 @@
 `TrainingSession.run()` blocks; call it on a worker thread (the TUI) or the main thread
 (headless). It never raises for a failed run: it publishes a `RunError` and returns the
 `RunFinished` summary, and the run directory records what happened.
+
+`TrainingSession.resume(run_dir)` makes a session that goes on with a stopped, failed or
+interrupted run in its own directory, from its last complete checkpoint: same optimizer,
+schedule, RNG and data order, metrics appended after the checkpoint's step.
+
+While it runs, a `Heartbeat` thread keeps status.json's heartbeat fresh and applies commands
+that other processes append to control.jsonl (see `remote_control`).
 """
 
 from __future__ import annotations
@@ -10,10 +17,17 @@ from __future__ import annotations
 import os
 import time
 import traceback
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from studio.config import RunConfig
+from studio.config import RunConfig, config_from_dict, config_to_dict, dump_config, load_config
+from studio.engine.checkpoints import (
+    ResumePoint,
+    prepare_resume,
+    resume_problem,
+    resume_view_without_optimizer,
+)
 from studio.engine.control import TrainingControl
 from studio.engine.errors import classify_failure
 from studio.engine.events import (
@@ -28,8 +42,27 @@ from studio.engine.events import (
     StepMetrics,
     TelemetryEvent,
 )
-from studio.engine.run_dir import RunDirectory
-from studio.errors import StudioError
+from studio.engine.liveness import this_host
+from studio.engine.run_dir import RunDirectory, read_metrics, write_atomic
+from studio.errors import ConfigError, StudioError
+
+# What a relaunch keeps from the last checkpoint (see errors.MemoryChoice.carry).
+CARRY_EVERYTHING, CARRY_WEIGHTS = "everything", "weights"
+
+
+def config_with_changes(config: RunConfig, changes: Mapping[str, Any]) -> RunConfig:
+    """`config` with dotted-key changes applied (`{"training.batch_size": 2}`), validated."""
+    data = config_to_dict(config)
+    for key, value in changes.items():
+        parts = key.split(".")
+        node = data
+        for part in parts[:-1]:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = node[part] = {}
+            node = child
+        node[parts[-1]] = value
+    return config_from_dict(data)
 
 
 class TrainingSession:
@@ -41,18 +74,74 @@ class TrainingSession:
         *,
         base_dir: Path | None = None,
         telemetry_interval: float | None = 1.0,
+        resume_dir: str | Path | None = None,
+        keep_optimizer_state: bool = True,
+        changes: Mapping[str, Any] | None = None,
     ) -> None:
         self.config = config
         self.bus = bus or EventBus()
         self.control = control or TrainingControl()
         self.base_dir = base_dir
         self.telemetry_interval = telemetry_interval
+        self.resume_dir = Path(resume_dir) if resume_dir is not None else None
+        self.keep_optimizer_state = keep_optimizer_state
+        self.changes = dict(changes or {})
         self.run_dir: RunDirectory | None = None
         self.model: Any = None
         self.tokenizer: Any = None
+        # Set when resuming: the whole checkpoint it starts from, and the folder the Trainer
+        # reads (the checkpoint, or a view of it without optimizer state).
+        self.resume_point: ResumePoint | None = None
+        self.resume_from: str | None = None
+        # The step being trained and the shape of its batch, for out-of-memory triage.
+        self.current_step = 0
+        self.batch_shape: tuple[int, ...] | None = None
         self._started = time.monotonic()
         self._state = RunState.PREPARING
         self._step = 0
+        self._best_loss: float | None = None
+        self._last_loss: float | None = None
+        self._previous_duration = 0.0
+
+    @classmethod
+    def resume(
+        cls,
+        run_dir: str | Path,
+        bus: EventBus | None = None,
+        control: TrainingControl | None = None,
+        *,
+        changes: Mapping[str, Any] | None = None,
+        carry: str = CARRY_EVERYTHING,
+        base_dir: Path | None = None,
+        telemetry_interval: float | None = 1.0,
+    ) -> TrainingSession:
+        """A session that goes on with a stopped / failed / interrupted run in its directory.
+
+        `changes` (dotted keys) edit its config first, e.g. a smaller batch after an
+        out-of-memory error; with `carry="weights"` the optimizer state starts fresh (for a
+        change of optimizer). Raises ConfigError when the run cannot be resumed."""
+        if carry not in (CARRY_EVERYTHING, CARRY_WEIGHTS):
+            raise ValueError(f"carry must be '{CARRY_EVERYTHING}' or '{CARRY_WEIGHTS}'")
+        run = RunDirectory.open(run_dir)
+        problem = resume_problem(run)
+        if problem:
+            raise ConfigError(
+                f"cannot resume: {problem}",
+                advice="resume a stopped, failed or interrupted run; `ftstudio runs` lists them",
+            )
+        config = load_config(run.config_path)
+        if changes:
+            config = config_with_changes(config, changes)
+        return cls(
+            config,
+            bus,
+            control,
+            base_dir=base_dir,
+            telemetry_interval=telemetry_interval,
+            resume_dir=run.path,
+            keep_optimizer_state=carry == CARRY_EVERYTHING,
+            changes=changes,
+        )
 
     # ------------------------------------------------------------- events
 
@@ -69,6 +158,10 @@ class TrainingSession:
             return
         if isinstance(event, StepMetrics):
             self._step = event.step
+            if event.loss is not None:
+                self._last_loss = event.loss
+                if self._best_loss is None or event.loss < self._best_loss:
+                    self._best_loss = event.loss
             run.append_jsonl(
                 run.metrics_path,
                 {
@@ -81,10 +174,17 @@ class TrainingSession:
                     "learning_rate": event.learning_rate,
                     "grad_norm": event.grad_norm,
                     "tokens_per_second": event.tokens_per_second,
+                    "elapsed_seconds": round(event.elapsed_seconds, 3),
+                    "eta_seconds": event.eta_seconds,
                     **event.extra,
                 },
             )
-            run.write_status(step=event.step, max_steps=event.max_steps, loss=event.loss)
+            run.write_status(
+                step=event.step,
+                max_steps=event.max_steps,
+                loss=event.loss,
+                best_loss=self._best_loss,
+            )
         elif isinstance(event, EvalMetrics):
             run.append_jsonl(
                 run.metrics_path,
@@ -110,6 +210,12 @@ class TrainingSession:
             for advice in event.advice:
                 run.log(f"  try: {advice}", "error")
 
+    def on_checkpoint(self, step: int, folder: Path) -> None:
+        """Called by the engine's callback once a checkpoint is complete on disk."""
+        if self.run_dir is not None:
+            self.run_dir.write_status(last_checkpoint=step)
+        self.log(f"checkpoint saved at step {step}: {folder.name}")
+
     # ------------------------------------------------------------- the run
 
     def run(self) -> RunFinished:
@@ -117,16 +223,20 @@ class TrainingSession:
         adapter_dir: str | None = None
         trainer_callback = None
         sampler = None
+        heartbeat = None
         try:
-            self.run_dir = RunDirectory.create(self.config)
-            self.run_dir.write_status(
-                state=RunState.PREPARING.value,
-                pid=os.getpid(),
-                started=time.time(),
-                run_name=self.run_dir.name,
-            )
+            self.run_dir = self._open_run_directory()
+            from studio.engine.heartbeat import Heartbeat
+
+            heartbeat = Heartbeat(self.run_dir, self.control, on_command=self._on_command)
+            heartbeat.start()
             self.publish(StateChanged(RunState.PREPARING, f"run directory {self.run_dir.path}"))
+            self._log_resume()
             sampler = self._start_telemetry()
+            from transformers import set_seed
+
+            # Same seed, same run: the method's initial weights follow training.seed too.
+            set_seed(self.config.training.seed)
             from studio.engine.training import train
 
             trainer_callback = train(self)
@@ -134,23 +244,33 @@ class TrainingSession:
                 str(self.run_dir.adapter_dir) if self.run_dir.adapter_dir.exists() else None
             )
             final = RunState.STOPPED if trainer_callback.stopped_by_user else RunState.FINISHED
+            error_record = None
         except Exception as error:
             final = RunState.FAILED
             failure = classify_failure(error, self.config)
             if self.run_dir is not None and not isinstance(error, StudioError):
                 self.run_dir.log(traceback.format_exc(), "error")
+            step = self.current_step or self._step or None
+            error_record = {
+                "kind": failure.kind,
+                "message": failure.message,
+                "advice": list(failure.advice),
+                "step": step,
+                "batch_shape": list(self.batch_shape) if self.batch_shape else None,
+            }
             self.publish(
                 RunError(
-                    kind=failure.kind,
-                    message=failure.message,
-                    advice=failure.advice,
-                    step=self._step or None,
+                    kind=failure.kind, message=failure.message, advice=failure.advice, step=step
                 )
             )
         if sampler is not None:
             sampler.close()
-        duration = time.monotonic() - self._started
-        final_loss = trainer_callback.last_loss if trainer_callback else None
+        if heartbeat is not None:
+            heartbeat.close()
+        duration = time.monotonic() - self._started + self._previous_duration
+        final_loss = self._last_loss
+        if trainer_callback is not None and trainer_callback.last_loss is not None:
+            final_loss = trainer_callback.last_loss
         best_eval = trainer_callback.best_eval_loss if trainer_callback else None
         summary = RunFinished(
             state=final,
@@ -167,12 +287,77 @@ class TrainingSession:
                 finished=time.time(),
                 duration_seconds=round(duration, 2),
                 final_loss=final_loss,
+                best_loss=self._best_loss,
                 best_eval_loss=best_eval,
                 adapter_dir=adapter_dir,
+                error=error_record,
             )
         self.publish(StateChanged(final, f"after {self._step} steps"))
         self.publish(summary)
         return summary
+
+    def _open_run_directory(self) -> RunDirectory:
+        process = {"pid": os.getpid(), "host": this_host(), "process_started": time.time()}
+        if self.resume_dir is None:
+            run = RunDirectory.create(self.config)
+            run.write_status(
+                state=RunState.PREPARING.value,
+                started=time.time(),
+                run_name=run.name,
+                **process,
+            )
+            return run
+        run = RunDirectory.open(self.resume_dir)
+        problem = resume_problem(run)
+        if problem:
+            raise ConfigError(f"cannot resume: {problem}")
+        previous = run.read_status()
+        point = prepare_resume(run)
+        self.resume_point = point
+        if point.checkpoint is not None:
+            folder = point.checkpoint.path
+            if not self.keep_optimizer_state:
+                folder = resume_view_without_optimizer(run, point.checkpoint)
+            self.resume_from = str(folder)
+        kept = [m for m in read_metrics(run.metrics_path) if m.get("type") == "train"]
+        losses = [m["loss"] for m in kept if isinstance(m.get("loss"), (int, float))]
+        self._best_loss = min(losses) if losses else None
+        self._last_loss = losses[-1] if losses else None
+        self._step = point.step
+        self._previous_duration = float(previous.get("duration_seconds") or 0.0)
+        write_atomic(run.config_path, dump_config(self.config))
+        resumes = list(previous.get("resumes") or [])
+        resumes.append({"time": time.time(), "from_step": point.step, "changes": self.changes})
+        run.write_status(
+            state=RunState.PREPARING.value,
+            run_name=run.name,
+            step=point.step,
+            best_loss=self._best_loss,
+            loss=self._last_loss,
+            resumes=resumes,
+            error=None,
+            finished=None,
+            adapter_dir=None,
+            **process,
+        )
+        return run
+
+    def _log_resume(self) -> None:
+        point = self.resume_point
+        if point is None:
+            return
+        for path in point.removed:
+            self.log(f"removed incomplete checkpoint {path.name}", "warning")
+        if point.checkpoint is None:
+            self.log("no complete checkpoint: training again from step 0", "warning")
+        else:
+            what = "" if self.keep_optimizer_state else " (optimizer state starts fresh)"
+            self.log(f"resuming from {point.checkpoint.path.name} at step {point.step}{what}")
+        if self.changes:
+            self.log("config changes: " + ", ".join(f"{k}={v}" for k, v in self.changes.items()))
+
+    def _on_command(self, command: str) -> None:
+        self.log(f"command from another process: {command}")
 
     def _start_telemetry(self) -> Any:
         """Sample GPU / host memory about once a second into telemetry.jsonl and events."""
@@ -193,3 +378,13 @@ def run_training(
 ) -> RunFinished:
     """Run one training session to its end on the calling thread."""
     return TrainingSession(config, bus, control).run()
+
+
+def resume_training(
+    run_dir: str | Path,
+    bus: EventBus | None = None,
+    control: TrainingControl | None = None,
+    **options: Any,
+) -> RunFinished:
+    """Resume a run to its end on the calling thread (see `TrainingSession.resume`)."""
+    return TrainingSession.resume(run_dir, bus, control, **options).run()

@@ -1,0 +1,215 @@
+"""Checkpoints of a run: which are whole, which to keep, and where a resumed run starts.
+
+The transformers Trainer writes `checkpoints/checkpoint-N/` in place: weights, optimizer,
+scheduler, RNG states, then `trainer_state.json`. A crash (or a full disk, or an out-of-memory
+error) in the middle leaves a folder that looks like a checkpoint but is not one. So the engine
+writes `ftstudio_complete.json` into the folder after the Trainer reports the save done
+(`on_save`), and everything that reads checkpoints — resume, chat, export — uses only folders
+with that marker. Pruning to the newest `training.save_total_limit` happens after the marker is
+written too, so a crash while saving never costs the last good checkpoint.
+
+No torch here: listing is cheap enough for the Runs screen.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from studio.engine.run_dir import RunDirectory, read_metrics, restore_replaced, write_atomic
+
+CHECKPOINT_NAME = re.compile(r"^checkpoint-(\d+)$")
+COMPLETE_MARKER = "ftstudio_complete.json"
+OPTIMIZER_FILES = ("optimizer.pt", "optimizer.bin")
+SCHEDULER_FILE = "scheduler.pt"
+RESUME_VIEW = ".resume-view"
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    step: int
+    path: Path
+    complete: bool
+
+    @property
+    def has_optimizer_state(self) -> bool:
+        return any((self.path / name).is_file() for name in OPTIMIZER_FILES)
+
+
+def _checkpoints_dir(run: RunDirectory | Path | str) -> Path:
+    if isinstance(run, RunDirectory):
+        return run.checkpoints_dir
+    path = Path(run)
+    return path if path.name == "checkpoints" else path / "checkpoints"
+
+
+def list_checkpoints(run: RunDirectory | Path | str) -> list[Checkpoint]:
+    """A run's checkpoints, oldest first, whole or not (`complete`)."""
+    folder = _checkpoints_dir(run)
+    found = []
+    try:
+        entries = list(folder.iterdir())
+    except OSError:
+        return []
+    for entry in entries:
+        match = CHECKPOINT_NAME.match(entry.name)
+        if match and entry.is_dir():
+            complete = (entry / COMPLETE_MARKER).is_file()
+            found.append(Checkpoint(int(match.group(1)), entry, complete))
+    return sorted(found, key=lambda checkpoint: checkpoint.step)
+
+
+def complete_checkpoints(run: RunDirectory | Path | str) -> list[Checkpoint]:
+    return [checkpoint for checkpoint in list_checkpoints(run) if checkpoint.complete]
+
+
+def last_complete_checkpoint(run: RunDirectory | Path | str) -> Checkpoint | None:
+    complete = complete_checkpoints(run)
+    return complete[-1] if complete else None
+
+
+def mark_complete(folder: Path, step: int) -> None:
+    """Record that the Trainer finished writing `folder` (call only after it has)."""
+    # Flush what the Trainer wrote before the marker can claim it is there.
+    for entry in folder.iterdir():
+        if entry.is_file():
+            _fsync(entry)
+    write_atomic(
+        folder / COMPLETE_MARKER,
+        json.dumps({"step": step, "time": time.time()}, indent=2),
+    )
+
+
+def _fsync(path: Path) -> None:
+    try:
+        descriptor = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
+
+
+def prune_checkpoints(
+    run: RunDirectory | Path | str, keep: int | None, protect: str | Path | None = None
+) -> list[Path]:
+    """Keep the newest `keep` whole checkpoints (and `protect`, the best one by eval loss);
+    drop older ones and older debris.
+
+    An incomplete checkpoint newer than the newest whole one is left alone (it may be the
+    one being written)."""
+    checkpoints = list_checkpoints(run)
+    complete = [checkpoint for checkpoint in checkpoints if checkpoint.complete]
+    if not complete:
+        return []
+    newest = complete[-1].step
+    doomed = [checkpoint for checkpoint in checkpoints if not checkpoint.complete]
+    doomed = [checkpoint for checkpoint in doomed if checkpoint.step < newest]
+    if keep is not None and keep > 0:
+        # The newest always stays, and the best; they count against the limit, as in the
+        # Trainer's own rotation.
+        keepers = {complete[-1].path.name}
+        if protect is not None and any(c.path.name == Path(protect).name for c in complete):
+            keepers.add(Path(protect).name)
+        for checkpoint in reversed(complete):
+            if len(keepers) >= keep:
+                break
+            keepers.add(checkpoint.path.name)
+        doomed += [c for c in complete if c.path.name not in keepers]
+    removed = []
+    for checkpoint in doomed:
+        _remove_tree(checkpoint.path)
+        removed.append(checkpoint.path)
+    return removed
+
+
+def _remove_tree(path: Path) -> None:
+    # Rename first, so a crash half-way through deleting leaves no `checkpoint-N` that looks
+    # real; then delete.
+    trash = path.with_name(f".deleting-{path.name}-{os.getpid()}")
+    try:
+        path.rename(trash)
+    except OSError:
+        trash = path
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class ResumePoint:
+    """Where a resumed run starts: a whole checkpoint, or step 0 when it has none."""
+
+    checkpoint: Checkpoint | None
+    removed: tuple[Path, ...] = ()
+
+    @property
+    def step(self) -> int:
+        return self.checkpoint.step if self.checkpoint else 0
+
+
+def resume_problem(run: RunDirectory) -> str | None:
+    """Why `run` cannot be resumed now, or None when it can (stopped, failed, interrupted)."""
+    from studio.engine.liveness import INTERRUPTED, effective_state
+
+    status = run.read_status()
+    state = effective_state(status)
+    if state in ("stopped", "failed", INTERRUPTED):
+        return None
+    if state == "finished":
+        return f"run {run.name} has already finished"
+    return f"run {run.name} is still {state} (pid {status.get('pid')})"
+
+
+def prepare_resume(run: RunDirectory) -> ResumePoint:
+    """Tidy a run that is not running so it can go on from its last whole checkpoint.
+
+    Removes checkpoints that were never finished, and the metrics of steps after the
+    checkpoint (they will be trained again), so metrics.jsonl has each step once.
+    """
+    restore_replaced(run.adapter_dir)  # a crash while the last adapter was being swapped in
+    removed = [c.path for c in list_checkpoints(run) if not c.complete]
+    for path in removed:
+        _remove_tree(path)
+    for debris in (run.path / ".adapter.saving", run.path / RESUME_VIEW):
+        shutil.rmtree(debris, ignore_errors=True)
+    for leftover in run.checkpoints_dir.glob(".deleting-*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+    checkpoint = last_complete_checkpoint(run)
+    truncate_metrics(run.metrics_path, checkpoint.step if checkpoint else 0)
+    return ResumePoint(checkpoint, tuple(removed))
+
+
+def truncate_metrics(path: Path, last_step: int) -> int:
+    """Drop records after `last_step` (atomically); returns how many were dropped."""
+    if not path.exists():
+        return 0
+    records = read_metrics(path)
+    kept = [record for record in records if int(record.get("step") or 0) <= last_step]
+    dropped = len(records) - len(kept)
+    text = "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in kept)
+    write_atomic(path, text)
+    return dropped
+
+
+def resume_view_without_optimizer(run: RunDirectory, checkpoint: Checkpoint) -> Path:
+    """A folder that shows the Trainer the checkpoint minus its optimizer state.
+
+    For a relaunch that changes the optimizer (e.g. to a paged one): the weights, RNG and
+    trainer state carry over, the optimizer starts fresh (its old state would not fit), and the
+    learning-rate schedule is put back separately (see callbacks.ScheduleRestore).
+    """
+    view = run.path / RESUME_VIEW
+    shutil.rmtree(view, ignore_errors=True)
+    view.mkdir()
+    for entry in checkpoint.path.iterdir():
+        if entry.name in OPTIMIZER_FILES or entry.name == SCHEDULER_FILE:
+            continue
+        (view / entry.name).symlink_to(entry.resolve())
+    return view

@@ -1,0 +1,316 @@
+"""Every run in a runs folder, as the Runs screen and `ftstudio runs` list them.
+
+Reading a run touches only small files (status.json, config.yaml, the adapter folder's sizes;
+metrics.jsonl only for runs written before status.json carried a best loss), never torch, so a
+folder of hundreds of runs lists at once. A run whose status.json says it is active but whose
+process is gone shows as `interrupted`, never as running.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from studio.engine.checkpoints import complete_checkpoints, resume_problem
+from studio.engine.liveness import ACTIVE_STATES, INTERRUPTED, effective_state
+from studio.engine.run_dir import RunDirectory, read_metrics
+from studio.errors import ConfigError
+
+STATUSES = ("running", "finished", "stopped", "failed", INTERRUPTED)
+SORT_KEYS = (
+    "date",
+    "name",
+    "model",
+    "method",
+    "type",
+    "status",
+    "steps",
+    "loss",
+    "best_loss",
+    "duration",
+    "size",
+)
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """One row of the runs list."""
+
+    name: str
+    path: Path
+    status: str  # running, finished, stopped, failed, interrupted
+    state: str  # the engine state status.json records (preparing, paused, ... as well)
+    started: float | None
+    model: str
+    method: str
+    training_type: str
+    step: int
+    max_steps: int | None
+    final_loss: float | None
+    best_loss: float | None
+    best_eval_loss: float | None
+    duration_seconds: float | None
+    adapter_bytes: int | None
+    checkpoints: int
+    last_checkpoint: int | None
+    pid: int | None
+    error_kind: str | None = None
+    error_message: str | None = None
+    resumable: bool = False
+
+    @property
+    def date(self) -> str:
+        if self.started is None:
+            return "-"
+        return datetime.fromtimestamp(self.started).strftime("%Y-%m-%d %H:%M")
+
+    @property
+    def is_running(self) -> bool:
+        return self.status == "running"
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["path"] = str(self.path)
+        data["date"] = self.date
+        return data
+
+
+def _read_config_fields(path: Path) -> dict[str, Any]:
+    import yaml
+
+    try:
+        data = yaml.safe_load((path / "config.yaml").read_text(encoding="utf-8"))
+    except (OSError, ValueError, yaml.YAMLError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def folder_bytes(path: Path) -> int:
+    total = 0
+    for root, _folders, files in os.walk(path):
+        for name in files:
+            try:
+                total += (Path(root) / name).stat().st_size
+            except OSError:
+                continue
+    return total
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+def read_run(path: str | Path) -> RunSummary:
+    """The summary of one run folder."""
+    path = Path(path)
+    run = RunDirectory(path)
+    status = run.read_status()
+    config = _read_config_fields(path)
+    method = config.get("method")
+    method_name = method.get("name") if isinstance(method, dict) else method
+    shown = effective_state(status)
+    raw_state = str(status.get("state") or "preparing")
+    if shown in ACTIVE_STATES:
+        shown = "running"
+    best_loss = _number(status.get("best_loss"))
+    final_loss = _number(status.get("final_loss"))
+    if final_loss is None:
+        final_loss = _number(status.get("loss"))
+    if best_loss is None and status.get("state") and run.metrics_path.exists():
+        losses = [
+            record["loss"]
+            for record in read_metrics(run.metrics_path)
+            if record.get("type") == "train" and isinstance(record.get("loss"), (int, float))
+        ]
+        best_loss = min(losses) if losses else None
+    duration = _number(status.get("duration_seconds"))
+    started = _number(status.get("started"))
+    if shown == "running":
+        since = _number(status.get("process_started")) or started
+        duration = (duration or 0.0) + (time.time() - since) if since else None
+    adapter = path / "adapter"
+    checkpoints = complete_checkpoints(path)
+    error = status.get("error") if isinstance(status.get("error"), dict) else {}
+    if started is None:
+        try:
+            started = (path / "config.yaml").stat().st_mtime
+        except OSError:
+            started = None
+    return RunSummary(
+        name=path.name,
+        path=path,
+        status=shown,
+        state=raw_state,
+        started=started,
+        model=str((config.get("model") or {}).get("source", "?")),
+        method=str(method_name or "?"),
+        training_type=str(config.get("training_type", "?")),
+        step=int(status.get("step") or 0),
+        max_steps=status.get("max_steps"),
+        final_loss=final_loss,
+        best_loss=best_loss,
+        best_eval_loss=_number(status.get("best_eval_loss")),
+        duration_seconds=duration,
+        adapter_bytes=folder_bytes(adapter) if adapter.is_dir() else None,
+        checkpoints=len(checkpoints),
+        last_checkpoint=checkpoints[-1].step if checkpoints else None,
+        pid=status.get("pid") if isinstance(status.get("pid"), int) else None,
+        error_kind=error.get("kind") or (INTERRUPTED if shown == INTERRUPTED else None),
+        error_message=error.get("message"),
+        resumable=shown in ("stopped", "failed", INTERRUPTED),
+    )
+
+
+def is_run_folder(path: Path) -> bool:
+    return path.is_dir() and (path / "config.yaml").is_file() and not path.name.startswith(".")
+
+
+def _sort_value(run: RunSummary, key: str) -> Any:
+    values = {
+        "date": run.started,
+        "name": run.name,
+        "model": run.model,
+        "method": run.method,
+        "type": run.training_type,
+        "status": run.status,
+        "steps": run.step,
+        "loss": run.final_loss,
+        "best_loss": run.best_loss,
+        "duration": run.duration_seconds,
+        "size": run.adapter_bytes,
+    }
+    value = values[key]
+    # Missing values sort last whichever the direction.
+    return (value is None, value if value is not None else 0)
+
+
+def list_runs(
+    runs_dir: str | Path,
+    *,
+    sort: str = "date",
+    descending: bool | None = None,
+    status: str | Iterable[str] | None = None,
+    search: str | None = None,
+) -> list[RunSummary]:
+    """Every run in `runs_dir`. `sort` is one of SORT_KEYS (newest first for "date", else
+    ascending, unless `descending` says otherwise); `status` keeps runs with that status (or
+    any of several); `search` keeps runs whose name, model or method contains it."""
+    if sort not in SORT_KEYS:
+        raise ConfigError(
+            f"unknown sort key '{sort}'", advice=f"use one of: {', '.join(SORT_KEYS)}"
+        )
+    folder = Path(runs_dir).expanduser()
+    try:
+        entries = sorted(folder.iterdir())
+    except OSError:
+        return []
+    runs = [read_run(entry) for entry in entries if is_run_folder(entry)]
+    if status is not None:
+        wanted = {status} if isinstance(status, str) else set(status)
+        unknown = wanted - set(STATUSES)
+        if unknown:
+            raise ConfigError(
+                f"unknown status '{', '.join(sorted(unknown))}'",
+                advice=f"use one of: {', '.join(STATUSES)}",
+            )
+        runs = [run for run in runs if run.status in wanted]
+    if search:
+        needle = search.lower()
+        runs = [
+            run
+            for run in runs
+            if needle in run.name.lower() or needle in run.model.lower() or needle in run.method
+        ]
+    reverse = (sort == "date") if descending is None else descending
+    present = [run for run in runs if _sort_value(run, sort)[0] is False]
+    missing = [run for run in runs if _sort_value(run, sort)[0] is True]
+    present.sort(key=lambda run: _sort_value(run, sort), reverse=reverse)
+    return present + missing
+
+
+def find_run(ref: str | Path, runs_dir: str | Path = "runs") -> Path:
+    """A run folder from a path, a name in `runs_dir`, or the unique start of a name."""
+    candidate = Path(ref).expanduser()
+    if is_run_folder(candidate):
+        return candidate
+    folder = Path(runs_dir).expanduser()
+    named = folder / str(ref)
+    if is_run_folder(named):
+        return named
+    try:
+        matches = [
+            entry
+            for entry in sorted(folder.iterdir())
+            if entry.name.startswith(str(ref)) and is_run_folder(entry)
+        ]
+    except OSError:
+        matches = []
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        names = ", ".join(match.name for match in matches[:5])
+        raise ConfigError(f"'{ref}' matches several runs: {names}", advice="give more of the name")
+    raise ConfigError(
+        f"no run '{ref}' in {folder}",
+        advice="`ftstudio runs --runs-dir DIR` lists the runs; a run folder's path works too",
+    )
+
+
+def load_run_config(run: str | Path) -> Any:
+    """The validated config a run used."""
+    from studio.config import load_config
+
+    return load_config(Path(run) / "config.yaml")
+
+
+def config_for_rerun(run: str | Path) -> Any:
+    """An old run's config, ready to edit and start as a new run (a new folder name)."""
+    config = load_run_config(run)
+    config.output.run_name = None
+    return config
+
+
+@dataclass(frozen=True)
+class RunCurves:
+    """A run's metrics as (step, value) series."""
+
+    train_loss: list[tuple[int, float]]
+    eval_loss: list[tuple[int, float]]
+    learning_rate: list[tuple[int, float]]
+
+
+def read_curves(run: str | Path) -> RunCurves:
+    records = read_metrics(Path(run) / "metrics.jsonl")
+    train = [record for record in records if record.get("type") == "train"]
+    return RunCurves(
+        train_loss=[(r["step"], r["loss"]) for r in train if _number(r.get("loss")) is not None],
+        eval_loss=[
+            (r["step"], r["loss"])
+            for r in records
+            if r.get("type") == "eval" and _number(r.get("loss")) is not None
+        ],
+        learning_rate=[
+            (r["step"], r["learning_rate"])
+            for r in train
+            if _number(r.get("learning_rate")) is not None
+        ],
+    )
+
+
+def resume_blocker(run: str | Path) -> str | None:
+    """Why a run cannot be resumed now, or None."""
+    return resume_problem(RunDirectory(Path(run)))
+
+
+def run_status(run: str | Path) -> dict[str, Any]:
+    """A run's raw status.json."""
+    try:
+        return json.loads((Path(run) / "status.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
