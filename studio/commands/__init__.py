@@ -10,4 +10,6 @@ COMMAND_MODULES = (
     "studio.commands.config",
     "studio.commands.models",
     "studio.commands.chat",
+    "studio.commands.runs",
+    "studio.commands.export",
 )
