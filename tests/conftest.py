@@ -11,7 +11,12 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE_DATA = REPO / "sample_data"
 
-# Set before any test imports transformers, and inherited by subprocesses.
+# Set before any test imports torch or transformers, and inherited by subprocesses.
+# One torch thread per test process: the suite runs one process per core (pytest-xdist), and
+# two processes with two threads each on two cores thrash (a tiny-model step went from 0.09 s
+# to 1.5 s in a measurement here).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"

@@ -141,3 +141,25 @@ def test_stop_from_another_thread_saves_the_adapter(tmp_path: Path) -> None:
     assert result.state is RunState.STOPPED
     assert result.steps < 400
     assert result.adapter_dir and (Path(result.adapter_dir) / "adapter_config.json").exists()
+
+
+def test_memory_estimate_and_fit_warning_are_logged(tmp_path: Path) -> None:
+    from studio.engine.memory_check import warn_if_it_will_not_fit
+    from studio.models.tiny import ensure_tiny_model
+
+    lines: list[tuple[str, str]] = []
+
+    def log(text: str, level: str = "info") -> None:
+        lines.append((text, level))
+
+    config = load_config(QUICKSTART)
+    warn_if_it_will_not_fit(config, str(ensure_tiny_model()), "cpu", log)
+    assert lines[0][0].startswith("memory estimate: weights")
+    assert not any(level == "warning" for _, level in lines)  # a tiny model fits in RAM
+
+    huge = load_config(QUICKSTART, ["training.batch_size=4096", "data.max_length=262144"])
+    lines.clear()
+    warn_if_it_will_not_fit(huge, str(ensure_tiny_model()), "cpu", log)
+    warnings = [text for text, level in lines if level == "warning"]
+    assert "does not fit" in warnings[0]
+    assert any("batch" in text for text in warnings[1:])

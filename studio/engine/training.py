@@ -12,7 +12,8 @@ import shutil
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from studio.engine.callbacks import EngineCallback
+from studio.engine.callbacks import EngineCallback, attach_run_callbacks
+from studio.engine.run_dir import replace_directory
 
 if TYPE_CHECKING:
     from studio.data import LoadedData
@@ -21,6 +22,8 @@ if TYPE_CHECKING:
 TRAINER_MODULES = {
     "sft": "studio.engine.sft",
     "pretrain": "studio.engine.sft",
+    "dpo": "studio.engine.preference",
+    "orpo": "studio.engine.preference",
 }
 
 
@@ -78,6 +81,13 @@ def train(session: TrainingSession) -> EngineCallback:
     data = load_training_data(
         config.data, config.training_type, seed=config.training.seed, base_dir=session.base_dir
     )
+    from studio.data.replay import mix_replay
+    from studio.engine.vocabulary import plan_vocabulary
+
+    data = mix_replay(
+        data, config.data, config.training_type, config.training.seed, session.base_dir
+    )
+    vocabulary = plan_vocabulary(config, session.base_dir)  # new tokens: read before loading
     run.write_json("data_report.json", data.report.to_dict())
     session.log(data.report.summary())
 
@@ -89,6 +99,10 @@ def train(session: TrainingSession) -> EngineCallback:
     # 2. Model and method.
     plan = plan_device(config.model, config.training.precision)
     source = resolve_model_source(config.model.source)
+    if source.is_local:
+        from studio.engine.memory_check import warn_if_it_will_not_fit
+
+        warn_if_it_will_not_fit(config, source.location, plan.device, session.log)
     session.log(f"loading {source.name} ({source.kind}) on {plan.device} as {plan.dtype_name}")
     tokenizer = load_tokenizer(config.model, source)
     method = get_method(config.method.name)
@@ -97,13 +111,17 @@ def train(session: TrainingSession) -> EngineCallback:
     if hasattr(implementation, "quantization_config"):
         quantization = implementation.quantization_config(config.method, plan)
     model = load_base_model(config.model, plan, quantization_config=quantization, source=source)
+    vocabulary.extend(tokenizer, model, session.log)
     context = MethodContext(
         tokenizer=tokenizer,
         plan=plan,
         training_type=config.training_type,
         gradient_checkpointing=config.training.gradient_checkpointing,
+        training=config.training,
+        log=session.log,
     )
     model = implementation.apply(model, config.method, context)
+    vocabulary.train_new_tokens(model, session.log)
     session.model, session.tokenizer = model, tokenizer
     session.log(f"method {method.title}: {describe_trainable(model)}")
 
@@ -121,15 +139,14 @@ def train(session: TrainingSession) -> EngineCallback:
 
     # Our own events replace the Trainer's printed log dicts.
     trainer.remove_callback(PrinterCallback)
-    trainer.train()
+    attach_run_callbacks(trainer, session)  # checkpoint markers and pruning, resume details
+    trainer.train(resume_from_checkpoint=session.resume_from)
 
     # 4. Save the result atomically: a crash mid-save leaves no half-written adapter behind.
     staging = run.path / ".adapter.saving"
     shutil.rmtree(staging, ignore_errors=True)
     save_trained(model, config.method, staging)
     tokenizer.save_pretrained(str(staging))
-    if run.adapter_dir.exists():
-        shutil.rmtree(run.adapter_dir)
-    staging.rename(run.adapter_dir)
+    replace_directory(staging, run.adapter_dir)
     session.log(f"saved {method.title} result to {run.adapter_dir}")
     return callbacks[0]
