@@ -1,0 +1,1 @@
+"""The Textual app: `ftstudio` with no command. The only package that imports Textual."""

@@ -1,0 +1,1 @@
+"""The studio's screens: one module per top-level screen, and the modal dialogs."""

@@ -1,0 +1,40 @@
+"""The frame every top-level screen shares: header with tabs and run status, body, footer."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar, cast
+
+from textual import on
+from textual.app import ComposeResult
+from textual.screen import Screen
+from textual.widgets import Footer
+from textual.worker import Worker
+
+from studio.ui.widgets.header import StudioHeader
+
+if TYPE_CHECKING:
+    from studio.ui.app import StudioApp
+
+
+class StudioScreen(Screen[None]):
+    """A top-level screen; subclasses set MODE and write `compose_body`."""
+
+    MODE: ClassVar[str] = ""
+
+    @property
+    def studio_app(self) -> StudioApp:
+        """The app, typed."""
+        return cast("StudioApp", self.app)
+
+    def compose(self) -> ComposeResult:
+        yield StudioHeader(self.MODE)
+        yield from self.compose_body()
+        yield Footer()
+
+    def compose_body(self) -> ComposeResult:
+        yield from ()
+
+    @on(Worker.StateChanged)
+    def _worker_state_changed(self, event: Worker.StateChanged) -> None:
+        # Worker messages do not bubble; failures go to the app's single handler.
+        self.studio_app.worker_failed(event)

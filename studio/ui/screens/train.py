@@ -1,0 +1,261 @@
+"""Train: start, pause, resume, stop and save-now; live loss, learning rate and memory plots,
+step / epoch / tokens per second / elapsed / ETA, and the run's log.
+
+The trainer runs on the app's thread worker; this screen only reads the `RunMonitor`. Stats
+are redrawn at most once a second and plots once every two seconds (only those whose data
+changed), and nothing is drawn while the screen is not showing, so the update stream over
+SSH stays small whatever the step rate.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Grid, Horizontal
+from textual.content import Content
+from textual.widgets import Button, RichLog, Static
+
+from studio.engine.events import RunState
+from studio.ui.number_format import (
+    GIB,
+    MIB,
+    format_duration,
+    format_loss,
+    format_rate,
+)
+from studio.ui.run_monitor import (
+    MEMORY_ALLOCATED,
+    MEMORY_RESERVED,
+    MEMORY_RSS,
+    MEMORY_USED,
+    MonitorView,
+    RunMonitor,
+)
+from studio.ui.screens.base import StudioScreen
+from studio.ui.throttle import Throttle
+from studio.ui.widgets.metric_plot import MetricPlot, Series, small_number_scale
+
+STATS_INTERVAL = 1.0
+PLOTS_INTERVAL = 2.0
+MEMORY_COLOURS = {
+    MEMORY_USED: "plot-memory-used",
+    MEMORY_ALLOCATED: "plot-memory-allocated",
+    MEMORY_RESERVED: "plot-memory-reserved",
+    MEMORY_RSS: "plot-memory-used",
+}
+ACTIVE = (RunState.PREPARING, RunState.RUNNING, RunState.PAUSED, RunState.STOPPING)
+
+
+class TrainScreen(StudioScreen):
+    MODE = "train"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("s", "start", "Start"),
+        Binding("p", "pause_or_resume", "Pause/resume"),
+        Binding("x", "stop", "Stop"),
+        Binding("c", "save_now", "Save now"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._stats = Throttle(self, STATS_INTERVAL, self._draw_stats)
+        self._plots = Throttle(self, PLOTS_INTERVAL, self._draw_plots)
+        self._monitor: RunMonitor | None = None
+        self._log_seen = 0
+        self._plot_version = -1
+
+    def compose_body(self) -> ComposeResult:
+        yield Static("", id="train-stats")
+        with Horizontal(id="train-buttons"):
+            yield Button("Start s", id="start", compact=True)
+            yield Button("Pause p", id="pause", compact=True)
+            yield Button("Stop x", id="stop", compact=True)
+            yield Button("Save now c", id="save-now", compact=True)
+        yield Static("", id="run-error", classes="hidden")
+        with Grid(id="train-grid"):
+            yield MetricPlot("loss", id="loss-plot")
+            yield MetricPlot("learning rate", id="lr-plot")
+            yield MetricPlot("memory", empty_text="waiting for telemetry", id="memory-plot")
+            yield RichLog(id="train-log", max_lines=1000, wrap=True, markup=False, min_width=20)
+
+    def on_mount(self) -> None:
+        self.studio_app.run_changed.subscribe(self, self._run_changed)
+        self.studio_app.config_changed.subscribe(self, lambda _config: self._stats.request())
+        self._monitor = self.studio_app.monitor
+        self._stats.flush()
+        self._plots.flush()
+
+    def on_screen_resume(self) -> None:
+        # Nothing is drawn while hidden; catch up at once when shown again.
+        if self.is_mounted:
+            self._stats.flush()
+            self._plots.flush()
+
+    def _run_changed(self, monitor: RunMonitor) -> None:
+        if monitor is not self._monitor:
+            self._monitor = monitor
+            self._log_seen = 0
+            self._plot_version = -1
+            self.query_one("#train-log", RichLog).clear()
+        if self.is_current:
+            self._stats.request()
+            self._plots.request()
+
+    # ---------------------------------------------------------------- drawing
+
+    def _view(self) -> MonitorView | None:
+        return None if self._monitor is None else self._monitor.view(self._log_seen)
+
+    def _draw_stats(self) -> None:
+        view = self._view()
+        # Fixed height: a repaint, never a relayout of the screen (cheap at any size).
+        self.query_one("#train-stats", Static).update(
+            stats_text(view, self.studio_app), layout=False
+        )
+        state = view.state if view else None
+        active = state in ACTIVE
+        self.query_one("#start", Button).disabled = active
+        pause = self.query_one("#pause", Button)
+        pause.disabled = not active or state is RunState.STOPPING
+        pause.label = "Resume p" if state is RunState.PAUSED else "Pause p"
+        self.query_one("#stop", Button).disabled = not active or state is RunState.STOPPING
+        self.query_one("#save-now", Button).disabled = state is not RunState.RUNNING
+        error = self.query_one("#run-error", Static)
+        if view is not None and view.error is not None:
+            error.update(error_text(view))
+            error.remove_class("hidden")
+        else:
+            error.add_class("hidden")
+        if view is not None and view.new_log_lines:
+            log = self.query_one("#train-log", RichLog)
+            for line in view.new_log_lines:
+                prefix = f"{line.level}: " if line.level in ("warning", "error") else ""
+                log.write(prefix + line.text)
+            self._log_seen = view.log_total
+
+    def _draw_plots(self) -> None:
+        view = self._view()
+        if view is not None and view.version == self._plot_version:
+            return
+        self._plot_version = view.version if view else -1
+        loss = self.query_one("#loss-plot", MetricPlot)
+        rate = self.query_one("#lr-plot", MetricPlot)
+        memory = self.query_one("#memory-plot", MetricPlot)
+        if view is None:
+            for plot in (loss, rate, memory):
+                plot.set_series([])
+            return
+        loss.set_series(
+            [
+                Series("train", view.train_loss, "plot-train-loss"),
+                Series("eval", view.eval_loss, "plot-eval-loss"),
+            ]
+        )
+        factor, suffix = small_number_scale([y for _, y in view.learning_rate])
+        rate.set_series(
+            [
+                Series(
+                    "learning rate",
+                    [(x, y * factor) for x, y in view.learning_rate],
+                    "plot-learning-rate",
+                )
+            ],
+            title=f"learning rate{suffix}",
+        )
+        unit, scale = memory_unit(view.memory)
+        where = "GPU memory" if view.memory_unit_is_gpu else "process memory (no GPU)"
+        memory.set_series(
+            [
+                Series(name, [(x, y / scale) for x, y in points if x >= 1], MEMORY_COLOURS[name])
+                for name, points in view.memory.items()
+            ],
+            title=f"{where}, {unit}",
+        )
+
+    # ---------------------------------------------------------------- actions
+
+    @on(Button.Pressed, "#start")
+    def action_start(self) -> None:
+        self.studio_app.start_training()
+
+    @on(Button.Pressed, "#pause")
+    def action_pause_or_resume(self) -> None:
+        monitor = self.studio_app.monitor
+        if monitor is not None and monitor.state is RunState.PAUSED:
+            self.studio_app.resume_training()
+        else:
+            self.studio_app.pause_training()
+
+    @on(Button.Pressed, "#stop")
+    def action_stop(self) -> None:
+        self.studio_app.stop_training()
+
+    @on(Button.Pressed, "#save-now")
+    def action_save_now(self) -> None:
+        self.studio_app.save_checkpoint_now()
+
+
+def memory_unit(memory: dict[str, list[tuple[float, float]]]) -> tuple[str, float]:
+    peak = max((y for points in memory.values() for _, y in points), default=0.0)
+    return ("GiB", float(GIB)) if peak >= GIB else ("MiB", float(MIB))
+
+
+STATE_STYLES = {
+    RunState.PREPARING: "$success",
+    RunState.RUNNING: "$success",
+    RunState.PAUSED: "$warning",
+    RunState.STOPPING: "$warning",
+    RunState.FAILED: "$error",
+}
+
+
+def stats_text(view: MonitorView | None, app) -> Content:  # app: StudioApp
+    """Two lines: state, progress and loss; speed, time, memory."""
+    config = app.studio.config
+    if view is None or view.state is None:
+        return Content.assemble(
+            ("No run yet. ", "bold"),
+            f"s starts training {config.model.source} · {config.method.name} · "
+            f"{config.data.path} (change it on the Config screen, key 2)",
+        )
+    state = view.state
+    latest = view.latest
+    parts: list[str | tuple[str, str]] = [(state.value, f"bold {STATE_STYLES.get(state, '')}")]
+    if latest is not None:
+        share = latest.step / latest.max_steps if latest.max_steps else 0.0
+        parts.append(f"  step {latest.step}/{latest.max_steps} ")
+        parts.append((_bar(share, 10), "$primary"))
+        parts.append(f" {share:.0%}  loss {format_loss(latest.loss)}")
+        if view.eval_loss:
+            parts.append(f"  eval {format_loss(view.eval_loss[-1][1])}")
+        rate = latest.tokens_per_second
+        parts.append(f"\nepoch {latest.epoch:.2f}  lr {format_rate(latest.learning_rate)}  ")
+        parts.append(f"{rate:,.0f} tok/s" if rate else "- tok/s")
+        parts.append(f"  elapsed {format_duration(latest.elapsed_seconds)}")
+        parts.append(f"  ETA {format_duration(latest.eta_seconds)}")
+    else:
+        parts.append(f"  {view.state_detail}\n")
+    if view.finished is not None and state in (RunState.FINISHED, RunState.STOPPED):
+        where = app.services.display(view.finished.adapter_dir or view.finished.run_dir)
+        parts.append(f"\nsaved to {where}; chat with it on the Chat screen (key 4)")
+    elif view.telemetry is not None:
+        from studio.telemetry.status_line import format_memory_status
+
+        parts.append(f"\n{format_memory_status(view.telemetry)}")
+    return Content.assemble(*parts)
+
+
+def error_text(view: MonitorView) -> Content:
+    error = view.error
+    assert error is not None
+    parts: list[str | tuple[str, str]] = [(f"✗ {error.kind}: {error.message}", "bold")]
+    for advice in error.advice:
+        parts.append(f"\n  try: {advice}")
+    return Content.assemble(*parts)
+
+
+def _bar(share: float, width: int) -> str:
+    filled = round(min(max(share, 0.0), 1.0) * width)
+    return "█" * filled + "░" * (width - filled)

@@ -1,0 +1,69 @@
+"""Helpers for driving the studio in tests and snapshots (Textual's Pilot).
+
+`isolated_services` points every folder the app reads or writes at a temporary one, so a test
+never touches the user's settings, themes or Hugging Face cache; `settle` waits until the
+app's background work is done, so what a test checks or photographs is the final state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+from textual.pilot import Pilot
+from textual.widgets import Input
+
+from studio.ui.state import StudioServices
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def isolated_services(
+    tmp_path: Path, theme: str | None = None, workdir: Path = REPO
+) -> StudioServices:
+    """Services for a test: settings, themes and hub cache in `tmp_path`, data from the repo."""
+    config_dir = tmp_path / "config"
+    config_dir.mkdir(parents=True, exist_ok=True)
+    settings = config_dir / "settings.yaml"
+    if theme is not None:
+        settings.write_text(f"theme: {theme}\n", encoding="utf-8")
+    hub = tmp_path / "hub-cache"
+    hub.mkdir(exist_ok=True)
+    return StudioServices(
+        workdir=workdir,
+        hub_cache_dir=hub,
+        settings_file=settings,
+        user_themes_dir=config_dir / "themes",
+        telemetry_interval=None,
+    )
+
+
+async def settle(pilot: Pilot, timeout: float = 120.0) -> None:
+    """Wait until no worker runs and the messages they posted have been handled."""
+    app = pilot.app
+    deadline = time.monotonic() + timeout
+    quiet_rounds = 0
+    while quiet_rounds < 2:
+        await pilot.pause()
+        running = [worker for worker in app.workers if worker.is_running]
+        if running:
+            quiet_rounds = 0
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                names = ", ".join(f"{w.group}:{w.name}" for w in running)
+                raise TimeoutError(f"workers still running after {timeout:.0f} s: {names}")
+            try:
+                await asyncio.wait_for(app.workers.wait_for_complete(running), remaining)
+            except asyncio.TimeoutError:
+                continue
+        else:
+            quiet_rounds += 1
+    await pilot.pause()
+
+
+def stop_cursor_blink(pilot: Pilot) -> None:
+    """Blinking cursors would make screenshots differ from one run to the next."""
+    for screen in pilot.app.screen_stack:
+        for field in screen.query(Input):
+            field.cursor_blink = False
