@@ -45,8 +45,9 @@ def make_run(
     for step in complete:
         folder = write_adapter(run / "checkpoints" / f"checkpoint-{step}")
         (folder / "trainer_state.json").write_text("{}", encoding="utf-8")
+        (folder / "ftstudio_complete.json").write_text("{}", encoding="utf-8")
     for step in partial:
-        write_adapter(run / "checkpoints" / f"checkpoint-{step}")  # no trainer_state.json yet
+        write_adapter(run / "checkpoints" / f"checkpoint-{step}")  # no completion marker yet
     return run
 
 
@@ -108,9 +109,13 @@ def test_checkpoints_being_written_are_listed_but_refused(tmp_path: Path) -> Non
         run_target(run, checkpoint="newest")
 
 
-def test_the_engine_marker_also_completes_a_checkpoint(tmp_path: Path) -> None:
+def test_only_the_engine_marker_completes_a_checkpoint(tmp_path: Path) -> None:
     run = make_run(tmp_path, partial=(20,))
-    (run / "checkpoints" / "checkpoint-20" / "ftstudio_complete.json").write_text("{}")
+    checkpoint = run / "checkpoints" / "checkpoint-20"
+    # The Trainer's own state file is no proof: a save can crash after writing it.
+    (checkpoint / "trainer_state.json").write_text("{}")
+    assert [info.complete for info in list_checkpoints(run)] == [False]
+    (checkpoint / "ftstudio_complete.json").write_text("{}")
     assert [info.complete for info in list_checkpoints(run)] == [True]
 
 

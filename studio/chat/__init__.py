@@ -16,7 +16,7 @@ from studio.chat.prompt import Prompt, PromptTooLong
 from studio.chat.settings import ChatMessage, GenerationSettings, generation_settings
 from studio.chat.targets import (
     ChatTarget,
-    CheckpointInfo,
+    Checkpoint,
     base_target,
     list_checkpoints,
     resolve_target,
@@ -28,7 +28,7 @@ __all__ = [
     "ChatMessage",
     "ChatModel",
     "ChatTarget",
-    "CheckpointInfo",
+    "Checkpoint",
     "ComparedReplies",
     "GenerationError",
     "GenerationSettings",

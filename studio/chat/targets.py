@@ -3,44 +3,31 @@
 Resolving a target reads only small files (config.yaml, status.json, adapter_config.json), never
 weights and never torch, so the TUI can list and check targets instantly.
 
-Checkpoints are written by the transformers Trainer straight into `checkpoint-N/` (no
-temporary folder and rename): the weights first, `trainer_state.json` last. A checkpoint is
-complete once the engine's `ftstudio_complete.json` marker or, for runs from before the marker,
-`trainer_state.json` exists; one without either is still being written (or its save crashed)
-and is refused with a pointer to the newest complete one. A checkpoint the run prunes while it
-loads gives a clear error too (see `studio.chat.loading`).
+Checkpoints are listed by `studio.engine.checkpoints`: one is whole once the engine's
+completion marker is in it; one without is still being written (or its save crashed) and is
+refused with a pointer to the newest whole one. A checkpoint the run prunes while it loads
+gives a clear error too (see `studio.chat.loading`). Whether a run is still training comes from
+`studio.engine.liveness`, the same answer the Runs screen gives.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
 from studio.config import ModelSettings, load_config
+from studio.engine.checkpoints import CHECKPOINT_NAME, Checkpoint
+from studio.engine.checkpoints import list_checkpoints as engine_checkpoints
+from studio.engine.liveness import ACTIVE_STATES, effective_state
 from studio.errors import ConfigError, ModelError
 from studio.methods.registry import METHOD_FILE
 from studio.models.tiny import TINY_MODEL_NAME
 
 TargetKind = Literal["run", "checkpoint", "adapter", "base"]
 
-CHECKPOINT_NAME = re.compile(r"^checkpoint-(\d+)$")
-# Either means the checkpoint's weights are all written: the engine's marker (written after
-# the Trainer's save), or the Trainer's own state file (written last by the Trainer).
-CHECKPOINT_DONE_FILES = ("ftstudio_complete.json", "trainer_state.json")
 PEFT_CONFIG_FILE = "adapter_config.json"
-ACTIVE_STATES = ("preparing", "running", "paused", "stopping")
-
-
-@dataclass(frozen=True)
-class CheckpointInfo:
-    step: int
-    path: Path
-    complete: bool  # False while the Trainer is still writing it
-
 
 @dataclass(frozen=True)
 class ChatTarget:
@@ -197,20 +184,9 @@ def _adapter_target(folder: Path, model_source: str | None = None) -> ChatTarget
     return ChatTarget(kind="adapter", model=ModelSettings(source=base), adapter_dir=folder)
 
 
-def list_checkpoints(run_dir: str | Path) -> list[CheckpointInfo]:
-    """A run's checkpoints, oldest first; incomplete ones are listed with complete=False."""
-    folder = Path(run_dir) / "checkpoints"
-    found = []
-    try:
-        entries = list(folder.iterdir())
-    except OSError:
-        return []
-    for entry in entries:
-        match = CHECKPOINT_NAME.match(entry.name)
-        if match and entry.is_dir():
-            complete = any((entry / name).is_file() for name in CHECKPOINT_DONE_FILES)
-            found.append(CheckpointInfo(int(match.group(1)), entry, complete))
-    return sorted(found, key=lambda info: info.step)
+def list_checkpoints(run_dir: str | Path) -> list[Checkpoint]:
+    """A run's checkpoints, oldest first; ones still being written have complete=False."""
+    return engine_checkpoints(Path(run_dir))
 
 
 def run_is_active(run_dir: str | Path) -> bool:
@@ -219,23 +195,10 @@ def run_is_active(run_dir: str | Path) -> bool:
         status = json.loads((Path(run_dir) / "status.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    if status.get("state") not in ACTIVE_STATES:
-        return False
-    pid = status.get("pid")
-    return not isinstance(pid, int) or _process_alive(pid)
+    return effective_state(status) in ACTIVE_STATES
 
 
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OSError):
-        return True  # exists but belongs to someone else, or the platform cannot tell
-    return True
-
-
-def _pick_checkpoint(run_dir: Path, checkpoint: int | str) -> CheckpointInfo:
+def _pick_checkpoint(run_dir: Path, checkpoint: int | str) -> Checkpoint:
     checkpoints = list_checkpoints(run_dir)
     complete = [info for info in checkpoints if info.complete]
     if str(checkpoint) == "latest":
@@ -304,7 +267,7 @@ def _no_adapter_advice(run_dir: Path) -> str:
     return training + _no_checkpoint_advice(run_dir, checkpoints)
 
 
-def _no_checkpoint_advice(run_dir: Path, checkpoints: list[CheckpointInfo]) -> str:
+def _no_checkpoint_advice(run_dir: Path, checkpoints: list[Checkpoint]) -> str:
     if checkpoints:
         return "its first checkpoint is still being written; try again in a moment"
     return (
