@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from studio.config import RunConfig
+from studio.ui.starter import starter_config
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ class StudioServices:
 class StudioState:
     """The user's choices, shared by every screen."""
 
-    config: RunConfig = field(default_factory=RunConfig)
+    config: RunConfig = field(default_factory=starter_config)
     """The last valid config the Config screen produced (what Start trains)."""
     config_problem: str | None = None
     """Why the form's current values are not a valid config, or None when they are."""

@@ -24,6 +24,7 @@ from studio.errors import ModelError
 from studio.ui.model_catalog import TINY_ENTRY, ModelDetails, ModelEntry
 from studio.ui.number_format import format_bytes, format_count
 from studio.ui.screens.base import StudioScreen
+from studio.ui.starter import with_base_model
 from studio.ui.widgets.memory_estimate import MemoryEstimatePanel
 
 
@@ -172,10 +173,16 @@ class ModelsScreen(StudioScreen):
             return
         app = self.studio_app
         config = app.studio.config
+        note = ""
         if config.model.source != option.id:
-            model = config.model.model_copy(update={"source": option.id})
-            app.set_config(config.model_copy(update={"model": model}), app.studio.config_problem)
-        self.notify(f"base model: {option.id}", markup=False)
+            changed, generalised = with_base_model(config, option.id)
+            app.set_config(changed, app.studio.config_problem)
+            if generalised:
+                note = (
+                    "\ntraining and method settings are back to the general defaults "
+                    "(the tiny demo's 30 epochs at lr 3e-3 would ruin a real model)"
+                )
+        self.notify(f"base model: {option.id}{note}", markup=False)
 
     def action_add_model(self) -> None:
         self.query_one("#add-model", Input).focus()
