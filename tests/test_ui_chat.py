@@ -8,7 +8,6 @@ from pathlib import Path
 from textual.widgets import Input
 
 from studio.ui.app import make_app
-from studio.ui.chat_choices import ChatChoice
 from studio.ui.screens.chat import visible_text
 from studio.ui.screens.dialogs import ErrorScreen
 from studio.ui.testing import isolated_services, settle
@@ -27,9 +26,14 @@ def test_base_model_streams_and_stops(tmp_path: Path) -> None:
             await pilot.press("4")
             await settle(pilot)
             screen = app.screen
-            screen.load(ChatChoice("base", "tiny-demo alone", base_source="tiny-demo"))
+            # Load through the dialog, as a user does: the base model is the first choice.
+            await pilot.press("ctrl+l")
+            await settle(pilot)
+            await pilot.press("home", "enter")
             await settle(pilot)
             assert screen.chat is not None and not screen.chat.has_adapter
+            # Back from the dialog, the keys go to the question box.
+            assert screen.query_one("#chat-input", Input).has_focus
             # A long reply, stopped with escape while it streams.
             await pilot.press("ctrl+g")
             await pilot.pause()

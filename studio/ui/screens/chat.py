@@ -207,6 +207,8 @@ class ChatScreen(StudioScreen):
         self.action_choose_model()
 
     def _chosen(self, choice: ChatChoice | None) -> None:
+        # Back from the dialog the question box has the keys, so the user can type at once.
+        self.query_one("#chat-input", Input).focus()
         if choice is not None:
             self.load(choice)
 
