@@ -8,9 +8,17 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from studio.config_methods import MethodSettings, method_defaults
 from studio.errors import ConfigError
@@ -30,6 +38,18 @@ Optimizer = Literal[
     "sgd",
 ]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
+
+
+def _switch_word(value: Any) -> Any:
+    # YAML 1.1 reads a bare `on` / `off` as true / false; both mean the switch's word.
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return value
+
+
+# A speed switch: "auto" uses it where it applies and is safe, "on" asks for it (a warning says
+# why when it cannot apply), "off" never uses it. See studio/engine/fast_path.py.
+Switch = Annotated[Literal["auto", "on", "off"], BeforeValidator(_switch_word)]
 
 
 class Section(BaseModel):
@@ -61,7 +81,8 @@ class ModelSettings(Section):
     )
     attn_implementation: Literal["auto", "sdpa", "eager", "flash_attention_2"] = Field(
         "auto",
-        description="Attention kernel. 'auto' picks SDPA (fast, built into torch).",
+        description="Attention kernel. 'auto' picks FlashAttention 2 on a GPU where the "
+        "flash-attn package is installed, else SDPA (fast, built into torch).",
     )
     chat_template: str | None = Field(
         None,
@@ -216,6 +237,34 @@ class TrainingSettings(Section):
     packing: bool = Field(
         False,
         description="Pack several short examples into one sequence to waste no compute on padding.",
+    )
+    padding_free: Switch = Field(
+        "auto",
+        description="SFT / pretrain: lay each batch's examples end to end as one sequence with "
+        "no padding tokens (no attention across examples). 'auto': on with FlashAttention, "
+        "whose variable-length kernels make it pay.",
+    )
+    liger_kernels: Switch = Field(
+        "auto",
+        description="Liger's fused Triton kernels (RMSNorm, RoPE, SwiGLU, and cross-entropy "
+        "fused with the output layer): faster steps, much less memory. Needs a CUDA GPU and "
+        "liger-kernel (pip install 'ftstudio[gpu]'). 'auto': on where they apply.",
+    )
+    fused_optimizer: Switch = Field(
+        "auto",
+        description="Run AdamW as one fused kernel over all parameters (adamw_torch becomes "
+        "adamw_torch_fused) where torch supports it on the device. Same maths, faster.",
+    )
+    activation_offloading: bool = Field(
+        False,
+        description="Gradient checkpointing with the saved activations in host memory instead "
+        "of GPU memory: for long sequences that do not fit otherwise; slower. CUDA only; "
+        "turns gradient_checkpointing on.",
+    )
+    torch_compile: bool = Field(
+        False,
+        description="Compile the model with torch.compile: faster steps after a first step "
+        "that takes minutes to compile; pays off on long runs with few distinct lengths.",
     )
     assistant_only_loss: bool = Field(
         True,

@@ -16,14 +16,23 @@ def total_steps(config: Any, examples: int) -> int:
 
 
 def argument_values(
-    config: Any, output_dir: Path, plan: Any, examples: int, has_eval: bool
+    config: Any,
+    output_dir: Path,
+    plan: Any,
+    examples: int,
+    has_eval: bool,
+    fast_path: Any = None,
 ) -> dict[str, Any]:
-    """Keyword arguments for TrainingArguments (or a trl config, which extends it)."""
+    """Keyword arguments for TrainingArguments (or a trl config, which extends it).
+
+    `fast_path` (a `studio.engine.fast_path.FastPath`) sets the speed switches: Liger kernels,
+    fused AdamW, gradient checkpointing and its offloading, torch.compile.
+    """
     training = config.training
     steps = total_steps(config, examples)
     eval_steps = training.eval_steps or max(steps // 4, 1)
     warmup: float | int = training.warmup_steps or training.warmup_ratio
-    return {
+    values = {
         "output_dir": str(output_dir),
         "num_train_epochs": training.epochs,
         "max_steps": training.max_steps or -1,
@@ -58,6 +67,9 @@ def argument_values(
         "dataloader_num_workers": 0,
         "remove_unused_columns": False,
     }
+    if fast_path is not None:
+        values.update(fast_path.argument_values(_checkpointing_argument()))
+    return values
 
 
 def _checkpointing_argument() -> str:
@@ -70,8 +82,14 @@ def _checkpointing_argument() -> str:
 
 
 def training_arguments(
-    config: Any, output_dir: Path, plan: Any, examples: int, has_eval: bool
+    config: Any,
+    output_dir: Path,
+    plan: Any,
+    examples: int,
+    has_eval: bool,
+    fast_path: Any = None,
 ) -> Any:
     from transformers import TrainingArguments
 
-    return TrainingArguments(**argument_values(config, output_dir, plan, examples, has_eval))
+    values = argument_values(config, output_dir, plan, examples, has_eval, fast_path)
+    return TrainingArguments(**values)

@@ -91,7 +91,7 @@ def build_trainer(job: TrainingJob) -> Any:
     callbacks += evaluation_callbacks(job, has_eval)
     assert session.run_dir is not None
     values = argument_values(
-        config, session.run_dir.checkpoints_dir, job.plan, len(train), has_eval
+        config, session.run_dir.checkpoints_dir, job.plan, len(train), has_eval, job.fast_path
     )
     limits = prompt_limits(config.preference.max_prompt_length, config.data.max_length)
     if limits[0] < config.preference.max_prompt_length:

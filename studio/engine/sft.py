@@ -3,7 +3,8 @@
 Conversations are rendered with the chat template and trained on the assistant's tokens only
 (unless `training.assistant_only_loss` is off); raw text is trained on every token. With
 `training.packing`, examples are packed padding-free without attention across examples
-(see `packing.py`).
+(see `packing.py`). Without packing, the fast path's padding-free batches lay each batch's
+examples end to end the same way, so no compute goes to padding tokens.
 """
 
 from __future__ import annotations
@@ -58,6 +59,13 @@ def build_trainer(job: TrainingJob) -> Any:
         if eval_features:
             eval_features, _ = pack_features(eval_features, max_length)
         collator = PackedCollator()
+    elif _padding_free(job, train_features):
+        from studio.engine.packing import PackedCollator
+
+        train_features = padding_free_rows(train_features)
+        if eval_features:
+            eval_features = padding_free_rows(eval_features)
+        collator = PackedCollator()
     else:
         collator = PaddingCollator(job.tokenizer.pad_token_id)
 
@@ -66,7 +74,12 @@ def build_trainer(job: TrainingJob) -> Any:
     callbacks += evaluation_callbacks(job, has_eval)
     assert session.run_dir is not None
     args = training_arguments(
-        config, session.run_dir.checkpoints_dir, job.plan, len(train_features), has_eval
+        config,
+        session.run_dir.checkpoints_dir,
+        job.plan,
+        len(train_features),
+        has_eval,
+        job.fast_path,
     )
     return Trainer(
         model=job.model,
@@ -82,3 +95,29 @@ def _log_encoding(session: Any, name: str, stats: EncodingStats) -> None:
     # Truncation loses answers: say so loudly rather than in passing.
     level = "warning" if stats.truncated or stats.dropped_no_target else "info"
     session.log(f"{name}: {stats.summary()}", level)
+
+
+def padding_free_rows(features: list[dict[str, list[int]]]) -> list[dict[str, list[int]]]:
+    """Each example as a row of its own with position ids, for `PackedCollator`."""
+    return [
+        {**feature, "position_ids": list(range(len(feature["input_ids"])))} for feature in features
+    ]
+
+
+def _padding_free(job: TrainingJob, features: list[dict[str, list[int]]]) -> bool:
+    """Whether the fast path batches padding-free, after checking that the model keeps the
+    examples of a batch apart; when it does not, the run goes on with padded batches."""
+    from studio.engine.packing import check_isolation
+
+    choice = getattr(job.fast_path, "padding_free", None)
+    if choice is None or not choice.enabled or choice.value != "batch":
+        return False
+    try:
+        check_isolation(job.model, features)
+    except ConfigError as error:
+        job.session.log(
+            f"fast path: padding-free batches off after all ({error.message}); batches are padded",
+            "warning",
+        )
+        return False
+    return True

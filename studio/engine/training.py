@@ -37,6 +37,7 @@ class TrainingJob:
     tokenizer: Any
     plan: Any  # studio.models.loading.DevicePlan
     callback_factory: Any  # (tokens_seen: () -> int) -> EngineCallback
+    fast_path: Any = None  # studio.engine.fast_path.FastPath
 
     @property
     def config(self) -> Any:
@@ -92,12 +93,22 @@ def train(session: TrainingSession) -> EngineCallback:
     session.log(data.report.summary())
 
     quiet_libraries()
+    from studio.engine.fast_path import (
+        choose_attention,
+        choose_checkpointing,
+        decide_fast_path,
+        inspect_model,
+        probe_machine,
+    )
     from studio.methods.registry import MethodContext, describe_trainable, get_method, save_trained
     from studio.models.loading import load_base_model, load_tokenizer, plan_device
     from studio.models.sources import resolve_model_source
 
-    # 2. Model and method.
+    # 2. Model and method, with the speed switches that must be known before loading.
     plan = plan_device(config.model, config.training.precision)
+    machine = probe_machine()
+    attention = choose_attention(config.model.attn_implementation, plan, machine)
+    checkpointing, _ = choose_checkpointing(config.training, machine)
     source = resolve_model_source(config.model.source)
     if source.is_local:
         from studio.engine.memory_check import warn_if_it_will_not_fit
@@ -110,13 +121,19 @@ def train(session: TrainingSession) -> EngineCallback:
     quantization = None
     if hasattr(implementation, "quantization_config"):
         quantization = implementation.quantization_config(config.method, plan)
-    model = load_base_model(config.model, plan, quantization_config=quantization, source=source)
+    model = load_base_model(
+        config.model,
+        plan,
+        quantization_config=quantization,
+        source=source,
+        attn_implementation=attention.value,
+    )
     vocabulary.extend(tokenizer, model, session.log)
     context = MethodContext(
         tokenizer=tokenizer,
         plan=plan,
         training_type=config.training_type,
-        gradient_checkpointing=config.training.gradient_checkpointing,
+        gradient_checkpointing=checkpointing.enabled,
         training=config.training,
         log=session.log,
     )
@@ -124,6 +141,9 @@ def train(session: TrainingSession) -> EngineCallback:
     vocabulary.train_new_tokens(model, session.log)
     session.model, session.tokenizer = model, tokenizer
     session.log(f"method {method.title}: {describe_trainable(model)}")
+    fast_path = decide_fast_path(config, plan, machine, inspect_model(model), attention)
+    for level, line in fast_path.log_lines():
+        session.log(line, level)
 
     # 3. The trainer for this training type.
     callbacks: list[EngineCallback] = []
@@ -133,7 +153,7 @@ def train(session: TrainingSession) -> EngineCallback:
         callbacks.append(callback)
         return callback
 
-    job = TrainingJob(session, data, model, tokenizer, plan, callback_factory)
+    job = TrainingJob(session, data, model, tokenizer, plan, callback_factory, fast_path)
     trainer = builder.build_trainer(job)
     from transformers import PrinterCallback
 

@@ -71,7 +71,10 @@ def load_base_model(
     *,
     quantization_config: Any = None,
     source: ModelSource | None = None,
+    attn_implementation: str | None = None,
 ) -> Any:
+    """The base model on the planned device. `attn_implementation` overrides the setting
+    (training decides it in `studio.engine.fast_path.choose_attention`)."""
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -81,8 +84,9 @@ def load_base_model(
         "trust_remote_code": settings.trust_remote_code,
         "dtype": getattr(torch, plan.dtype_name),
     }
-    if settings.attn_implementation != "auto":
-        kwargs["attn_implementation"] = settings.attn_implementation
+    attention = attn_implementation or settings.attn_implementation
+    if attention != "auto":
+        kwargs["attn_implementation"] = attention
     if quantization_config is not None:
         kwargs["quantization_config"] = quantization_config
         kwargs["device_map"] = {"": 0} if plan.device == "cuda" else {"": "cpu"}
