@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from studio import __version__
 from studio.commands import COMMAND_MODULES
-from studio.errors import StudioError
+from studio.errors import ConfigError, StudioError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,6 +23,20 @@ def build_parser() -> argparse.ArgumentParser:
         "Without a command, opens the interactive studio.",
     )
     parser.add_argument("--version", action="version", version=f"ftstudio {__version__}")
+    parser.add_argument(
+        "--config",
+        dest="studio_config",
+        metavar="FILE",
+        help="open the studio with this run config (YAML) instead of the defaults",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        dest="studio_overrides",
+        help="with --config: change one field, e.g. --set training.max_steps=100 (repeatable)",
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module_name in COMMAND_MODULES:
         try:
@@ -40,7 +54,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command is None:
-            return _run_tui()
+            return _run_tui(args.studio_config, args.studio_overrides)
+        if args.studio_config is not None or args.studio_overrides:
+            parser.error(
+                "--config and --set before a command open the studio with a config; "
+                f"put them after the command: ftstudio {args.command} ..."
+            )
         return args.handler(args)
     except StudioError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -54,7 +73,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
 
-def _run_tui() -> int:
+def _run_tui(config_file: str | None, overrides: list[str]) -> int:
     from studio.ui.app import run_app
 
-    return run_app()
+    if overrides and config_file is None:
+        raise ConfigError(
+            "--set changes a config: give the config too",
+            advice="ftstudio --config run.yaml --set training.max_steps=100",
+        )
+    return run_app(config_file, overrides)

@@ -79,7 +79,7 @@ def test_loading_beside_a_training_run_is_refused_before_any_weights_load(
     checkpoint = run / "checkpoints" / "checkpoint-10"
     checkpoint.mkdir(parents=True)
     (checkpoint / "adapter_config.json").write_text('{"base_model_name_or_path": "tiny-demo"}')
-    (checkpoint / "trainer_state.json").write_text("{}")
+    (checkpoint / "ftstudio_complete.json").write_text("{}")
     target: ChatTarget = run_target(run, checkpoint=10)
     assert target.run_is_training
 

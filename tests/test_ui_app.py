@@ -42,7 +42,9 @@ def test_number_keys_tabs_and_palette_switch_screens(tmp_path: Path) -> None:
         async with app.run_test(size=(80, 24)) as pilot:
             await settle(pilot)
             for destination in DESTINATIONS[1:]:
-                await pilot.press(destination.key)
+                # In a text field digits are typed; escape leaves the field first (Chat
+                # focuses its question box, so "5" from Chat needs it).
+                await pilot.press("escape", destination.key)
                 await pilot.pause()
                 assert app.current_mode == destination.mode
             await pilot.click("#tab-models")  # the header's tabs take the mouse
@@ -151,9 +153,12 @@ def test_broken_settings_file_gives_defaults_and_a_message(tmp_path: Path) -> No
 
 def test_progress_messages_coalesce_and_redraws_are_capped(tmp_path: Path, monkeypatch) -> None:
     """A flood of per-step messages costs a few redraws, not one per message."""
+    from studio.ui.run_monitor import RunMonitor
     from studio.ui.screens.train import TrainScreen
 
-    assert RunProgress().can_replace(RunProgress())
+    one, other = RunMonitor(), RunMonitor()
+    assert RunProgress(one).can_replace(RunProgress(one))
+    assert not RunProgress(one).can_replace(RunProgress(other))  # another run's news stays
     draws: list[int] = []
     original = TrainScreen._draw_stats
 
@@ -165,7 +170,6 @@ def test_progress_messages_coalesce_and_redraws_are_capped(tmp_path: Path, monke
 
     async def scenario() -> None:
         from studio.engine.events import RunState, StateChanged, StepMetrics
-        from studio.ui.run_monitor import RunMonitor
 
         app = make_app(isolated_services(tmp_path))
         async with app.run_test() as pilot:
@@ -178,10 +182,11 @@ def test_progress_messages_coalesce_and_redraws_are_capped(tmp_path: Path, monke
             for step in range(1, 1001):
                 monitor.record(StepMetrics(step=step, max_steps=1000, epoch=0.0, loss=1.0,
                                            learning_rate=1e-4))  # fmt: skip
-                handled.append(app.post_message(RunProgress()))
+                handled.append(app.post_message(RunProgress(monitor)))
             await pilot.pause(1.2)
             assert all(handled)
             assert 1 <= len(draws) <= 4, len(draws)
+            await settle(pilot)  # draws what the throttle still holds
             assert "1000/1000" in str(app.screen.query_one("#train-stats").render())
 
     run(scenario())

@@ -31,10 +31,19 @@ SIZES = {"80x24": (80, 24), "120x36": (120, 36)}
 THEMES = ("ftstudio-dark", "ftstudio-light")
 GIB = 1024**3
 
-# Plots redraw on a throttled timer, so whether a plot has drawn when the snapshot is taken
-# depends on timing; under parallel load two of these differed. Until the screens can be told
-# to draw now, they run only on request: python -m pytest -m snapshot tests/test_ui_snapshots.py
-pytestmark = pytest.mark.snapshot
+pytestmark = pytest.mark.snapshot  # select with -m snapshot; part of the default run
+
+
+@pytest.fixture
+def utc(monkeypatch: pytest.MonkeyPatch):
+    """Dates on screen in UTC, whatever the machine's time zone."""
+    import time
+
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
 
 
 @pytest.fixture
@@ -80,7 +89,7 @@ def scripted_run(steps: int = 60, max_steps: int = 100) -> RunMonitor:
         if step % 3 == 0:
             used = (6 + min(step, 20) * 0.2) * GIB
             snapshot = TelemetrySnapshot(
-                time=0.0,
+                time=step * 0.5,  # a sample every 1.5 s, as the steps' elapsed times say
                 host=HostSnapshot(ram_used_bytes=8 * GIB, ram_total_bytes=64 * GIB),
                 gpus=(
                     GpuSnapshot(
@@ -101,7 +110,7 @@ def scripted_run(steps: int = 60, max_steps: int = 100) -> RunMonitor:
                     ),
                 ),
             )
-            monitor.record(TelemetryEvent(snapshot=snapshot.to_dict(), time=0.0))
+            monitor.record(TelemetryEvent(snapshot=snapshot.to_dict(), time=step * 0.5))
     return monitor
 
 
@@ -111,8 +120,7 @@ async def show_scripted_run(pilot: Pilot) -> None:
     await settle(pilot)
     app.monitor = scripted_run()
     app.run_changed.publish(app.monitor)
-    await pilot.pause(1.2)  # the plots redraw at most once a second
-    await settle(pilot)
+    await settle(pilot)  # settle draws the throttled stats and plots now
 
 
 async def show_transcript(pilot: Pilot) -> None:
@@ -138,9 +146,99 @@ async def show_transcript(pilot: Pilot) -> None:
     await settle(pilot)
 
 
+# (name, method, training type, status.json, adapter bytes, complete checkpoints)
+SCRIPTED_RUNS = (
+    (
+        "tiny-demo-lora-sft-20261120-093012",
+        "lora",
+        "sft",
+        {
+            "state": "finished",
+            "step": 150,
+            "max_steps": 150,
+            "loss": 0.0062,
+            "best_loss": 0.0058,
+            "final_loss": 0.0062,
+            "duration_seconds": 25.4,
+            "started": 1_795_167_012.0,
+        },
+        612_000,
+        (100, 150),
+    ),
+    (
+        "qwen2.5-7b-qlora-sft-20261121-141200",
+        "qlora",
+        "sft",
+        {
+            "state": "failed",
+            "step": 40,
+            "max_steps": 300,
+            "loss": 1.93,
+            "best_loss": 1.88,
+            "duration_seconds": 312.0,
+            "started": 1_795_270_320.0,
+            "error": {
+                "kind": "out_of_memory",
+                "message": "CUDA out of memory. Tried to allocate 2.00 GiB",
+            },
+        },
+        None,
+        (25,),
+    ),
+    (
+        "tiny-demo-lora-dpo-20261122-180502",
+        "lora",
+        "dpo",
+        {
+            "state": "stopped",
+            "step": 60,
+            "max_steps": 120,
+            "loss": 0.41,
+            "best_loss": 0.39,
+            "duration_seconds": 48.0,
+            "started": 1_795_370_702.0,
+        },
+        598_000,
+        (50,),
+    ),
+)
+
+
+def scripted_runs(workdir: Path) -> Path:
+    """A runs folder with a finished, a failed (out of memory) and a stopped run."""
+    import json
+
+    import yaml
+
+    runs = workdir / "runs"
+    for name, method, training_type, status, adapter_bytes, checkpoints in SCRIPTED_RUNS:
+        run = runs / name
+        run.mkdir(parents=True)
+        source = "Qwen/Qwen2.5-7B" if name.startswith("qwen") else "tiny-demo"
+        config = {
+            "model": {"source": source},
+            "method": {"name": method},
+            "training_type": training_type,
+        }
+        (run / "config.yaml").write_text(yaml.safe_dump(config))
+        (run / "status.json").write_text(json.dumps(status))
+        if adapter_bytes:
+            (run / "adapter").mkdir()
+            (run / "adapter" / "adapter_model.safetensors").write_bytes(b"0" * adapter_bytes)
+        for step in checkpoints:
+            folder = run / "checkpoints" / f"checkpoint-{step}"
+            folder.mkdir(parents=True)
+            (folder / "ftstudio_complete.json").write_text("{}")
+    return runs
+
+
 async def on_screen(pilot: Pilot, key: str) -> None:
     await pilot.press(key)
     await settle(pilot)
+
+
+async def show_runs(pilot: Pilot) -> None:
+    await on_screen(pilot, "5")
 
 
 SCREENS = {
@@ -148,19 +246,28 @@ SCREENS = {
     "config": lambda pilot: on_screen(pilot, "2"),
     "train": show_scripted_run,
     "chat": show_transcript,
+    "runs": show_runs,
 }
 
 
 @pytest.mark.parametrize("size", SIZES)
 @pytest.mark.parametrize("theme", THEMES)
 @pytest.mark.parametrize("screen", SCREENS)
-def test_screen(screen: str, theme: str, size: str, app_for, snap_compare) -> None:
+def test_screen(
+    screen: str, theme: str, size: str, app_for, snap_compare, tmp_path: Path, utc
+) -> None:
     async def run_before(pilot: Pilot) -> None:
         await SCREENS[screen](pilot)
         stop_cursor_blink(pilot)
         await pilot.pause()
 
-    assert snap_compare(app_for(theme), terminal_size=SIZES[size], run_before=run_before)
+    if screen == "runs":
+        # Its own working folder, so the list holds the scripted runs and nothing else.
+        scripted_runs(tmp_path / "work")
+        app = make_app(isolated_services(tmp_path, theme=theme, workdir=tmp_path / "work"))
+    else:
+        app = app_for(theme)
+    assert snap_compare(app, terminal_size=SIZES[size], run_before=run_before)
 
 
 def test_config_dataset_tab(app_for, snap_compare) -> None:
@@ -171,8 +278,7 @@ def test_config_dataset_tab(app_for, snap_compare) -> None:
         screen = pilot.app.screen
         screen.query_one("#field-data-path").value = "sample_data/bad/alpaca_with_errors.jsonl"
         await pilot.press("ctrl+t")
-        await pilot.pause(0.6)  # the preview waits for typing to pause
-        await settle(pilot)
+        await settle(pilot)  # settle starts the preview the form's debounce is holding back
         stop_cursor_blink(pilot)
 
     assert snap_compare(app_for("ftstudio-dark"), terminal_size=(120, 36), run_before=run_before)
@@ -212,9 +318,8 @@ def test_run_error_dialog(app_for, snap_compare) -> None:
         monitor.record(error)
         monitor.record(StateChanged(RunState.FAILED, "after 10 steps", time=0.0))
         app.monitor = monitor
-        app.post_message(RunFailed(error))
+        app.post_message(RunFailed(monitor, error))
         app.run_changed.publish(monitor)
-        await pilot.pause(1.2)
         await settle(pilot)
 
     assert snap_compare(app_for("ftstudio-dark"), terminal_size=(80, 24), run_before=run_before)

@@ -41,7 +41,13 @@ def test_readable_in_16_colours(path: Path) -> None:
     plots = (
         ("plot-train-loss", "plot-eval-loss"),
         ("plot-learning-rate",),
-        ("plot-memory-used", "plot-memory-allocated", "plot-memory-reserved"),
+        (
+            "plot-memory-used",
+            "plot-memory-allocated",
+            "plot-memory-reserved",
+            "plot-memory-paged",
+            "plot-memory-spilled",
+        ),
         ("chat-user", "chat-adapter", "chat-base"),
     )
     for group in plots:

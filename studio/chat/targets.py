@@ -29,6 +29,7 @@ TargetKind = Literal["run", "checkpoint", "adapter", "base"]
 
 PEFT_CONFIG_FILE = "adapter_config.json"
 
+
 @dataclass(frozen=True)
 class ChatTarget:
     """A base model and, unless `kind` is "base", the trained method folder to put on it."""

@@ -74,7 +74,14 @@ def detach_from_terminal(log_path: str | Path | None) -> None:
         os.close(target)
 
 
-def continue_headless(trainer: threading.Thread, log_path: str | Path | None) -> None:
-    """Detach from the terminal and block until the trainer thread ends."""
+def continue_headless(
+    trainer: threading.Thread | Callable[[], object], log_path: str | Path | None
+) -> None:
+    """Detach from the terminal and block until the run ends: `trainer` is the trainer
+    thread (joined), or a function that returns when it has ended (the TUI waits for its
+    event loop's executor, where thread workers run)."""
     detach_from_terminal(log_path)
-    trainer.join()
+    if isinstance(trainer, threading.Thread):
+        trainer.join()
+    else:
+        trainer()

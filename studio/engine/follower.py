@@ -268,6 +268,8 @@ class RunFollower:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             for event in self.poll():
+                if self._closed.is_set():
+                    return None  # let go of: the rest of the history goes nowhere
                 on_event(event)
             if self.done:
                 return self.finished
@@ -277,15 +279,32 @@ class RunFollower:
                 return None
 
     def start(self, on_event: Callable[[RunEvent], None]) -> threading.Thread:
+        """Follow on a daemon thread. Should reading the folder fail (a file another tool
+        rewrote, say), `on_event` gets a `RunError` saying so instead of a thread that dies
+        silently while the screen goes on saying "running"."""
+
+        def follow_or_report() -> None:
+            try:
+                self.follow(on_event)
+            except Exception as error:  # reported to the user (RunError), not swallowed
+                on_event(
+                    RunError(
+                        kind="internal",
+                        message=f"lost track of the run in {self.path}: {error}",
+                        advice=(f"follow it with: ftstudio runs follow {self.path}",),
+                    )
+                )
+
         self.thread = threading.Thread(
-            target=self.follow, args=(on_event,), name="ftstudio-follower", daemon=True
+            target=follow_or_report, name="ftstudio-follower", daemon=True
         )
         self.thread.start()
         return self.thread
 
-    def close(self) -> None:
+    def close(self, wait: bool = True) -> None:
+        """Stop following; `wait=False` returns at once (the thread ends within one poll)."""
         self._closed.set()
-        if self.thread is not None and self.thread is not threading.current_thread():
+        if wait and self.thread is not None and self.thread is not threading.current_thread():
             self.thread.join(timeout=5)
 
 

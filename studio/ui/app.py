@@ -8,9 +8,10 @@ a run goes on whichever screen is showing; its events reach the screens through 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import os
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from textual import on, work
 from textual.app import App, SystemCommand
@@ -22,20 +23,37 @@ from textual.worker import Worker, WorkerState
 from studio.config import RunConfig
 from studio.engine.control import TrainingControl
 from studio.engine.events import EventBus, RunFinished, RunState, StateChanged
+from studio.engine.remote_control import RemoteControl
+from studio.ui.attach import AttachedRun, RunningRun, running_elsewhere
 from studio.ui.messages import RunCompleted, RunFailed, RunProgress, RunStateChanged
 from studio.ui.navigation import DESTINATIONS, modes, navigation_bindings
 from studio.ui.palette import studio_commands
+from studio.ui.run_launch import SessionFactory
 from studio.ui.run_monitor import RunMonitor
-from studio.ui.screens.dialogs import ConfirmScreen, ErrorScreen
+from studio.ui.screens.dialogs import Choice, ChoiceScreen, ErrorScreen
 from studio.ui.settings import DEFAULT_THEME, UserSettings, load_settings, save_settings
 from studio.ui.state import StudioServices, StudioState
 from studio.ui.themes import APP_VARIABLES, BUILTIN_THEMES_DIR, load_themes
 from studio.ui.throttle import Throttle
-from studio.ui.trainer_bridge import TrainerBridge
+
+if TYPE_CHECKING:
+    from studio.engine.session import TrainingSession
+
+# What pause / resume / stop / save go through: this process's trainer, or another's.
+Controls = TrainingControl | RemoteControl
 
 FALLBACK_THEME = "textual-dark"
 # Run news reaches the screens at most this often; each screen throttles its own redraws too.
 PROGRESS_INTERVAL = 0.25
+QUIT_QUESTION = (
+    "A run is training. Stop it (the adapter is saved) and quit, or keep it running in the "
+    "background: it goes on without the studio, and `ftstudio` attaches to it again later."
+)
+QUIT_CHOICES = (
+    Choice("stop", "Stop and quit", "s", "warning"),
+    Choice("keep", "Keep running, quit", "k", "primary"),
+    Choice("cancel", "Cancel", "escape"),
+)
 
 
 class StudioApp(App[int]):
@@ -49,6 +67,7 @@ class StudioApp(App[int]):
         *navigation_bindings(),
         Binding("ctrl+q", "quit", "Quit", priority=True),
         Binding("f1", "app.show_help_panel", "Keys", show=False),
+        Binding("ctrl+r", "attach_running", "Attach to run"),
     ]
 
     def __init__(self, services: StudioServices | None = None) -> None:
@@ -56,7 +75,19 @@ class StudioApp(App[int]):
         self.services = services or StudioServices()
         self.studio = StudioState()
         self.monitor: RunMonitor | None = None
-        self.control: TrainingControl | None = None
+        self.control: Controls | None = None
+        self.resumed_run: Path | None = None
+        """The run folder the trainer last resumed (kept from deletion while it trains)."""
+        self.attached: AttachedRun | None = None
+        """The run followed from its folder (trained by another process), if any."""
+        self.running_elsewhere: list[RunningRun] = []
+        """Runs other live processes were training when the studio started (ctrl+r attaches)."""
+        self.look_for_running_runs = False
+        """Check the runs folder for runs other processes train, at start-up (`run_app` sets
+        it; tests leave it off, so a run elsewhere on the machine never shows up in them)."""
+        self.leaving: Literal["stop", "keep", "hangup"] | None = None
+        """How the studio was left: the run stopped, kept running headless, or the terminal
+        hung up. `run_app` reads it after the app has exited."""
         self.settings = UserSettings()
         self.run_changed: Signal[RunMonitor] = Signal(self, "run-changed")
         """Published when the run has news (coalesced); subscribers throttle their redraws."""
@@ -75,6 +106,37 @@ class StudioApp(App[int]):
             self.notify(problem, title="Settings", severity="warning", timeout=10, markup=False)
         self._register_themes()
         self.theme_changed_signal.subscribe(self, self._remember_theme)
+        if self.look_for_running_runs:
+            self._look_for_running_runs()
+
+    @work(thread=True, exit_on_error=False, group="startup")
+    def _look_for_running_runs(self) -> None:
+        runs = running_elsewhere(self.services.resolve(self.studio.config.output.runs_dir))
+        if runs:
+            self.call_from_thread(self._offer_attach, runs)
+
+    def _offer_attach(self, runs: list[RunningRun]) -> None:
+        self.running_elsewhere = runs
+        self.refresh_bindings()
+        newest = runs[0]
+        pid = f"pid {newest.pid}" if newest.pid else "another process"
+        more = f" ({len(runs) - 1} more on the Runs screen, key 5)" if len(runs) > 1 else ""
+        self.notify(
+            f"{newest.name} is training ({pid}): ctrl+r attaches to it{more}",
+            title="A run is going on",
+            timeout=15,
+            markup=False,
+        )
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "attach_running":
+            return bool(self.running_elsewhere)
+        return True
+
+    def action_attach_running(self) -> None:
+        """Attach to the newest run another process was training at start-up."""
+        if self.running_elsewhere:
+            self.attach_run(self.running_elsewhere[0].path)
 
     def _register_themes(self) -> None:
         from studio.ui.settings import user_themes_dir
@@ -125,23 +187,35 @@ class StudioApp(App[int]):
         yield from studio_commands(self, screen)
 
     async def action_quit(self) -> None:
-        if not self.training_active:
-            self.exit(0)
+        if not self.trainer_running:
+            self.exit(0)  # an attached run is another process's: it goes on without us
             return
+        if isinstance(self.screen, ChoiceScreen):
+            return  # the question is on screen already
 
-        def answered(stop: bool | None) -> None:
-            if stop and self.control is not None:
+        def answered(choice: str | None) -> None:
+            if choice == "stop" and self.control is not None:
                 self.control.stop()  # saves at the end of the current step, then the thread ends
-                self.exit(0)
+                self.leave("stop")
+            elif choice == "keep":
+                self.leave("keep")
 
-        self.push_screen(
-            ConfirmScreen(
-                "A run is training. Stop it (the adapter is saved) and quit?",
-                yes="Stop and quit",
-                no="Keep training",
-            ),
-            answered,
-        )
+        self.push_screen(ChoiceScreen(QUIT_QUESTION, QUIT_CHOICES), answered)
+
+    def leave(self, how: Literal["stop", "keep", "hangup"]) -> None:
+        """Exit the app with a run going; `run_app` then waits for it (stop), or keeps the
+        process alive without the terminal until it ends (keep, hangup)."""
+        self.leaving = how
+        self.exit(0)
+
+    def terminal_hung_up(self) -> None:
+        """The terminal went away (SIGHUP; called on the event loop): leave at once. A run
+        training here goes on headless; one attached to goes on in its own process."""
+        self.leave("hangup")
+
+    def on_unmount(self) -> None:
+        if self.attached is not None:
+            self.attached.close()  # stop reading its folder; the run goes on
 
     # ---------------------------------------------------------------- config
 
@@ -155,9 +229,57 @@ class StudioApp(App[int]):
 
     @property
     def training_active(self) -> bool:
+        """A run is going on: trained here, or trained elsewhere and attached to."""
+        return self.trainer_running or self.attached_run_live
+
+    @property
+    def trainer_running(self) -> bool:
+        """This process's trainer worker is training a run."""
         return self.monitor is not None and any(
             worker.group == "trainer" and worker.is_running for worker in self.workers
         )
+
+    @property
+    def attached_run_live(self) -> bool:
+        """The Train screen follows a run another process is training, and it has not ended."""
+        attached = self.attached
+        return attached is not None and attached.monitor is self.monitor and attached.live
+
+    def attach_run(self, run_dir: str | Path) -> bool:
+        """Follow a run another process trains on the Train screen: its whole history, then
+        live; pause, stop and save-now reach it through its run directory. False (with a
+        message) when it cannot be attached to."""
+        from studio.ui.attach import attach_problem
+
+        run = self.services.resolve(run_dir)
+        if self.trainer_running:
+            here = self.monitor.run_dir if self.monitor is not None else None
+            if here is not None and Path(here).resolve() == run.resolve():
+                self.switch_mode("train")  # the run this studio trains: it is on Train already
+                return True
+            self.notify(
+                "a run is training in this studio; attach when it has ended",
+                title="Cannot attach",
+                severity="warning",
+                markup=False,
+            )
+            return False
+        problem = attach_problem(run)
+        if problem:
+            self.notify(problem, title="Cannot attach", severity="error", markup=False)
+            return False
+        attached = AttachedRun(self, run)
+        self._replace_run(attached.monitor, attached.control)
+        self.attached = attached
+        attached.start()
+        self.running_elsewhere = [known for known in self.running_elsewhere if known.path != run]
+        self.refresh_bindings()
+        self.switch_mode("train")
+        self.notify(
+            f"attached to {run.name}: its history, then live; quitting leaves it running",
+            markup=False,
+        )
+        return True
 
     def start_training(self) -> bool:
         """Start a run with the current config; False (with a message) when it cannot."""
@@ -173,62 +295,82 @@ class StudioApp(App[int]):
                 markup=False,
             )
             return False
-        self.monitor = RunMonitor()
-        self.control = TrainingControl()
-        self.run_changed.publish(self.monitor)
-        self._train(self.studio.config, self.monitor, self.control)
+        config = self.studio.config
+        options = self._session_options()
+
+        def make(bus: EventBus, control: TrainingControl) -> TrainingSession:
+            from studio.engine.session import TrainingSession
+
+            return TrainingSession(config, bus, control, **options)
+
+        monitor, control = RunMonitor(), TrainingControl()
+        self._replace_run(monitor, control)
+        self._train(make, monitor, control)
         return True
+
+    def _session_options(self) -> dict[str, Any]:
+        return {
+            "base_dir": self.services.workdir,
+            "telemetry_interval": self.services.telemetry_interval,
+        }
+
+    def _replace_run(self, monitor: RunMonitor, control: Controls) -> None:
+        """Make `monitor` the run every screen shows; a run followed until now is let go (its
+        messages still queued are dropped: they name the old monitor)."""
+        if self.attached is not None:
+            self.attached.close()
+            self.attached = None
+        self.monitor, self.control = monitor, control
+        self.run_changed.publish(monitor)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="trainer")
     def _train(
-        self, config: RunConfig, monitor: RunMonitor, control: TrainingControl
+        self,
+        make_session: SessionFactory,
+        monitor: RunMonitor,
+        control: TrainingControl,
+        history_from: Path | None = None,
     ) -> RunFinished:
-        from studio.engine.session import TrainingSession
-        from studio.ui.heavy_imports import ensure_ml_imports
+        """The trainer worker: every run this studio trains (new, resumed, relaunched)."""
+        from studio.ui.run_launch import train_session
 
-        ensure_ml_imports()
-        bus = EventBus()
-        bus.subscribe(TrainerBridge(self, monitor))
-        session = TrainingSession(
-            config,
-            bus,
-            control,
-            base_dir=self.services.workdir,
-            telemetry_interval=self.services.telemetry_interval,
-        )
-        return session.run()
+        return train_session(self, make_session, monitor, control, history_from)
+
+    def _control(self, command: str, done: str | None = None) -> None:
+        """Send pause / resume / stop / save to the run: this process's trainer, or another
+        process's through its run folder (which may be unwritable or gone)."""
+        if self.control is None or not self.training_active:
+            self.notify("no run is training", severity="warning", markup=False)
+            return
+        try:
+            getattr(self.control, command)()
+        except OSError as error:
+            self.notify(
+                f"cannot reach the run: {error.strerror or error}",
+                title="Run control",
+                severity="error",
+                markup=False,
+            )
+            return
+        if done:
+            self.notify(done, markup=False)
 
     def pause_training(self) -> None:
-        if self.control is None or not self.training_active:
-            self.notify("no run is training", severity="warning", markup=False)
-            return
-        self.control.pause()
-        self.notify("pausing at the end of this step", markup=False)
+        self._control("pause", "pausing at the end of this step")
 
     def resume_training(self) -> None:
-        if self.control is None or not self.training_active:
-            self.notify("no run is training", severity="warning", markup=False)
-            return
-        self.control.resume()
+        self._control("resume")
 
     def stop_training(self) -> None:
-        if self.control is None or not self.training_active:
-            self.notify("no run is training", severity="warning", markup=False)
-            return
-        self.control.stop()
-        self.notify("stopping after this step; the adapter will be saved", markup=False)
+        self._control("stop", "stopping after this step; the adapter will be saved")
 
     def save_checkpoint_now(self) -> None:
-        if self.control is None or not self.training_active:
-            self.notify("no run is training", severity="warning", markup=False)
-            return
-        self.control.request_save()
-        self.notify("a checkpoint will be written at the end of this step", markup=False)
+        self._control("request_save", "a checkpoint will be written at the end of this step")
 
     @on(RunProgress)
     def _run_progress(self, message: RunProgress) -> None:
-        if self.monitor is not None:
-            self.monitor.notification_read()
+        if message.monitor is self.monitor:
+            message.monitor.notification_read()
             self._progress.request()
 
     def _publish_progress(self) -> None:
@@ -237,17 +379,21 @@ class StudioApp(App[int]):
 
     @on(RunStateChanged)
     def _run_state_changed(self, message: RunStateChanged) -> None:
-        if self.monitor is not None:
-            self.run_changed.publish(self.monitor)
+        if message.monitor is self.monitor:
+            self.run_changed.publish(message.monitor)
 
     @on(RunFailed)
     def _run_failed(self, message: RunFailed) -> None:
+        if message.monitor is not self.monitor:
+            return  # a run the studio no longer shows
         error = message.error
         title = "Training failed" + (f" at step {error.step}" if error.step else "")
         self.push_screen(ErrorScreen(f"{title} ({error.kind})", error.message, error.advice))
 
     @on(RunCompleted)
     def _run_completed(self, message: RunCompleted) -> None:
+        if message.monitor is not self.monitor:
+            return
         summary = message.summary
         if summary.run_dir:
             self.studio.last_run_dir = summary.run_dir
@@ -258,6 +404,74 @@ class StudioApp(App[int]):
             self.notify(f"run stopped after {summary.steps} steps", markup=False)
         if self.monitor is not None:
             self.run_changed.publish(self.monitor)
+
+    # ---------------------------------------------------------------- runs: resume, re-run
+
+    def resume_run(self, run_dir: str | Path, changes: object = None) -> bool:
+        """Go on with a stopped, failed or interrupted run from its last complete checkpoint,
+        on the trainer worker; the Train screen shows it live, its earlier steps included.
+
+        `changes` is None, a dict of dotted config overrides, or an out-of-memory triage
+        choice (`studio.engine.errors.MemoryChoice`, which may start a new run beside the old
+        one). False (with a message) when the run cannot go on."""
+        from studio.engine.errors import MemoryChoice
+        from studio.runs.catalog import resume_blocker
+        from studio.ui.run_launch import relaunch_factory, resume_factory
+
+        run = Path(run_dir)
+        if self.training_active:
+            self.notify("a run is already training", severity="warning", markup=False)
+            return False
+        problem = resume_blocker(run)
+        if problem:
+            self.notify(problem, title="Cannot resume", severity="error", markup=False)
+            return False
+        options = self._session_options()
+        if isinstance(changes, MemoryChoice):
+            make = relaunch_factory(run, changes, **options)
+            keeps_history = changes.carry != "nothing"
+        else:
+            make = resume_factory(run, changes if isinstance(changes, dict) else None, **options)
+            keeps_history = True
+        monitor, control = RunMonitor(), TrainingControl()
+        self._replace_run(monitor, control)
+        self.resumed_run = run
+        self._train(make, monitor, control, run if keeps_history else None)
+        return True
+
+    def run_in_use(self, run_dir: str | Path) -> bool:
+        """True while this studio's trainer has `run_dir` open (being resumed, or training):
+        it must not be deleted or exported under the trainer's feet."""
+        if not self.trainer_running:
+            return False
+        path = Path(run_dir).resolve()
+        monitor_dir = self.monitor.run_dir if self.monitor is not None else None
+        open_dirs = [self.resumed_run, Path(monitor_dir) if monitor_dir else None]
+        return any(known is not None and known.resolve() == path for known in open_dirs)
+
+    def rerun(self, run_dir: str | Path) -> bool:
+        """Make an old run's config the current one (under a new run name) and show it on the
+        Config screen, to edit and start as a new run. False (with a message) when it cannot
+        be read."""
+        from studio.errors import StudioError
+        from studio.runs.catalog import config_for_rerun
+
+        run = Path(run_dir)
+        try:
+            config = config_for_rerun(run)
+        except (StudioError, OSError) as error:
+            self.push_screen(ErrorScreen.from_exception(f"Cannot re-run {run.name}", error))
+            return False
+        # Not the run's config.yaml: saving must never write into an old run.
+        self.studio.config_file = None
+        self.studio.config_file_saved = None
+        self.set_config(config)
+        self.switch_mode("config")
+        self.notify(
+            f"the config of {run.name} is loaded: edit it here, then start it on Train (key 3)",
+            markup=False,
+        )
+        return True
 
     # ---------------------------------------------------------------- worker failures
 
@@ -295,10 +509,25 @@ def make_app(services: StudioServices | None = None) -> StudioApp:
     return StudioApp(services)
 
 
-def run_app() -> int:
-    """Run the studio in this terminal; returns the exit status."""
+def run_app(config_file: str | None = None, overrides: Sequence[str] = ()) -> int:
+    """Run the studio in this terminal, starting from the run config in `config_file` (with
+    `key=value` overrides) when given; returns the exit status once the app, and any run it
+    left going, has ended. A bad config raises `ConfigError` before the app starts.
+
+    A run training here survives the terminal: quitting may leave it running headless, and a
+    hang-up (SIGHUP) does so without asking (`studio.ui.terminal`)."""
+    from studio.config import load_config
+
     app = make_app(StudioServices(workdir=Path.cwd()))
-    result = app.run()
-    if app.control is not None and app.control.stop_requested and app.training_active:
-        print("stopping the run at the end of this step and saving the adapter…", flush=True)
-    return result if isinstance(result, int) else (app.return_code or 0)
+    if config_file is not None:
+        saved = load_config(config_file)
+        app.studio.config = load_config(config_file, list(overrides)) if overrides else saved
+        app.studio.config_file = config_file
+        app.studio.config_file_saved = saved
+    app.look_for_running_runs = True
+    if os.name != "posix":  # no SIGHUP, no Linux driver: Textual's own way
+        result = app.run()
+        return result if isinstance(result, int) else (app.return_code or 0)
+    from studio.ui.terminal import run_in_terminal
+
+    return run_in_terminal(app)

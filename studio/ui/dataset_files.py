@@ -9,6 +9,9 @@ DATASET_SUFFIXES = (".json", ".jsonl", ".csv", ".parquet", ".txt")
 CONFIG_SUFFIXES = (".yaml", ".yml")
 SKIP_FOLDERS = {".git", ".venv", "venv", "node_modules", "runs", "__pycache__", ".cache"}
 SKIP_NAMES = {"requirements.txt", "LICENSE.txt", "CMakeLists.txt"}
+# ftstudio's own folders, when it runs from its checkout: code, tests, docs and benchmark
+# records are not datasets or run configs.
+PROJECT_FOLDERS = ("studio", "tests", "docs", "bench")
 MAX_DEPTH = 3
 MAX_FILES = 200
 
@@ -38,7 +41,7 @@ def find_datasets(root: Path) -> list[str]:
     return [
         path
         for path in find_files(root, DATASET_SUFFIXES)
-        if Path(path).parts[0] not in ("studio", "tests", "docs")
+        if Path(path).parts[0] not in PROJECT_FOLDERS
     ]
 
 
@@ -46,5 +49,5 @@ def find_configs(root: Path) -> list[str]:
     return [
         path
         for path in find_files(root, CONFIG_SUFFIXES)
-        if not path.startswith(("themes", ".github", "studio", "tests"))
+        if Path(path).parts[0] not in (*PROJECT_FOLDERS, "themes", ".github")
     ]

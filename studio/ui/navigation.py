@@ -60,6 +60,13 @@ DESTINATIONS: tuple[Destination, ...] = (
         "Talk to the trained model, compare it with the base model",
         "studio.ui.screens.chat:ChatScreen",
     ),
+    Destination(
+        "runs",
+        "5",
+        "Runs",
+        "History of runs: open, compare, resume, triage, export, re-run, delete",
+        "studio.ui.screens.runs:RunsScreen",
+    ),
 )
 
 

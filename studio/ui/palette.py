@@ -36,6 +36,15 @@ SCREEN_ACTIONS: tuple[tuple[str, str, str, str], ...] = (
     ("chat", "stop_generation", "Chat: stop generating", "Stop the reply being written"),
     ("chat", "new_chat", "Chat: new conversation", "Forget the conversation so far"),
     ("chat", "toggle_settings", "Chat: settings", "System prompt, temperature, top-p, length"),
+    ("runs", "open", "Runs: open run", "Config, loss curves and log of the highlighted run"),
+    ("runs", "compare", "Runs: compare marked runs", "Overlay loss curves, diff the configs"),
+    ("runs", "resume", "Runs: resume run", "Go on from the last checkpoint, shown on Train"),
+    ("runs", "triage", "Runs: out-of-memory triage", "What would fit, relaunch with one change"),
+    ("runs", "export", "Runs: export run", "The adapter with a model card, or a merged model"),
+    ("runs", "rerun", "Runs: re-run with edited config", "An old run's config on Config"),
+    ("runs", "attach", "Runs: attach to running run", "Follow a run another process trains"),
+    ("runs", "delete", "Runs: delete run", "Remove a run's folder (asks first)"),
+    ("runs", "refresh_runs", "Runs: refresh list", "Read the runs folder again"),
 )
 
 

@@ -46,6 +46,12 @@ async def settle(pilot: Pilot, timeout: float = 120.0) -> None:
     quiet_rounds = 0
     while quiet_rounds < 2:
         await pilot.pause()
+        # Throttled redraws and debounced previews would otherwise land whenever their timers
+        # fire: run them now (a preview starts a worker, which the loop then waits for).
+        for screen in app.screen_stack:  # a dialog's screen below shows through
+            redraw_now = getattr(screen, "redraw_now", None)
+            if redraw_now is not None and screen.is_mounted:
+                redraw_now()
         running = [worker for worker in app.workers if worker.is_running]
         if running:
             quiet_rounds = 0

@@ -50,6 +50,8 @@ APP_VARIABLES: dict[str, str] = {
     "plot-memory-used": "#ff5f87",
     "plot-memory-allocated": "#5fd7d7",
     "plot-memory-reserved": "#d7af5f",
+    "plot-memory-paged": "#87d787",
+    "plot-memory-spilled": "#ff8700",
     "chat-user": "#87afd7",
     "chat-adapter": "#87d787",
     "chat-base": "#d7af5f",

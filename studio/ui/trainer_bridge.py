@@ -22,13 +22,14 @@ class TrainerBridge:
 
     def __call__(self, event: RunEvent) -> None:
         self.monitor.record(event)
+        monitor = self.monitor
         if isinstance(event, StateChanged):
-            self.target.post_message(RunStateChanged(event.state, event.message))
+            self.target.post_message(RunStateChanged(monitor, event.state, event.message))
         elif isinstance(event, RunError):
-            self.target.post_message(RunFailed(event))
+            self.target.post_message(RunFailed(monitor, event))
         elif isinstance(event, RunFinished):
-            self.target.post_message(RunCompleted(event))
-        elif self.monitor.claim_notification():
+            self.target.post_message(RunCompleted(monitor, event))
+        elif monitor.claim_notification():
             # At most one progress message in flight: whatever arrives before the UI reads
             # it is in the monitor already, so more messages would only cost wake-ups.
-            self.target.post_message(RunProgress())
+            self.target.post_message(RunProgress(monitor))

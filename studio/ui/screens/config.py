@@ -31,7 +31,7 @@ from studio.ui.widgets.config_form import ConfigForm, editor_id
 PREVIEW_DELAY = 0.4
 FIELD_HELP_HINT = (
     "tab / shift+tab move between fields; the focused field's meaning, default and range "
-    "show here. Changed fields are highlighted. esc leaves a field (then 1-4 switch screens)."
+    "show here. Changed fields are highlighted. esc leaves a field (then 1-5 switch screens)."
 )
 
 
@@ -186,6 +186,12 @@ class ConfigScreen(StudioScreen):
         if self._preview_timer is not None:
             self._preview_timer.stop()
         self._preview_timer = self.set_timer(PREVIEW_DELAY, self._start_preview)
+
+    def redraw_now(self) -> None:
+        super().redraw_now()
+        if self._preview_timer is not None:
+            self._preview_timer.stop()
+            self._start_preview()
 
     def _start_preview(self) -> None:
         self._preview_timer = None

@@ -1,11 +1,13 @@
-"""Modal dialogs: an error with advice, a yes/no question, a file path prompt."""
+"""Modal dialogs: an error with advice, a yes/no question, a question with several answers,
+a file path prompt."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import ClassVar
+from dataclasses import dataclass
+from typing import ClassVar, Literal
 
-from textual import on
+from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -87,6 +89,55 @@ class ConfirmScreen(ModalScreen[bool]):
     @on(Button.Pressed)
     def _pressed(self, event: Button.Pressed) -> None:
         self.dismiss(event.button.id == "yes")
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One answer of a `ChoiceScreen`: what it returns, its button, and its key."""
+
+    answer: str
+    label: str
+    key: str
+    variant: Literal["default", "primary", "success", "warning", "error"] = "default"
+
+
+class ChoiceScreen(ModalScreen[str | None]):
+    """A question with several answers, each a button with its own key; dismissed with the
+    chosen `Choice.answer`, or None for escape."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "choose(None)", "Cancel")]
+
+    def __init__(self, question: str, choices: Sequence[Choice]) -> None:
+        super().__init__(classes="dialog")
+        self.question = question
+        self.choices = tuple(choices)
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog-body"):
+            yield Static(self.question, id="dialog-question", markup=False)
+            with Horizontal(classes="dialog-buttons"):
+                for choice in self.choices:
+                    yield Button(
+                        f"{choice.label} {'esc' if choice.key == 'escape' else choice.key}",
+                        id=f"choice-{choice.answer}",
+                        variant=choice.variant,
+                        compact=True,
+                    )
+
+    def on_key(self, event: events.Key) -> None:
+        for choice in self.choices:
+            if event.key == choice.key:
+                event.stop()
+                self.dismiss(choice.answer)
+                return
+
+    def action_choose(self, answer: str | None) -> None:
+        self.dismiss(answer)
+
+    @on(Button.Pressed)
+    def _pressed(self, event: Button.Pressed) -> None:
+        answer = (event.button.id or "").removeprefix("choice-")
+        self.dismiss(answer or None)
 
 
 class PathScreen(ModalScreen[str | None]):

@@ -20,32 +20,18 @@ from textual.widgets import Button, RichLog, Static
 
 from studio.engine.events import RunState
 from studio.ui.number_format import (
-    GIB,
-    MIB,
     format_duration,
     format_loss,
     format_rate,
 )
-from studio.ui.run_monitor import (
-    MEMORY_ALLOCATED,
-    MEMORY_RESERVED,
-    MEMORY_RSS,
-    MEMORY_USED,
-    MonitorView,
-    RunMonitor,
-)
+from studio.ui.run_monitor import MonitorView, RunMonitor
 from studio.ui.screens.base import StudioScreen
 from studio.ui.throttle import Throttle
+from studio.ui.widgets.memory_panel import MemoryPanel
 from studio.ui.widgets.metric_plot import MetricPlot, Series, small_number_scale
 
 STATS_INTERVAL = 1.0
 PLOTS_INTERVAL = 2.0
-MEMORY_COLOURS = {
-    MEMORY_USED: "plot-memory-used",
-    MEMORY_ALLOCATED: "plot-memory-allocated",
-    MEMORY_RESERVED: "plot-memory-reserved",
-    MEMORY_RSS: "plot-memory-used",
-}
 ACTIVE = (RunState.PREPARING, RunState.RUNNING, RunState.PAUSED, RunState.STOPPING)
 
 
@@ -77,7 +63,7 @@ class TrainScreen(StudioScreen):
         with Grid(id="train-grid"):
             yield MetricPlot("loss", id="loss-plot")
             yield MetricPlot("learning rate", id="lr-plot")
-            yield MetricPlot("memory", empty_text="waiting for telemetry", id="memory-plot")
+            yield MemoryPanel(id="memory-panel")
             yield RichLog(id="train-log", max_lines=1000, wrap=True, markup=False, min_width=20)
 
     def on_mount(self) -> None:
@@ -90,8 +76,12 @@ class TrainScreen(StudioScreen):
     def on_screen_resume(self) -> None:
         # Nothing is drawn while hidden; catch up at once when shown again.
         if self.is_mounted:
-            self._stats.flush()
-            self._plots.flush()
+            self.redraw_now()
+
+    def redraw_now(self) -> None:
+        super().redraw_now()
+        self._stats.flush()
+        self._plots.flush()
 
     def _run_changed(self, monitor: RunMonitor) -> None:
         if monitor is not self._monitor:
@@ -99,6 +89,8 @@ class TrainScreen(StudioScreen):
             self._log_seen = 0
             self._plot_version = -1
             self.query_one("#train-log", RichLog).clear()
+        # Memory warnings are told once per episode, whichever screen is showing.
+        self.query_one(MemoryPanel).announce_warnings(monitor)
         if self.is_current:
             self._stats.request()
             self._plots.request()
@@ -142,10 +134,11 @@ class TrainScreen(StudioScreen):
         self._plot_version = view.version if view else -1
         loss = self.query_one("#loss-plot", MetricPlot)
         rate = self.query_one("#lr-plot", MetricPlot)
-        memory = self.query_one("#memory-plot", MetricPlot)
-        if view is None:
-            for plot in (loss, rate, memory):
+        memory = self.query_one(MemoryPanel)
+        if view is None or self._monitor is None:
+            for plot in (loss, rate):
                 plot.set_series([])
+            memory.show(None)
             return
         loss.set_series(
             [
@@ -164,15 +157,7 @@ class TrainScreen(StudioScreen):
             ],
             title=f"learning rate{suffix}",
         )
-        unit, scale = memory_unit(view.memory)
-        where = "GPU memory" if view.memory_unit_is_gpu else "process memory (no GPU)"
-        memory.set_series(
-            [
-                Series(name, [(x, y / scale) for x, y in points if x >= 1], MEMORY_COLOURS[name])
-                for name, points in view.memory.items()
-            ],
-            title=f"{where}, {unit}",
-        )
+        memory.show(self._monitor.memory_view())
 
     # ---------------------------------------------------------------- actions
 
@@ -195,11 +180,6 @@ class TrainScreen(StudioScreen):
     @on(Button.Pressed, "#save-now")
     def action_save_now(self) -> None:
         self.studio_app.save_checkpoint_now()
-
-
-def memory_unit(memory: dict[str, list[tuple[float, float]]]) -> tuple[str, float]:
-    peak = max((y for points in memory.values() for _, y in points), default=0.0)
-    return ("GiB", float(GIB)) if peak >= GIB else ("MiB", float(MIB))
 
 
 STATE_STYLES = {

@@ -62,6 +62,9 @@ class StudioHeader(Horizontal):
         self.app.run_changed.subscribe(self, lambda _monitor: self._throttle.request())
         self._show_status()
 
+    def redraw_now(self) -> None:
+        self._throttle.flush()
+
     def _show_status(self) -> None:
         monitor: RunMonitor | None = getattr(self.app, "monitor", None)
         label = self.query_one("#run-status", Label)
