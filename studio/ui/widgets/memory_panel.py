@@ -121,12 +121,27 @@ class MemoryPlot(PlotextPlot):
         return super().render()
 
 
-class _Text(Static):
+class PanelText(Static):
     """Text in the panel: `memory-line` ones are one line high, the others fit their text."""
 
     def __init__(self, *, id: str) -> None:
         one_line = id not in ("memory-legend", "memory-warning")
         super().__init__("", id=id, classes="memory-line" if one_line else "")
+        self.shown: tuple[str, tuple] | None = None
+        """What the text shows (plain text and styles), to skip redraws that change nothing."""
+
+    def show(self, text: Content | None) -> None:
+        key = (text.plain, tuple(text.spans)) if text else None
+        if key == self.shown and self.shown is not None:
+            return
+        lines_before = self.shown[0].count("\n") if self.shown else -1
+        self.shown = key
+        self.set_class(not text, "-empty")  # showing or hiding a line relayouts the panel
+        # A relayout of the whole screen costs tens of milliseconds of the trainer's GIL:
+        # only when the text's height changes, never for one-line texts.
+        lines_now = key[0].count("\n") if key else -1
+        relayout = not self.has_class("memory-line") and lines_now != lines_before
+        self.update(text or "", layout=relayout)
 
 
 class MemoryPanel(Vertical):
@@ -182,13 +197,13 @@ class MemoryPanel(Vertical):
         """The last view shown (redrawn from on a resize)."""
 
     def compose(self) -> ComposeResult:
-        yield _Text(id="memory-title")
+        yield PanelText(id="memory-title")
         with Horizontal(id="memory-body"):
             yield MemoryPlot(id="memory-plot")
-            yield _Text(id="memory-legend")
-        yield _Text(id="memory-gauges")
-        yield _Text(id="memory-others")
-        yield _Text(id="memory-warning")
+            yield PanelText(id="memory-legend")
+        yield PanelText(id="memory-gauges")
+        yield PanelText(id="memory-others")
+        yield PanelText(id="memory-warning")
 
     def on_mount(self) -> None:
         self.show(None)
@@ -267,10 +282,7 @@ class MemoryPanel(Vertical):
         return Content("\n").join(lines)
 
     def _set(self, selector: str, text: Content | None) -> None:
-        line = self.query_one(selector, _Text)
-        line.set_class(not text, "-empty")  # showing or hiding a line relayouts the panel
-        # The one-line texts have a fixed size: repaint them without a relayout.
-        line.update(text or "", layout=not line.has_class("memory-line"))
+        self.query_one(selector, PanelText).show(text)
 
 
 # -------------------------------------------------------------------- texts
