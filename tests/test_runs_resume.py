@@ -186,3 +186,22 @@ def test_resume_refuses_a_finished_or_running_run(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match="still running"):
         TrainingSession.resume(run)
+
+
+def test_checkpoints_are_periodic_unless_the_run_is_short() -> None:
+    """With save_steps left empty a crash costs at most about a fifth of the run."""
+    from studio.config import RunConfig
+    from studio.engine.arguments import argument_values, auto_save_steps
+    from studio.models.loading import DevicePlan
+
+    assert auto_save_steps(49) is None  # a short run saves at the end and on stop only
+    assert auto_save_steps(150) == 30
+    assert auto_save_steps(60) == 25
+    assert auto_save_steps(100_000) == 1000
+    plan = DevicePlan(device="cpu", dtype_name="float32", bf16=False, fp16=False)
+    config = RunConfig.model_validate({"training": {"max_steps": 300}})
+    values = argument_values(config, Path("out"), plan, examples=40, has_eval=False)
+    assert (values["save_strategy"], values["save_steps"]) == ("steps", 60)
+    chosen = RunConfig.model_validate({"training": {"max_steps": 300, "save_steps": 7}})
+    values = argument_values(chosen, Path("out"), plan, examples=40, has_eval=False)
+    assert values["save_steps"] == 7

@@ -15,6 +15,20 @@ def total_steps(config: Any, examples: int) -> int:
     return max(math.ceil(per_epoch * training.epochs), 1)
 
 
+# With no save_steps set, a checkpoint about every fifth of the run: a crash, an out-of-memory
+# error or a killed process then costs at most that much, and resume has somewhere to start.
+AUTO_SAVE_PARTS = 5
+AUTO_SAVE_MIN_STEPS, AUTO_SAVE_MAX_STEPS = 25, 1000
+AUTO_SAVE_SHORTEST_RUN = 50  # shorter runs save at the end (and on stop) only
+
+
+def auto_save_steps(steps: int) -> int | None:
+    """Steps between periodic checkpoints when the config leaves it open (None: none)."""
+    if steps < AUTO_SAVE_SHORTEST_RUN:
+        return None
+    return min(max(steps // AUTO_SAVE_PARTS, AUTO_SAVE_MIN_STEPS), AUTO_SAVE_MAX_STEPS)
+
+
 def argument_values(
     config: Any,
     output_dir: Path,
@@ -31,6 +45,7 @@ def argument_values(
     training = config.training
     steps = total_steps(config, examples)
     eval_steps = training.eval_steps or max(steps // 4, 1)
+    save_steps = training.save_steps or auto_save_steps(steps)
     warmup: float | int = training.warmup_steps or training.warmup_ratio
     values = {
         "output_dir": str(output_dir),
@@ -57,8 +72,8 @@ def argument_values(
         # The Trainer tracks the best eval loss and keeps its checkpoint out of rotation.
         "metric_for_best_model": "eval_loss" if has_eval else None,
         "greater_is_better": False if has_eval else None,
-        "save_strategy": "steps" if training.save_steps else "no",
-        "save_steps": training.save_steps or 500,
+        "save_strategy": "steps" if save_steps else "no",
+        "save_steps": save_steps or 500,
         "save_total_limit": training.save_total_limit,
         "report_to": [] if config.report_to == "none" else [config.report_to],
         "disable_tqdm": True,
