@@ -20,6 +20,8 @@ def test_only_data_and_configs_are_offered(tmp_path: Path) -> None:
         "themes/dark.yaml",
         ".venv/lib/x.json",
         "requirements.txt",
+        "ftstudio.egg-info/SOURCES.txt",  # what pip install -e leaves in a checkout
+        "build/lib/data.json",
     ):
         path = tmp_path / name
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -7,7 +7,17 @@ from pathlib import Path
 
 DATASET_SUFFIXES = (".json", ".jsonl", ".csv", ".parquet", ".txt")
 CONFIG_SUFFIXES = (".yaml", ".yml")
-SKIP_FOLDERS = {".git", ".venv", "venv", "node_modules", "runs", "__pycache__", ".cache"}
+SKIP_FOLDERS = {
+    ".git",
+    ".venv",
+    "venv",
+    "node_modules",
+    "runs",
+    "__pycache__",
+    ".cache",
+    "build",
+    "dist",
+}
 SKIP_NAMES = {"requirements.txt", "LICENSE.txt", "CMakeLists.txt"}
 # ftstudio's own folders, when it runs from its checkout: code, tests, docs and benchmark
 # records are not datasets or run configs.
@@ -23,7 +33,11 @@ def find_files(root: Path, suffixes: tuple[str, ...], limit: int = MAX_FILES) ->
     for folder, folders, files in os.walk(root):
         depth = len(Path(folder).relative_to(root).parts)
         folders[:] = sorted(
-            name for name in folders if name not in SKIP_FOLDERS and not name.startswith(".")
+            name
+            for name in folders
+            if name not in SKIP_FOLDERS
+            and not name.startswith(".")
+            and not name.endswith(".egg-info")  # pip install -e writes one beside the code
         )
         if depth >= MAX_DEPTH:
             folders[:] = []
