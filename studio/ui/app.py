@@ -59,7 +59,10 @@ QUIT_CHOICES = (
 class StudioApp(App[int]):
     """Terminal fine-tuning studio."""
 
-    CSS_PATH = Path(__file__).parent / "app.tcss"
+    CSS_PATH: ClassVar[list[str | Path]] = [
+        Path(__file__).parent / "app.tcss",
+        Path(__file__).parent / "runs.tcss",
+    ]
     TITLE = "ftstudio"
     MODES = modes()
     DEFAULT_MODE = DESTINATIONS[0].mode

@@ -33,12 +33,6 @@ LIVE_REFRESH_SECONDS = 3.0
 
 class RunsScreen(StudioScreen):
     MODE = "runs"
-    DEFAULT_CSS = """
-    RunsScreen #runs-filters { height: 1; margin: 0 1; }
-    RunsScreen #runs-search { width: 1fr; }
-    RunsScreen #runs-status { width: 24; margin-left: 1; }
-    RunsScreen #runs-table { height: 1fr; margin: 0 1; }
-    """
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("c", "compare", "Compare"),
         Binding("r", "resume", "Resume"),

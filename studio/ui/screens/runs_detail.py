@@ -36,30 +36,11 @@ RUN_COLOURS = (
 )
 LABEL_LENGTH = 24
 
-VIEW_CSS = """
-    {screen} {{ align: center middle; background: $background 60%; }}
-    {screen} > #run-view {{
-        width: 100%;
-        height: 100%;
-        max-width: 140;
-        border: thick $primary;
-        background: $surface;
-        padding: 0 1;
-    }}
-    {screen} #run-view-title {{ text-style: bold; color: $primary; width: 1fr; }}
-    {screen} #run-view-summary {{ height: auto; max-height: 5; }}
-    {screen} TabbedContent {{ height: 1fr; }}
-    {screen} TabPane {{ padding: 0; height: 1fr; }}
-    {screen} .metric-plot {{ height: 1fr; }}
-    {screen} .run-text {{ height: 1fr; }}
-"""
-
 
 class RunDetailScreen(ModalScreen[str | None]):
     """One run: summary, loss and learning-rate curves, config.yaml and the end of log.txt.
     Closes with the action the user picked (run by the Runs screen) or None."""
 
-    DEFAULT_CSS = VIEW_CSS.format(screen="RunDetailScreen")
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape,q", "close", "Close"),
         Binding("r", "pick('resume')", "Resume"),
@@ -132,7 +113,6 @@ class RunDetailScreen(ModalScreen[str | None]):
 class CompareScreen(ModalScreen[None]):
     """Two or more runs: their loss curves overlaid, and how their configs differ."""
 
-    DEFAULT_CSS = VIEW_CSS.format(screen="CompareScreen")
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape,q", "close", "Close"),
         Binding("v", "toggle_eval", "Eval loss"),

@@ -32,28 +32,6 @@ class TriageScreen(ModalScreen[Any]):
     """Why a run ran out of memory and what would fit; dismissed with the chosen
     `MemoryChoice` (a number key picks one at once) or None."""
 
-    DEFAULT_CSS = """
-    TriageScreen { align: center middle; background: $background 60%; }
-    TriageScreen > #triage-body {
-        width: 100%;
-        height: 100%;
-        max-width: 120;
-        border: thick $error;
-        background: $surface;
-        padding: 0 1;
-    }
-    TriageScreen #triage-title { text-style: bold; color: $error; width: 1fr; }
-    TriageScreen #triage-facts { height: auto; }
-    TriageScreen #triage-memory { height: 1fr; min-height: 5; }
-    TriageScreen #triage-choices {
-        height: auto;
-        max-height: 6;
-        border: none;
-        padding: 0;
-        margin-top: 1;
-    }
-    TriageScreen #triage-advice { height: auto; color: $foreground-muted; }
-    """
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "cancel", "Cancel"),
         *(
@@ -165,10 +143,6 @@ class ExportScreen(ModalScreen[ExportRequest | None]):
     """Export a run: its adapter with a model card, or (methods that can merge) a merged
     model; into RUN/exports/... unless another folder is typed."""
 
-    DEFAULT_CSS = """
-    ExportScreen #export-kind { width: 1fr; margin-bottom: 1; }
-    ExportScreen #export-note { color: $foreground-muted; }
-    """
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
 
     def __init__(self, run: RunSummary) -> None:
