@@ -136,6 +136,17 @@ def test_open_compare_and_rerun(runs: Path) -> None:
     assert rerun.output.run_name is None and rerun.training.learning_rate == 0.001
 
 
+def test_compare_names_a_broken_config_and_its_line(runs: Path, tmp_path: Path) -> None:
+    from studio.errors import ConfigError
+
+    broken = tmp_path / "broken"
+    shutil.copytree(runs / "stopped", broken)
+    (broken / "config.yaml").write_text("model:\n  source: [tiny-demo\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"broken/config.yaml, line \d+") as caught:
+        compare_runs([runs / "finished", broken])
+    assert "fix or remove" in str(caught.value)
+
+
 def test_delete_asks_first_and_never_deletes_a_running_run(runs: Path, tmp_path: Path) -> None:
     from studio.errors import ConfigError
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from studio.errors import ConfigError
 from studio.runs.catalog import RunCurves, read_curves
 
 # Keys that differ between any two runs and say nothing about training.
@@ -36,7 +37,16 @@ MISSING: Any = _Missing()
 def _config_dict(run: Path) -> dict[str, Any]:
     import yaml
 
-    data = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8"))
+    path = run / "config.yaml"
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"{path}, line {mark.line + 1}" if mark else str(path)
+        problem = getattr(error, "problem", None) or "not valid YAML"
+        raise ConfigError(
+            f"{where}: {problem}", advice="fix or remove the run's config.yaml"
+        ) from None
     return data if isinstance(data, dict) else {}
 
 

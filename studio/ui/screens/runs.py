@@ -238,21 +238,10 @@ class RunsScreen(StudioScreen):
                 severity="warning",
             )
             return
-        import yaml
-
         try:
             screen = CompareScreen(paths)
         except (StudioError, OSError, ValueError) as error:
             self.app.push_screen(ErrorScreen.from_exception("Cannot compare these runs", error))
-            return
-        except yaml.YAMLError as error:
-            self.app.push_screen(
-                ErrorScreen(
-                    "Cannot compare these runs",
-                    f"a config.yaml is not valid YAML: {str(error).splitlines()[0]}",
-                    ("open the run folder and fix or remove its config.yaml",),
-                )
-            )
             return
         self.app.push_screen(screen)
 
