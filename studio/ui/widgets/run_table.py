@@ -23,8 +23,8 @@ from studio.ui.number_format import format_bytes, format_duration, format_loss
 # on when the table measured its rows.
 COLUMNS: tuple[tuple[str, str, str | None, int], ...] = (
     ("mark", " ", None, 1),
-    ("name", "name", "name", 30),
-    ("status", "status", "status", 24),
+    ("name", "name", "name", 28),
+    ("status", "status", "status", 22),
     ("steps", "steps", "steps", 9),
     ("loss", "loss", "loss", 8),
     ("best", "best", "best_loss", 8),
@@ -43,7 +43,7 @@ STATUS_STYLES = {
     "failed": ("error", "bold"),
     "interrupted": ("error", ""),
 }
-NAME_WIDTH = 30
+NAME_WIDTH = 28
 HORIZONTAL_STEP = 12
 
 
