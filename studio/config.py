@@ -21,7 +21,7 @@ from pydantic import (
 )
 
 from studio.config_methods import MethodSettings, method_defaults
-from studio.errors import ConfigError
+from studio.errors import ConfigError, yaml_error_location
 
 TrainingType = Literal["sft", "dpo", "orpo", "pretrain"]
 DataFormat = Literal["auto", "alpaca", "sharegpt", "messages", "preference", "text"]
@@ -396,10 +396,8 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConf
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f"{path}, line {mark.line + 1}" if mark else str(path)
-        problem = getattr(error, "problem", None) or str(error)
-        raise ConfigError(f"not valid YAML: {problem}", location=where) from None
+        where, problem = yaml_error_location(path, error)
+        raise ConfigError(f"not valid YAML: {problem or error}", location=where) from None
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):

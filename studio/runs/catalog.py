@@ -20,7 +20,7 @@ from typing import Any
 from studio.engine.checkpoints import complete_checkpoints, resume_problem
 from studio.engine.liveness import ACTIVE_STATES, INTERRUPTED, effective_state
 from studio.engine.run_dir import RunDirectory, read_metrics
-from studio.errors import ConfigError
+from studio.errors import ConfigError, yaml_error_location
 
 STATUSES = ("running", "finished", "stopped", "failed", INTERRUPTED)
 SORT_KEYS = (
@@ -81,14 +81,30 @@ class RunSummary:
         return data
 
 
-def _read_config_fields(path: Path) -> dict[str, Any]:
+def read_config_mapping(run: Path) -> dict[str, Any]:
+    """A run's config.yaml as written, not validated: its mapping, or {} when it holds none.
+
+    Raises OSError (or UnicodeDecodeError) when it cannot be read, and a `ConfigError` naming
+    the file and line when it is not YAML."""
     import yaml
 
+    path = run / "config.yaml"
     try:
-        data = yaml.safe_load((path / "config.yaml").read_text(encoding="utf-8"))
-    except (OSError, ValueError, yaml.YAMLError):
-        return {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        where, problem = yaml_error_location(path, error)
+        raise ConfigError(
+            f"{where}: {problem or 'not valid YAML'}", advice="fix or remove the run's config.yaml"
+        ) from None
     return data if isinstance(data, dict) else {}
+
+
+def _read_config_fields(path: Path) -> dict[str, Any]:
+    """What the runs list shows of the config; a broken one shows as unknown ("?")."""
+    try:
+        return read_config_mapping(path)
+    except (OSError, ValueError, ConfigError):
+        return {}
 
 
 def folder_bytes(path: Path) -> int:

@@ -12,8 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from studio.errors import ConfigError
-from studio.runs.catalog import RunCurves, read_curves
+from studio.runs.catalog import RunCurves, read_config_mapping, read_curves
 
 # Keys that differ between any two runs and say nothing about training.
 IGNORED_KEYS = ("output.run_name", "output.runs_dir")
@@ -34,22 +33,6 @@ class _Missing:
 MISSING: Any = _Missing()
 
 
-def _config_dict(run: Path) -> dict[str, Any]:
-    import yaml
-
-    path = run / "config.yaml"
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f"{path}, line {mark.line + 1}" if mark else str(path)
-        problem = getattr(error, "problem", None) or "not valid YAML"
-        raise ConfigError(
-            f"{where}: {problem}", advice="fix or remove the run's config.yaml"
-        ) from None
-    return data if isinstance(data, dict) else {}
-
-
 def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
     """{"training": {"seed": 1}} -> {"training.seed": 1}; lists stay values."""
     if not isinstance(data, dict):
@@ -66,7 +49,7 @@ def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
 
 def config_differences(runs: list[Path]) -> list[ConfigDifference]:
     """Every config key whose value is not the same in all runs, in config order."""
-    flats = [flatten(_config_dict(run)) for run in runs]
+    flats = [flatten(read_config_mapping(run)) for run in runs]
     keys: list[str] = []
     for flat in flats:
         keys.extend(key for key in flat if key not in keys)

@@ -24,6 +24,8 @@ from typing import Any
 from textual.color import Color, ColorParseError
 from textual.theme import Theme
 
+from studio.errors import yaml_error_location
+
 BUILTIN_THEMES_DIR = Path(__file__).resolve().parents[2] / "themes"
 
 COLOUR_KEYS = (
@@ -136,10 +138,8 @@ def load_theme_file(path: Path) -> Theme:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f"{path}, line {mark.line + 1}" if mark else str(path)
-        problem = getattr(error, "problem", None) or "not valid YAML"
-        raise ThemeFileError(f"{where}: {problem}") from None
+        where, problem = yaml_error_location(path, error)
+        raise ThemeFileError(f"{where}: {problem or 'not valid YAML'}") from None
     return theme_from_data(data, str(path))
 
 
