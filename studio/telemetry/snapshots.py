@@ -60,6 +60,15 @@ class GpuSnapshot:
     processes: tuple[GpuProcess, ...] | None = None
 
     @property
+    def free_bytes(self) -> int | None:
+        """Free memory as NVML reported it, or total minus used when only those were read."""
+        if self.memory_free_bytes is not None:
+            return self.memory_free_bytes
+        if self.memory_total_bytes is not None and self.memory_used_bytes is not None:
+            return self.memory_total_bytes - self.memory_used_bytes
+        return None
+
+    @property
     def free_fraction(self) -> float | None:
         if self.memory_free_bytes is None or not self.memory_total_bytes:
             return None

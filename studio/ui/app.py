@@ -80,7 +80,7 @@ class StudioApp(App[int]):
         self.monitor: RunMonitor | None = None
         self.control: Controls | None = None
         self.resumed_run: Path | None = None
-        """The run folder the trainer last resumed (kept from deletion while it trains)."""
+        """The run folder the current run resumes (kept from deletion while it trains)."""
         self.attached: AttachedRun | None = None
         """The run followed from its folder (trained by another process), if any."""
         self.running_elsewhere: list[RunningRun] = []
@@ -323,6 +323,7 @@ class StudioApp(App[int]):
         if self.attached is not None:
             self.attached.close()
             self.attached = None
+        self.resumed_run = None  # resume_run names its run again after this
         self.monitor, self.control = monitor, control
         self.run_changed.publish(monitor)
 

@@ -345,9 +345,7 @@ class _WarningTracker:
         self._check_spill(gpu, paged)
 
     def _check_free(self, gpu: GpuSnapshot) -> None:
-        total, free = gpu.memory_total_bytes, gpu.memory_free_bytes
-        if free is None and total is not None and gpu.memory_used_bytes is not None:
-            free = total - gpu.memory_used_bytes
+        total, free = gpu.memory_total_bytes, gpu.free_bytes
         if not total or free is None:
             return  # not measured this time: the episode neither starts nor ends
         threshold = low_free_threshold(total)

@@ -31,7 +31,7 @@ from textual.widgets import Static
 from textual_plotext import PlotextPlot
 
 from studio.telemetry.snapshots import GpuProcess, GpuSnapshot, TelemetrySnapshot
-from studio.telemetry.status_line import GIB
+from studio.telemetry.status_line import GIB, gib
 from studio.ui.run_monitor import (
     MEMORY_ALLOCATED,
     MEMORY_PAGED,
@@ -295,14 +295,12 @@ def title_text(snapshot: TelemetrySnapshot, gpu: GpuSnapshot | None, width: int)
         free = host.ram_available_bytes
         parts = ["no GPU — showing host memory"]
         if host.ram_total_bytes:
-            parts.append(f"{_gib(free)} of {_gib(host.ram_total_bytes)} GiB RAM free")
+            parts.append(f"{gib(free)} of {gib(host.ram_total_bytes)} GiB RAM free")
         return Content(fit(parts, width))
     parts = [f"GPU{gpu.index}"]
-    free, total = gpu.memory_free_bytes, gpu.memory_total_bytes
-    if free is None and total is not None and gpu.memory_used_bytes is not None:
-        free = total - gpu.memory_used_bytes
+    free, total = gpu.free_bytes, gpu.memory_total_bytes
     if total is not None:
-        parts.append(f"{_gib(free)} of {_gib(total)} GiB free")
+        parts.append(f"{gib(free)} of {gib(total)} GiB free")
     if gpu.name:
         parts.append(gpu.name.removeprefix("NVIDIA ").strip())
     return Content(fit(parts, width))
@@ -366,7 +364,7 @@ def others_text(gpu: GpuSnapshot, own_pid: int | None = None) -> Content | None:
     text = f"{len(others)} other processes"
     known = [process.used_memory_bytes for process in others if process.used_memory_bytes]
     if known:
-        text += f", {_gib(sum(known))} GiB"
+        text += f", {gib(sum(known))} GiB"
     return Content(f"{text} · biggest: {_describe(biggest)}")
 
 
@@ -374,7 +372,7 @@ def _describe(process: GpuProcess) -> str:
     who = process.user or f"pid {process.pid}"
     text = who
     if process.used_memory_bytes:
-        text += f" {_gib(process.used_memory_bytes)} GiB"
+        text += f" {gib(process.used_memory_bytes)} GiB"
     if process.command:
         text += f" ({os.path.basename(process.command.split()[0])})"
     return text
@@ -444,10 +442,6 @@ def clock(seconds: float) -> str:
         return f"{minutes}m" if rest == 0 else f"{minutes}m{rest:02d}"
     hours, rest = divmod(whole, 3600)
     return f"{hours}h" if rest < 60 else f"{hours}h{rest // 60:02d}"
-
-
-def _gib(value: float | None) -> str:
-    return "?" if value is None else f"{value / GIB:.1f}"
 
 
 def _variable(variables: dict[str, str], names: tuple[str, ...]) -> str:
