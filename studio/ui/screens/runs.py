@@ -361,12 +361,7 @@ class RunsScreen(StudioScreen):
                 severity="warning",
             )
             return
-        attach = getattr(self.studio_app, "attach_run", None)
-        if attach is None:
-            self.notify("attaching is not available in this version", severity="warning")
-            return
-        if attach(run.path) is not False:
-            self.app.switch_mode("train")
+        self.studio_app.attach_run(run.path)  # shows the Train screen when it attaches
 
     def action_delete(self) -> None:
         from studio.runs.deletion import plan_delete
