@@ -23,8 +23,12 @@ from pydantic import (
 from studio.config_methods import MethodSettings, method_defaults
 from studio.errors import ConfigError, yaml_error_location
 
-TrainingType = Literal["sft", "dpo", "orpo", "pretrain"]
-DataFormat = Literal["auto", "alpaca", "sharegpt", "messages", "preference", "text"]
+TrainingType = Literal["sft", "dpo", "orpo", "pretrain", "kto"]
+DataFormat = Literal["auto", "alpaca", "sharegpt", "messages", "preference", "kto", "text"]
+# Named chat templates for base models (studio/models/chat_templates.py holds them).
+ChatTemplatePreset = Literal[
+    "auto", "none", "chatml", "qwen", "llama3", "mistral", "gemma", "phi3", "alpaca"
+]
 Scheduler = Literal[
     "linear", "cosine", "constant", "constant_with_warmup", "inverse_sqrt", "polynomial"
 ]
@@ -89,12 +93,42 @@ class ModelSettings(Section):
         description="Jinja chat template to use instead of the tokenizer's own, for base "
         "models that ship none.",
     )
+    chat_template_preset: ChatTemplatePreset = Field(
+        "auto",
+        description="A named chat template for base models: chatml, qwen (chatml with tool "
+        "calls), llama3, mistral, gemma, phi3 or alpaca (plain text, no special tokens). "
+        "'auto' keeps the tokenizer's own and, when it has none, picks the preset whose "
+        "markers are in the vocabulary (else alpaca) and logs why; 'none' never adds one. "
+        "model.chat_template wins over both. The template is saved with the adapter.",
+    )
     extra_tokens_file: str | None = Field(
         None,
         description="Text file with one new token per line (domain terms, markers) to add to "
         "the vocabulary; the embedding and output rows of the new tokens are trained with the "
         "method and saved with the adapter. sft and pretrain only.",
     )
+
+
+def _mixed_dataset_shorthand(value: Any) -> Any:
+    # `PATH` or `PATH:WEIGHT` in a list (the TUI form and --set) means {path, weight}.
+    if isinstance(value, str):
+        path, sep, weight = value.rpartition(":")
+        try:
+            return {"path": path, "weight": float(weight)} if sep else {"path": value}
+        except ValueError:
+            return {"path": value}
+    return value
+
+
+class MixedDataset(Section):
+    """One more dataset in the training mix, with its own format and weight."""
+
+    path: str = Field(..., min_length=1, description="Dataset file, folder or hub name.")
+    format: DataFormat = Field("auto", description="Record format, as data.format.")
+    weight: float = Field(
+        1.0, gt=0.0, le=1000.0, description="Share of the mix relative to the others' weights."
+    )
+    split: str = Field("train", min_length=1, description="Split of a hub dataset or folder.")
 
 
 class DataSettings(Section):
@@ -150,6 +184,29 @@ class DataSettings(Section):
         description="A second, general dataset mixed into training so the model does not "
         "forget what it knew (replay). Same formats as path; it must suit the training type.",
     )
+    weight: float = Field(
+        1.0,
+        gt=0.0,
+        le=1000.0,
+        description="Weight of data.path in the mix when data.mix lists more datasets.",
+    )
+    mix: list[Annotated[MixedDataset, BeforeValidator(_mixed_dataset_shorthand)]] = Field(
+        default_factory=list,
+        description="More datasets trained together with data.path, each with its own format "
+        "and weight ('PATH:WEIGHT' or {path, format, weight, split}). Each gets weight / sum "
+        "of weights of the training set, drawn without repetition; the data report shows "
+        "the shares.",
+    )
+    streaming: bool = Field(
+        False,
+        description="Stream a hub dataset instead of downloading it whole; reads only the "
+        "first data.max_records records.",
+    )
+    max_records: int | None = Field(
+        None,
+        ge=1,
+        description="Read at most this many records of each dataset (needed with streaming).",
+    )
     replay_fraction: float = Field(
         0.2,
         gt=0.0,
@@ -160,7 +217,7 @@ class DataSettings(Section):
 
 
 class PreferenceSettings(Section):
-    """Settings for preference training (DPO and ORPO)."""
+    """Settings for preference training (DPO, ORPO and KTO)."""
 
     beta: float = Field(
         0.1,
@@ -171,6 +228,19 @@ class PreferenceSettings(Section):
     )
     max_prompt_length: int = Field(
         256, ge=8, le=131072, description="Longest prompt in tokens; longer are truncated."
+    )
+    desirable_weight: float = Field(
+        1.0,
+        gt=0.0,
+        le=100.0,
+        description="KTO: weight of the loss on answers labelled good; raise it when they are "
+        "fewer than the bad ones.",
+    )
+    undesirable_weight: float = Field(
+        1.0,
+        gt=0.0,
+        le=100.0,
+        description="KTO: weight of the loss on answers labelled bad.",
     )
 
 
@@ -324,7 +394,8 @@ class RunConfig(Section):
     training_type: TrainingType = Field(
         "sft",
         description="sft: learn to answer like the examples; dpo / orpo: learn to prefer "
-        "chosen over rejected answers; pretrain: continue pre-training on raw text.",
+        "chosen over rejected answers; kto: learn from answers labelled good or bad; "
+        "pretrain: continue pre-training on raw text.",
     )
     data: DataSettings = Field(default_factory=DataSettings, description="Training data.")
     training: TrainingSettings = Field(
@@ -353,6 +424,22 @@ class RunConfig(Section):
             raise ValueError(
                 f"method '{self.method.name}' does not support training_type "
                 f"'{self.training_type}' (it supports: {', '.join(allowed)})"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _kto_needs_pairs_in_a_batch(self) -> RunConfig:
+        # KTO estimates its KL term from the other answers of the same batch.
+        if self.training_type == "kto" and self.training.batch_size < 2:
+            raise ValueError(
+                "training_type kto needs training.batch_size of 2 or more (its KL term "
+                "compares each answer with the others in its batch); use "
+                "gradient_accumulation to save memory instead"
+            )
+        if self.data.streaming and self.data.max_records is None:
+            raise ValueError(
+                "data.streaming reads a hub dataset as it goes, so it needs data.max_records "
+                "(how many records to read)"
             )
         return self
 

@@ -23,7 +23,7 @@ MethodName = Literal[
 ]
 METHOD_NAMES: tuple[str, ...] = MethodName.__args__  # type: ignore[attr-defined]
 
-ALL_TYPES = ("sft", "dpo", "orpo", "pretrain")
+ALL_TYPES = ("sft", "dpo", "orpo", "pretrain", "kto")
 # Virtual-token methods have no sensible reference model for preference training in trl.
 PROMPT_TYPES = ("sft", "pretrain")
 METHOD_TRAINING_TYPES: dict[str, tuple[str, ...]] = {

@@ -16,6 +16,7 @@ class LineRecord:
 
     line: int | None
     record: Record
+    file: str | None = None  # where it came from, when a dataset spans several files
 
 
 def clean_records(
@@ -23,13 +24,13 @@ def clean_records(
 ) -> list[LineRecord]:
     """Keep records that are long enough, distinct, and (preference) have distinct answers."""
     kept: list[LineRecord] = []
-    first_line: dict[bytes, int | None] = {}
+    first_line: dict[bytes, str | None] = {}
     for item in records:
         length = record_text_length(item.record)
         if length < min_chars:
             report.add_cleaned_out(
                 RecordProblem(
-                    report.path,
+                    item.file or report.path,
                     item.line,
                     "too_short",
                     None,
@@ -41,7 +42,11 @@ def clean_records(
             # A pair with equal answers has no preference in it: it only adds noise.
             report.add_cleaned_out(
                 RecordProblem(
-                    report.path, item.line, "same_answers", "rejected", "chosen equals rejected"
+                    item.file or report.path,
+                    item.line,
+                    "same_answers",
+                    "rejected",
+                    "chosen equals rejected",
                 )
             )
             continue
@@ -51,17 +56,24 @@ def clean_records(
                 where = first_line[key]
                 report.add_cleaned_out(
                     RecordProblem(
-                        report.path,
+                        item.file or report.path,
                         item.line,
                         "duplicate",
                         None,
-                        f"same as the record at line {where}" if where else "repeated record",
+                        f"same as the record at {where}" if where else "repeated record",
                     )
                 )
                 continue
-            first_line[key] = item.line
+            first_line[key] = _place(item, report.path)
         kept.append(item)
     return kept
+
+
+def _place(item: LineRecord, path: str) -> str | None:
+    """ "line N" within the reported file, or "FILE:N" for a record from another file."""
+    if item.line is None:
+        return None
+    return f"line {item.line}" if item.file in (None, path) else f"{item.file}:{item.line}"
 
 
 def _fingerprint(record: Record) -> bytes:

@@ -1,96 +1,63 @@
-"""Record formats: detect them from the fields, and convert records to the canonical shapes.
+"""Record formats: one adapter each (detect, convert, describe), in one registry.
 
 Canonical records:
-- conversation: {"messages": [{"role": ..., "content": ...}, ...]}, ends with the assistant
+- conversation: {"messages": [message, ...]} ending with the assistant, plus "tools" when the
+  record defines tools (see `studio.data.messages` for the message shape)
 - preference: {"prompt": [messages, last is user], "chosen": [assistant], "rejected": [assistant]}
+- kto: {"prompt": [messages, last is user], "completion": [assistant], "label": bool}
 - text: {"text": ...}
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-Message = dict[str, str]
+from studio.data.messages import (
+    ROLE_ALIASES,
+    Message,
+    RecordIssue,
+    check_turn_order,
+    parse_messages,
+    parse_tools,
+    type_name,
+    with_system,
+)
+
+__all__ = [
+    "FORMATS",
+    "FORMAT_FIELDS",
+    "FORMAT_KIND",
+    "ROLE_ALIASES",
+    "Message",
+    "Record",
+    "RecordFormat",
+    "RecordIssue",
+    "convert_record",
+    "detect_record_format",
+    "preference_to_conversation",
+    "record_text_length",
+]
+
 Record = dict[str, Any]
-
-FORMAT_KIND: dict[str, str] = {
-    "alpaca": "conversation",
-    "sharegpt": "conversation",
-    "messages": "conversation",
-    "preference": "preference",
-    "text": "text",
-}
-# What each format needs, for hints in error messages.
-FORMAT_FIELDS: dict[str, str] = {
-    "alpaca": "instruction, input (optional), output",
-    "sharegpt": "conversations: [{from, value}, ...]",
-    "messages": "messages: [{role, content}, ...]",
-    "preference": "prompt, chosen, rejected",
-    "text": "text",
-}
-ROLE_ALIASES: dict[str, str] = {
-    "system": "system",
-    "human": "user",
-    "user": "user",
-    "gpt": "assistant",
-    "assistant": "assistant",
-    "model": "assistant",
-}
-
-_TOOL_ROLES = frozenset({"tool", "function", "function_call", "observation", "ipython"})
+Converter = Callable[[Record, "str | None", "Counter[str] | None"], Record]
 
 
-class RecordIssue(Exception):
-    """Why one record cannot be used; becomes a `RecordProblem` with the record's line."""
+@dataclass(frozen=True)
+class RecordFormat:
+    """One record format: what it turns into, how to recognise it, and how to convert it."""
 
-    def __init__(self, reason: str, field: str | None, detail: str) -> None:
-        super().__init__(detail)
-        self.reason = reason
-        self.field = field
-        self.detail = detail
-
-
-def detect_record_format(record: Any) -> str | None:
-    """The format a single record looks like, from its keys; None if it fits none."""
-    if not isinstance(record, dict):
-        return None
-    keys = record.keys()
-    if "chosen" in keys or "rejected" in keys:
-        return "preference"
-    if "messages" in keys:
-        return "messages"
-    if "conversations" in keys:
-        return "sharegpt"
-    if "instruction" in keys or "output" in keys:
-        return "alpaca"
-    if "text" in keys:
-        return "text"
-    return None
-
-
-def convert_record(record: Any, data_format: str, system_prompt: str | None = None) -> Record:
-    """Convert one raw record of `data_format` to its canonical shape, or raise RecordIssue."""
-    if not isinstance(record, dict):
-        raise RecordIssue(
-            "wrong_type", None, f"a record must be an object, got {_type_name(record)}"
-        )
-    return _CONVERTERS[data_format](record, system_prompt)
+    name: str
+    kind: str  # conversation | preference | kto | text
+    fields: str  # what it needs, for hints in error messages
+    example: str  # one JSON line, for --explain and the README
+    detect: Callable[[Record], bool]
+    convert: Converter
 
 
 # ---------------------------------------------------------------- field helpers
-
-
-def _type_name(value: Any) -> str:
-    return {
-        dict: "an object",
-        list: "a list",
-        str: "a string",
-        bool: "a boolean",
-        int: "a number",
-        float: "a number",
-        type(None): "null",
-    }.get(type(value), type(value).__name__)
 
 
 def _string(record: Record, name: str, *, required: bool = True, allow_empty: bool = False) -> str:
@@ -100,7 +67,7 @@ def _string(record: Record, name: str, *, required: bool = True, allow_empty: bo
             raise RecordIssue("missing_field", name, f"'{name}' is missing")
         return ""
     if not isinstance(value, str):
-        raise RecordIssue("wrong_type", name, f"'{name}' must be a string, got {_type_name(value)}")
+        raise RecordIssue("wrong_type", name, f"'{name}' must be a string, got {type_name(value)}")
     if required and not allow_empty and not value.strip():
         raise RecordIssue("empty_field", name, f"'{name}' is empty")
     return value
@@ -111,101 +78,27 @@ def _list(record: Record, name: str) -> list[Any]:
     if value is None:
         raise RecordIssue("missing_field", name, f"'{name}' is missing")
     if not isinstance(value, list):
-        raise RecordIssue("wrong_type", name, f"'{name}' must be a list, got {_type_name(value)}")
+        raise RecordIssue("wrong_type", name, f"'{name}' must be a list, got {type_name(value)}")
     if not value:
         raise RecordIssue("empty_field", name, f"'{name}' is an empty list")
     return value
 
 
-def _content(value: Any, field: str, where: str) -> str:
-    """Message content: a string, or OpenAI-style text parts joined together."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, list) and all(
-        isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str)
-        for part in value
-    ):
-        return "".join(part["text"] for part in value)
-    if value is None:
-        raise RecordIssue("missing_field", field, f"{where} has no content")
-    raise RecordIssue(
-        "wrong_type", field, f"{where} content must be a string, got {_type_name(value)}"
-    )
+def _with_tools(record: Record, messages: list[Message]) -> Record:
+    tools = parse_tools(record["tools"]) if record.get("tools") is not None else []
+    return {"messages": messages, "tools": tools} if tools else {"messages": messages}
 
 
-def _messages(turns: list[Any], field: str, role_key: str, content_key: str) -> list[Message]:
-    """Validate a list of turns into messages; system only first, then user/assistant turns."""
-    messages: list[Message] = []
-    for index, turn in enumerate(turns):
-        where = f"{field}[{index}]"
-        if not isinstance(turn, dict):
-            raise RecordIssue(
-                "wrong_type", field, f"{where} must be an object, got {_type_name(turn)}"
-            )
-        if role_key not in turn:
-            raise RecordIssue("missing_field", field, f"{where} has no '{role_key}'")
-        raw_role = turn[role_key]
-        role = ROLE_ALIASES.get(raw_role.lower()) if isinstance(raw_role, str) else None
-        if role is None:
-            tool = isinstance(raw_role, str) and raw_role.lower() in _TOOL_ROLES
-            raise RecordIssue(
-                "bad_role",
-                field,
-                f"{where} has role {raw_role!r}; use system, user or assistant"
-                + (" (tool calls are not supported)" if tool else ""),
-            )
-        if content_key not in turn:
-            raise RecordIssue("missing_field", field, f"{where} has no '{content_key}'")
-        content = _content(turn[content_key], field, where)
-        if not content.strip():
-            if role == "system":
-                continue  # an empty system prompt is the same as none
-            raise RecordIssue("empty_field", field, f"{where} ({role}) is empty")
-        messages.append({"role": role, "content": content})
-    return messages
-
-
-def _check_alternation(messages: list[Message], field: str, *, final: str) -> None:
-    """After an optional system message, user and assistant alternate starting with user."""
-    body = messages[1:] if messages and messages[0]["role"] == "system" else messages
-    if not body:
-        raise RecordIssue("empty_field", field, f"'{field}' has no user or assistant turns")
-    for index, message in enumerate(body):
-        expected = "user" if index % 2 == 0 else "assistant"
-        if message["role"] != expected:
-            position = index + (len(messages) - len(body))
-            if message["role"] == "system":
-                detail = f"{field}[{position}]: a system message is only allowed first"
-            else:
-                detail = (
-                    f"{field}[{position}] is {message['role']}, expected {expected} "
-                    "(turns must alternate user, assistant, ...)"
-                )
-            raise RecordIssue("bad_role", field, detail)
-    if body[-1]["role"] != final:
-        raise RecordIssue("bad_role", field, f"'{field}' must end with a {final} turn")
-
-
-def _with_system(messages: list[Message], system: str | None) -> list[Message]:
-    if system and system.strip() and not (messages and messages[0]["role"] == "system"):
-        return [{"role": "system", "content": system}, *messages]
-    return messages
-
-
-# ---------------------------------------------------------------- converters
-
-
-def _alpaca(record: Record, system_prompt: str | None) -> Record:
+def _alpaca_turns(record: Record) -> list[Message]:
+    """History pairs, then instruction (+ input) as the user's turn."""
     instruction = _string(record, "instruction")
     extra_input = _string(record, "input", required=False)
-    output = _string(record, "output")
-    system = _string(record, "system", required=False) or system_prompt
     messages: list[Message] = []
     history = record.get("history")
     if history is not None:
         if not isinstance(history, list):
             raise RecordIssue(
-                "wrong_type", "history", f"'history' must be a list, got {_type_name(history)}"
+                "wrong_type", "history", f"'history' must be a list, got {type_name(history)}"
             )
         for index, pair in enumerate(history):
             if not (
@@ -225,27 +118,46 @@ def _alpaca(record: Record, system_prompt: str | None) -> Record:
                 {"role": "assistant", "content": pair[1]},
             ]
     prompt = f"{instruction}\n\n{extra_input}" if extra_input.strip() else instruction
-    messages += [{"role": "user", "content": prompt}, {"role": "assistant", "content": output}]
-    return {"messages": _with_system(messages, system)}
+    return [*messages, {"role": "user", "content": prompt}]
 
 
-def _sharegpt(record: Record, system_prompt: str | None) -> Record:
+def _system(record: Record, default: str | None) -> str | None:
+    return _string(record, "system", required=False) or default
+
+
+# ---------------------------------------------------------------- conversation formats
+
+
+def _alpaca(record: Record, system_prompt: str | None, parts: Counter[str] | None) -> Record:
+    messages = _alpaca_turns(record)
+    output = _string(record, "output")
+    messages.append({"role": "assistant", "content": output})
+    return {"messages": with_system(messages, _system(record, system_prompt))}
+
+
+def _sharegpt(record: Record, system_prompt: str | None, parts: Counter[str] | None) -> Record:
     turns = _list(record, "conversations")
-    messages = _messages(turns, "conversations", "from", "value")
-    system = _string(record, "system", required=False) or system_prompt
-    messages = _with_system(messages, system)
-    _check_alternation(messages, "conversations", final="assistant")
-    return {"messages": messages}
+    messages = parse_messages(turns, "conversations", "from", "value", parts)
+    messages = with_system(messages, _system(record, system_prompt))
+    check_turn_order(messages, "conversations", final="assistant")
+    return _with_tools(record, messages)
 
 
-def _openai_messages(record: Record, system_prompt: str | None) -> Record:
-    messages = _messages(_list(record, "messages"), "messages", "role", "content")
-    messages = _with_system(messages, system_prompt)
-    _check_alternation(messages, "messages", final="assistant")
-    return {"messages": messages}
+def _openai_messages(
+    record: Record, system_prompt: str | None, parts: Counter[str] | None
+) -> Record:
+    messages = parse_messages(_list(record, "messages"), "messages", "role", "content", parts)
+    messages = with_system(messages, _system(record, system_prompt))
+    check_turn_order(messages, "messages", final="assistant")
+    return _with_tools(record, messages)
 
 
-def _answer(record: Record, name: str) -> tuple[list[Message], list[Message]]:
+# ---------------------------------------------------------------- preference
+
+
+def _answer(
+    record: Record, name: str, parts: Counter[str] | None
+) -> tuple[list[Message], list[Message]]:
     """(conversation before the answer, [final assistant message]) for chosen / rejected."""
     value = record.get(name)
     if value is None:
@@ -255,29 +167,38 @@ def _answer(record: Record, name: str) -> tuple[list[Message], list[Message]]:
             raise RecordIssue("empty_field", name, f"'{name}' is empty")
         return [], [{"role": "assistant", "content": value}]
     if isinstance(value, dict):
-        value = [value]  # a single message object
+        value = [value]  # a single message object, {role, content} or {from, value}
     if not isinstance(value, list):
         raise RecordIssue(
             "wrong_type",
             name,
-            f"'{name}' must be a string or a list of messages, got {_type_name(value)}",
+            f"'{name}' must be a string or a list of messages, got {type_name(value)}",
         )
     if not value:
         raise RecordIssue("empty_field", name, f"'{name}' is an empty list")
-    messages = _messages(value, name, "role", "content")
+    messages = parse_messages(value, name, "role", "content", parts)
     if not messages or messages[-1]["role"] != "assistant":
         raise RecordIssue("bad_role", name, f"the last message of '{name}' must be the assistant's")
     return messages[:-1], messages[-1:]
 
 
-def _preference(record: Record, system_prompt: str | None) -> Record:
-    chosen_before, chosen = _answer(record, "chosen")
-    rejected_before, rejected = _answer(record, "rejected")
+def _prompt(
+    record: Record, before: tuple[list[Message], list[Message]], parts: Counter[str] | None
+) -> list[Message]:
+    """The conversation before the answer, from whichever field this shape keeps it in."""
     prompt_value = record.get("prompt")
     if prompt_value is None:
+        if isinstance(record.get("conversations"), list):  # sharegpt-style preference
+            return parse_messages(
+                _list(record, "conversations"), "conversations", "from", "value", parts
+            )
+        if isinstance(record.get("messages"), list):
+            return parse_messages(_list(record, "messages"), "messages", "role", "content", parts)
+        if "instruction" in record:  # alpaca-style preference
+            return _alpaca_turns(record)
         # Whole conversations in chosen / rejected: the prompt is what they share.
         shared: list[Message] = []
-        for left, right in zip(chosen_before, rejected_before, strict=False):
+        for left, right in zip(*before, strict=False):
             if left != right:
                 break
             shared.append(left)
@@ -288,38 +209,180 @@ def _preference(record: Record, system_prompt: str | None) -> Record:
                 "'prompt' is missing and chosen / rejected share no conversation before the "
                 "answers",
             )
-        prompt = shared
-    elif isinstance(prompt_value, str):
+        return shared
+    if isinstance(prompt_value, str):
         if not prompt_value.strip():
             raise RecordIssue("empty_field", "prompt", "'prompt' is empty")
-        prompt = [{"role": "user", "content": prompt_value}]
-    elif isinstance(prompt_value, list):
+        return [{"role": "user", "content": prompt_value}]
+    if isinstance(prompt_value, list):
         if not prompt_value:
             raise RecordIssue("empty_field", "prompt", "'prompt' is an empty list")
-        prompt = _messages(prompt_value, "prompt", "role", "content")
-    else:
-        raise RecordIssue(
-            "wrong_type",
-            "prompt",
-            f"'prompt' must be a string or a list of messages, got {_type_name(prompt_value)}",
-        )
-    system = _string(record, "system", required=False) or system_prompt
-    prompt = _with_system(prompt, system)
-    _check_alternation(prompt, "prompt", final="user")
+        return parse_messages(prompt_value, "prompt", "role", "content", parts)
+    raise RecordIssue(
+        "wrong_type",
+        "prompt",
+        f"'prompt' must be a string or a list of messages, got {type_name(prompt_value)}",
+    )
+
+
+def _preference(record: Record, system_prompt: str | None, parts: Counter[str] | None) -> Record:
+    chosen_name = (
+        "chosen" if "chosen" in record or "chosen_messages" not in record else ("chosen_messages")
+    )
+    rejected_name = (
+        "rejected"
+        if "rejected" in record or "rejected_messages" not in record
+        else "rejected_messages"
+    )
+    chosen_before, chosen = _answer(record, chosen_name, parts)
+    rejected_before, rejected = _answer(record, rejected_name, parts)
+    prompt = _prompt(record, (chosen_before, rejected_before), parts)
+    prompt = with_system(prompt, _system(record, system_prompt))
+    check_turn_order(prompt, "prompt", final="user")
     return {"prompt": prompt, "chosen": chosen, "rejected": rejected}
 
 
-def _text(record: Record, system_prompt: str | None) -> Record:
+# ---------------------------------------------------------------- KTO
+
+
+def _label(record: Record) -> bool:
+    name = "label" if "label" in record else "kto_tag"
+    value = record.get(name)
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in {"true", "false", "1", "0"}:
+        return value.strip().lower() in {"true", "1"}  # CSV cells are strings
+    if value is None:
+        raise RecordIssue("missing_field", name, f"'{name}' is missing")
+    raise RecordIssue(
+        "wrong_type", name, f"'{name}' must be true (a good answer) or false, got {value!r}"
+    )
+
+
+def _kto(record: Record, system_prompt: str | None, parts: Counter[str] | None) -> Record:
+    label = _label(record)
+    if "completion" in record:
+        prompt_before, completion = _answer(record, "completion", parts)
+        prompt = prompt_before or _prompt(record, ([], []), parts)
+    else:
+        if "messages" in record:
+            conversation = _openai_messages(record, None, parts)["messages"]
+            field = "messages"
+        elif "conversations" in record:
+            conversation = _sharegpt(record, None, parts)["messages"]
+            field = "conversations"
+        else:
+            conversation = _alpaca(record, None, parts)["messages"]
+            field = "output"
+        if conversation[-1].get("tool_calls"):
+            raise RecordIssue("bad_role", field, f"'{field}' must end with an answer")
+        prompt, completion = conversation[:-1], conversation[-1:]
+    prompt = with_system(prompt, _system(record, system_prompt))
+    check_turn_order(prompt, "prompt", final="user")
+    return {"prompt": prompt, "completion": completion, "label": label}
+
+
+def _text(record: Record, system_prompt: str | None, parts: Counter[str] | None) -> Record:
     return {"text": _string(record, "text")}
 
 
-_CONVERTERS: dict[str, Callable[[Record, str | None], Record]] = {
-    "alpaca": _alpaca,
-    "sharegpt": _sharegpt,
-    "messages": _openai_messages,
-    "preference": _preference,
-    "text": _text,
+# ---------------------------------------------------------------- the registry
+
+
+def _has(*names: str) -> Callable[[Record], bool]:
+    return lambda record: any(name in record for name in names)
+
+
+# Detection tries these in order: the first whose fields a record has wins.
+FORMATS: dict[str, RecordFormat] = {
+    fmt.name: fmt
+    for fmt in (
+        RecordFormat(
+            "preference",
+            "preference",
+            "prompt (or conversations / messages / instruction + input), chosen, rejected "
+            "(strings or messages), or chosen_messages, rejected_messages",
+            '{"prompt": "2+2?", "chosen": "4", "rejected": "5"}',
+            _has("chosen", "rejected", "chosen_messages", "rejected_messages"),
+            _preference,
+        ),
+        RecordFormat(
+            "kto",
+            "kto",
+            "messages (or conversations, prompt + completion) and label: true / false",
+            '{"messages": [{"role": "user", "content": "2+2?"}, '
+            '{"role": "assistant", "content": "5"}], "label": false}',
+            lambda record: (
+                ("label" in record or "kto_tag" in record)
+                and any(
+                    name in record for name in ("messages", "conversations", "completion", "output")
+                )
+            ),
+            _kto,
+        ),
+        RecordFormat(
+            "messages",
+            "conversation",
+            "messages: [{role, content}, ...] (content may be a list of parts; tool_calls "
+            "and tool messages with tools)",
+            '{"messages": [{"role": "user", "content": "Hi"}, '
+            '{"role": "assistant", "content": "Hello!"}]}',
+            _has("messages"),
+            _openai_messages,
+        ),
+        RecordFormat(
+            "sharegpt",
+            "conversation",
+            "conversations: [{from, value}, ...] (function_call / observation turns with tools)",
+            '{"conversations": [{"from": "human", "value": "Hi"}, '
+            '{"from": "gpt", "value": "Hello!"}]}',
+            _has("conversations"),
+            _sharegpt,
+        ),
+        RecordFormat(
+            "alpaca",
+            "conversation",
+            "instruction, input (optional), output",
+            '{"instruction": "Translate to French.", "input": "cat", "output": "chat"}',
+            _has("instruction", "output"),
+            _alpaca,
+        ),
+        RecordFormat(
+            "text",
+            "text",
+            "text",
+            '{"text": "Any document, trained on every token."}',
+            _has("text"),
+            _text,
+        ),
+    )
 }
+FORMAT_KIND: dict[str, str] = {name: fmt.kind for name, fmt in FORMATS.items()}
+FORMAT_FIELDS: dict[str, str] = {name: fmt.fields for name, fmt in FORMATS.items()}
+
+
+def detect_record_format(record: Any) -> str | None:
+    """The format a single record looks like, from its keys; None if it fits none."""
+    if not isinstance(record, dict):
+        return None
+    return next((fmt.name for fmt in FORMATS.values() if fmt.detect(record)), None)
+
+
+def convert_record(
+    record: Any,
+    data_format: str,
+    system_prompt: str | None = None,
+    dropped_parts: Counter[str] | None = None,
+) -> Record:
+    """Convert one raw record of `data_format` to its canonical shape, or raise RecordIssue.
+    Content parts that are not text (images, audio) are counted in `dropped_parts`."""
+    if not isinstance(record, dict):
+        raise RecordIssue(
+            "wrong_type", None, f"a record must be an object, got {type_name(record)}"
+        )
+    return FORMATS[data_format].convert(record, system_prompt, dropped_parts)
 
 
 def record_text_length(record: Record) -> int:
@@ -330,13 +393,25 @@ def record_text_length(record: Record) -> int:
         *record.get("prompt", []),
         *record.get("chosen", []),
         *record.get("rejected", []),
+        *record.get("completion", []),
     ]
     # System prompts are excluded: a long default system prompt must not hide empty answers.
     return sum(
-        len(message["content"].strip()) for message in messages if message["role"] != "system"
+        len(message["content"].strip())
+        + (len(str(message["tool_calls"])) if message.get("tool_calls") else 0)
+        for message in messages
+        if message["role"] != "system"
     )
 
 
 def preference_to_conversation(record: Record) -> Record:
     """SFT on preference data: learn the chosen answer to the prompt."""
     return {"messages": [*record["prompt"], *record["chosen"]]}
+
+
+def preference_to_kto(record: Record) -> list[Record]:
+    """KTO on preference pairs: the chosen answer is a good one, the rejected a bad one."""
+    return [
+        {"prompt": record["prompt"], "completion": record["chosen"], "label": True},
+        {"prompt": record["prompt"], "completion": record["rejected"], "label": False},
+    ]

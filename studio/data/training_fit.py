@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from studio.data.cleaning import LineRecord
-from studio.data.formats import preference_to_conversation
+from studio.data.formats import preference_to_conversation, preference_to_kto
 from studio.data.report import DataReport
 from studio.errors import DataError
 
@@ -12,7 +12,13 @@ _NEEDS: dict[str, str] = {
     "dpo": "preference",
     "orpo": "preference",
     "pretrain": "text",
+    "kto": "kto",
 }
+_KTO_HINT = (
+    "this file holds answers labelled good or bad (a 'label' field): that is KTO data. Use "
+    "training_type: kto; sft would learn the answers labelled bad as good ones. To train sft "
+    "on the good answers only, keep the records with label true and drop the label field"
+)
 _PREFERENCE_HINT = (
     "preference training needs records with 'prompt', 'chosen' and 'rejected' "
     '(for example {"prompt": "...", "chosen": "good answer", "rejected": "worse answer"}); '
@@ -28,12 +34,38 @@ def fit_training_type(
     needed = _NEEDS[training_type]
     if kind == needed:
         return kind, records
+    if kind == "kto" and training_type != "kto":
+        raise DataError(
+            f"{training_type} cannot use labelled answers in {report.path}",
+            location=report.path,
+            advice=_KTO_HINT,
+        )
+    if training_type == "kto" and kind == "preference":
+        report.notes.append(
+            "preference data for kto: each pair gives a good (chosen) and a bad (rejected) "
+            "answer to its prompt"
+        )
+        converted = [
+            LineRecord(r.line, unpaired, r.file)
+            for r in records
+            for unpaired in preference_to_kto(r.record)
+        ]
+        return "kto", converted
+    if training_type == "kto":
+        raise DataError(
+            f"kto needs answers labelled good or bad, but {report.path} holds {kind} data "
+            f"({report.format})",
+            advice='give records such as {"messages": [...], "label": true} or {"prompt": '
+            '"...", "completion": "...", "label": false}, or preference pairs',
+        )
     if training_type == "sft" and kind == "preference":
         report.notes.append(
             "preference data for sft: each record is trained as prompt + chosen answer; "
             "rejected answers are not used"
         )
-        converted = [LineRecord(r.line, preference_to_conversation(r.record)) for r in records]
+        converted = [
+            LineRecord(r.line, preference_to_conversation(r.record), r.file) for r in records
+        ]
         return "conversation", converted
     if training_type == "sft":
         raise DataError(

@@ -70,16 +70,24 @@ def validate_records(
     for problem in raw.problems:
         report.add_problem(problem)
     converted: list[LineRecord] = []
+    dropped_parts: Counter[str] = Counter()
     for item in raw.records:
         try:
-            record = convert_record(item.value, data_format, system_prompt)
+            record = convert_record(item.value, data_format, system_prompt, dropped_parts)
         except RecordIssue as issue:
             issue = _explain_other_format(item.value, data_format, issue)
             report.add_problem(
                 RecordProblem(raw.path, item.line, issue.reason, issue.field, issue.detail)
             )
             continue
-        converted.append(LineRecord(item.line, record))
+        converted.append(LineRecord(item.line, record, raw.path))
+    if dropped_parts:
+        # Text-only training: the text of a multimodal message is kept, the rest cannot be.
+        listed = ", ".join(f"{n} {kind}" for kind, n in sorted(dropped_parts.items()))
+        report.notes.append(
+            f"{raw.path}: dropped content parts that are not text ({listed}); their text parts "
+            "are kept"
+        )
     return converted
 
 

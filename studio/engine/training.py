@@ -24,6 +24,7 @@ TRAINER_MODULES = {
     "pretrain": "studio.engine.sft",
     "dpo": "studio.engine.preference",
     "orpo": "studio.engine.preference",
+    "kto": "studio.engine.kto",
 }
 
 

@@ -69,7 +69,7 @@ def plan_vocabulary(config: Any, base_dir: Path | None = None) -> VocabularyPlan
     path = config.model.extra_tokens_file
     if not path:
         return VocabularyPlan()
-    if config.training_type in ("dpo", "orpo"):
+    if config.training_type in ("dpo", "orpo", "kto"):
         raise ConfigError(
             f"model.extra_tokens_file cannot be used with {config.training_type}: new tokens "
             "need text to learn from, and preference losses barely train them",

@@ -1,0 +1,113 @@
+"""KTO with trl: learn from single answers labelled good (desirable) or bad (undesirable).
+
+The records are conversational ({"prompt": messages, "completion": [assistant], "label"}), so
+trl renders them with the tokenizer's chat template and its KL term compares each answer with
+the others in its batch (hence batch_size >= 2, checked by the config). As for DPO, an adapter
+method's reference model is the base model with the adapters switched off, and prompts longer
+than `preference.max_prompt_length` keep their end; `data.max_length` cuts the rest.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from studio.engine.arguments import argument_values
+from studio.engine.evaluation import evaluation_callbacks
+from studio.engine.preference import PairStats, TokenCounter, prompt_limits
+from studio.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from studio.engine.training import TrainingJob
+
+
+def build_trainer(job: TrainingJob) -> Any:
+    config, session = job.config, job.session
+    if job.data.kind != "kto":
+        raise DataError(f"kto needs answers labelled good or bad, got {job.data.kind} data")
+    if not getattr(job.tokenizer, "chat_template", None):
+        raise DataError(
+            "the model's tokenizer has no chat template, so the answers cannot be formatted",
+            advice="set model.chat_template_preset (for example chatml) or model.chat_template",
+        )
+    import datasets
+    from datasets import Dataset
+    from peft import PeftModel
+    from trl import KTOConfig, KTOTrainer
+
+    datasets.disable_progress_bars()
+    train = Dataset.from_list(job.data.train)
+    evaluation = Dataset.from_list(job.data.eval) if job.data.eval else None
+    has_eval = evaluation is not None
+    counter_box: list[TokenCounter] = []
+    callbacks = [job.callback_factory(lambda: counter_box[0].tokens_seen if counter_box else 0)]
+    callbacks += evaluation_callbacks(job, has_eval)
+    assert session.run_dir is not None
+    values = argument_values(
+        config, session.run_dir.checkpoints_dir, job.plan, len(train), has_eval, job.fast_path
+    )
+    max_prompt_length, max_length = prompt_limits(
+        config.preference.max_prompt_length, config.data.max_length
+    )
+    good = sum(1 for record in job.data.train if record["label"])
+    session.log(
+        f"KTO: {good} answers labelled good, {len(job.data.train) - good} bad "
+        f"(desirable_weight {config.preference.desirable_weight}, undesirable_weight "
+        f"{config.preference.undesirable_weight})"
+    )
+    args = KTOConfig(
+        **values,
+        beta=config.preference.beta,
+        desirable_weight=config.preference.desirable_weight,
+        undesirable_weight=config.preference.undesirable_weight,
+        max_length=max_length,
+        disable_dropout=True,
+    )
+    trainer = KTOTrainer(
+        model=job.model,
+        args=args,
+        train_dataset=train,
+        eval_dataset=evaluation,
+        processing_class=job.tokenizer,
+        callbacks=callbacks,
+    )
+    if isinstance(job.model, PeftModel):
+        if "ref" in job.model.peft_config:
+            # Without a "ref" adapter trl computes reference log-probs with adapters disabled.
+            job.model.delete_adapter("ref")
+        session.log("KTO reference model: the base model (adapters switched off)")
+    else:
+        session.log("KTO reference model: a frozen copy of the base model")
+    trainer.train_dataset, stats = cut_prompts(trainer.train_dataset, max_prompt_length, len(train))
+    _log(session, "train set", stats)
+    if len(trainer.train_dataset) < 2:
+        raise ConfigError(
+            "fewer than two labelled answers are left after fitting to max_length",
+            advice=f"raise data.max_length (now {max_length})",
+        )
+    if trainer.eval_dataset is not None:
+        trainer.eval_dataset, eval_stats = cut_prompts(
+            trainer.eval_dataset, max_prompt_length, len(job.data.eval)
+        )
+        _log(session, "eval set", eval_stats)
+    counter = TokenCounter(trainer.data_collator)
+    trainer.data_collator = counter
+    counter_box.append(counter)
+    return trainer
+
+
+def cut_prompts(dataset: Any, max_prompt_length: int, given: int) -> tuple[Any, PairStats]:
+    """trl's tokenized examples with prompts cut to their last `max_prompt_length` tokens;
+    `given` is how many records went in (trl drops those whose prompt fills max_length)."""
+    stats = PairStats(pairs=len(dataset), dropped=given - len(dataset))
+    prompts = dataset["prompt_ids"]
+    stats.prompts_truncated = sum(1 for prompt in prompts if len(prompt) > max_prompt_length)
+    if stats.prompts_truncated:
+        dataset = dataset.map(
+            lambda example: {"prompt_ids": example["prompt_ids"][-max_prompt_length:]}
+        )
+    return dataset, stats
+
+
+def _log(session: Any, name: str, stats: PairStats) -> None:
+    text = stats.summary().replace("preference pairs", "labelled answers")
+    session.log(f"{name}: {text}", "warning" if stats.lossy else "info")
