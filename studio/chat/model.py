@@ -280,4 +280,8 @@ def _eos_token_ids(model: Any, tokenizer: Any) -> list[int]:
             ids.append(int(value))
     if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in ids:
         ids.append(int(tokenizer.eos_token_id))
+    from studio.models.chat_templates import stop_token_ids
+
+    # A chat-template preset may end turns with its own marker (<|im_end|>, <|eot_id|>).
+    ids += [token for token in stop_token_ids(tokenizer) if token not in ids]
     return ids

@@ -5,10 +5,16 @@ only by default: each assistant turn's span is found by rendering the conversati
 turn (with the generation prompt) and the conversation including it; the characters between
 the two renderings are the turn's answer, mapped to tokens through the tokenizer's offsets.
 This works for any chat template whose renderings extend each other, with no markers needed.
+
+Tool-calling conversations pass their tool definitions to the template (`tools=`), and the
+assistant's calls are trained like its answers; tool results are input, never trained on. A
+template that knows nothing of tools gets the calls written into the assistant's text as
+`<tool_call>` JSON and the tool definitions in the system prompt, so nothing is lost silently.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,16 +49,21 @@ class EncodingStats:
 
 
 def encode_conversation(
-    tokenizer: Any, messages: list[dict[str, str]], max_length: int, assistant_only: bool
+    tokenizer: Any,
+    messages: list[dict[str, Any]],
+    max_length: int,
+    assistant_only: bool,
+    tools: list[dict[str, Any]] | None = None,
 ) -> tuple[list[int], list[int], bool]:
     """(input_ids, labels, truncated) for one conversation."""
-    text = tokenizer.apply_chat_template(messages, tokenize=False)
+    messages, tools = fit_tools_to_template(tokenizer, messages, tools)
+    text = render_conversation(tokenizer, messages, tools)
     encoded = tokenizer(
         text, add_special_tokens=False, return_offsets_mapping=True, truncation=False
     )
     input_ids: list[int] = encoded["input_ids"]
     if assistant_only:
-        spans = assistant_spans(tokenizer, messages, text)
+        spans = assistant_spans(tokenizer, messages, text, tools)
         labels = [
             token if _inside(offset, spans) else IGNORE_INDEX
             for token, offset in zip(input_ids, encoded["offset_mapping"], strict=True)
@@ -63,17 +74,68 @@ def encode_conversation(
     return input_ids[:max_length], labels[:max_length], truncated
 
 
+def render_conversation(
+    tokenizer: Any,
+    messages: list[dict[str, Any]],
+    tools: list[dict[str, Any]] | None = None,
+    *,
+    add_generation_prompt: bool = False,
+) -> str:
+    """The chat template's text; `tools` only when there are some (templates test for it)."""
+    extra = {"tools": tools} if tools else {}
+    return tokenizer.apply_chat_template(
+        messages, tokenize=False, add_generation_prompt=add_generation_prompt, **extra
+    )
+
+
+def template_knows_tools(tokenizer: Any) -> bool:
+    template = getattr(tokenizer, "chat_template", None) or ""
+    return isinstance(template, str) and "tool_calls" in template
+
+
+def fit_tools_to_template(
+    tokenizer: Any, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None]:
+    """Messages and tools as the template can render them (see the module docstring)."""
+    has_calls = any(message.get("tool_calls") for message in messages)
+    if not (tools or has_calls) or template_knows_tools(tokenizer):
+        return messages, tools
+    fitted: list[dict[str, Any]] = []
+    for message in messages:
+        calls = message.get("tool_calls")
+        if calls:
+            written = "\n".join(
+                "<tool_call>\n"
+                + json.dumps(call["function"], ensure_ascii=False)
+                + "\n</tool_call>"
+                for call in calls
+            )
+            content = f"{message['content']}\n{written}" if message["content"] else written
+            message = {"role": "assistant", "content": content}
+        fitted.append(message)
+    if tools:
+        listed = "\n".join(json.dumps(tool, ensure_ascii=False) for tool in tools)
+        preamble = f"You can call these tools:\n<tools>\n{listed}\n</tools>"
+        if fitted and fitted[0]["role"] == "system":
+            fitted[0] = {"role": "system", "content": f"{fitted[0]['content']}\n\n{preamble}"}
+        else:
+            fitted.insert(0, {"role": "system", "content": preamble})
+    return fitted, None
+
+
 def assistant_spans(
-    tokenizer: Any, messages: list[dict[str, str]], full_text: str
+    tokenizer: Any,
+    messages: list[dict[str, Any]],
+    full_text: str,
+    tools: list[dict[str, Any]] | None = None,
 ) -> list[tuple[int, int]]:
+    """Character spans of the assistant's turns (answers and tool calls) in `full_text`."""
     spans = []
     for index, message in enumerate(messages):
         if message["role"] != "assistant":
             continue
-        before = tokenizer.apply_chat_template(
-            messages[:index], tokenize=False, add_generation_prompt=True
-        )
-        through = tokenizer.apply_chat_template(messages[: index + 1], tokenize=False)
+        before = render_conversation(tokenizer, messages[:index], tools, add_generation_prompt=True)
+        through = render_conversation(tokenizer, messages[: index + 1], tools)
         if not (full_text.startswith(before) and full_text.startswith(through)):
             raise DataError(
                 "the chat template renders a conversation differently from its prefixes, so "
@@ -111,13 +173,13 @@ def encode_records(
     if kind == "conversation" and not getattr(tokenizer, "chat_template", None):
         raise DataError(
             "the model's tokenizer has no chat template, so conversations cannot be formatted",
-            advice="set model.chat_template to a Jinja template, or train a base model on "
-            "raw text with training_type: pretrain",
+            advice="set model.chat_template_preset (for example chatml or alpaca) or "
+            "model.chat_template, or train a base model on raw text with training_type: pretrain",
         )
     for record in records:
         if kind == "conversation":
             ids, labels, truncated = encode_conversation(
-                tokenizer, record["messages"], max_length, assistant_only
+                tokenizer, record["messages"], max_length, assistant_only, record.get("tools")
             )
             chunks = [(ids, labels)]
             stats.truncated += truncated

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,8 +46,16 @@ def plan_device(model: ModelSettings, precision: str = "auto") -> DevicePlan:
     )
 
 
-def load_tokenizer(settings: ModelSettings, source: ModelSource | None = None) -> Any:
+def load_tokenizer(
+    settings: ModelSettings,
+    source: ModelSource | None = None,
+    on_note: Callable[[str], None] | None = None,
+) -> Any:
+    """The tokenizer, with model.chat_template or the chat-template preset applied
+    (`on_note` hears which preset was chosen and why)."""
     from transformers import AutoTokenizer
+
+    from studio.models.chat_templates import choose_chat_template
 
     source = source or resolve_model_source(settings.source)
     try:
@@ -59,6 +68,12 @@ def load_tokenizer(settings: ModelSettings, source: ModelSource | None = None) -
         raise _load_error("tokenizer", source, error) from None
     if settings.chat_template:
         tokenizer.chat_template = settings.chat_template
+    else:
+        template, note = choose_chat_template(tokenizer, settings.chat_template_preset)
+        if template is not None:
+            tokenizer.chat_template = template
+        if note is not None and on_note is not None:
+            on_note(note)
     if tokenizer.pad_token is None:
         # Padding is masked out of the loss, so reusing end-of-sequence is safe.
         tokenizer.pad_token = tokenizer.eos_token
