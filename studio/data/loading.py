@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from studio.data.cleaning import LineRecord, clean_records
-from studio.data.readers import read_dataset_file
+from studio.data.folders import HUB_NAME, read_dataset_folder, read_hub_dataset
+from studio.data.readers import SUPPORTED_SUFFIXES, RawFile, read_dataset_file
 from studio.data.report import DataReport
 from studio.data.training_fit import fit_training_type
 from studio.data.validation import detect_file_format, validate_records
@@ -42,16 +43,53 @@ def prepare_file(
     system_prompt: str | None = None,
     split: str = "train",
     base_dir: Path | None = None,
+    streaming: bool = False,
+    max_records: int | None = None,
 ) -> tuple[list[LineRecord], DataReport]:
-    """Read one file into cleaned canonical records and a report. Raises DataError only when
-    the file as a whole cannot be read; bad records are in the report."""
-    raw = read_dataset_file(path, split=split, base_dir=base_dir)
-    report = DataReport(path=raw.path)
-    data_format = detect_file_format(raw, data_format)
-    converted = validate_records(raw, data_format, system_prompt, report)
+    """Read one dataset (a file, a dataset folder or a hub dataset) into cleaned canonical
+    records and a report. Raises DataError only when the dataset as a whole cannot be read;
+    bad records are in the report."""
+    raws = read_raw_files(path, split, base_dir, streaming, max_records)
+    report = DataReport(path=path)
+    data_format = detect_file_format(_all_records(raws), data_format)
+    converted: list[LineRecord] = []
+    for raw in raws:
+        converted += validate_records(raw, data_format, system_prompt, report)
     kept = clean_records(converted, report, min_chars=min_chars, deduplicate=deduplicate)
     report.kept = len(kept)
     return kept, report
+
+
+def read_raw_files(
+    path: str,
+    split: str = "train",
+    base_dir: Path | None = None,
+    streaming: bool = False,
+    max_records: int | None = None,
+) -> list[RawFile]:
+    """The raw records of a file, a dataset folder or a hub dataset."""
+    local = Path(path).expanduser()
+    if not local.is_absolute() and base_dir is not None:
+        local = base_dir / local
+    if local.is_dir():
+        return read_dataset_folder(local, path, split, max_records)
+    if not local.exists() and local.suffix.lower() not in SUPPORTED_SUFFIXES:
+        if HUB_NAME.match(path):
+            return [read_hub_dataset(path, split, streaming, max_records)]
+    raw = read_dataset_file(path, split=split, base_dir=base_dir)
+    if max_records is not None:
+        raw.records = raw.records[:max_records]
+    return [raw]
+
+
+def _all_records(raws: list[RawFile]) -> RawFile:
+    """One RawFile holding every record, for deciding the format of the whole dataset."""
+    if len(raws) == 1:
+        return raws[0]
+    merged = RawFile(raws[0].path, raws[0].file_type)
+    for raw in raws:
+        merged.records += raw.records
+    return merged
 
 
 def load_training_data(
@@ -59,6 +97,8 @@ def load_training_data(
 ) -> LoadedData:
     """Everything the trainer needs from `settings`; DataError with advice when unusable."""
     kind, records, report = _load_one(settings, settings.path, training_type, base_dir)
+    if settings.mix:
+        kind, records = _load_mix(settings, training_type, seed, base_dir, kind, records, report)
     eval_records: list[LineRecord] = []
     eval_report: DataReport | None = None
     if settings.eval_path:
@@ -77,7 +117,8 @@ def load_training_data(
         records, eval_records = split_for_eval(records, settings.eval_fraction, seed)
         if eval_records:
             report.notes.append(
-                f"held out {len(eval_records)} of {report.kept} records for eval "
+                f"held out {len(eval_records)} of {len(records) + len(eval_records)} records "
+                "for eval "
                 f"(eval_fraction {settings.eval_fraction}, seed {seed})"
             )
         else:
@@ -106,17 +147,57 @@ def split_for_eval(
     return train, evaluation
 
 
+def _load_mix(
+    settings: DataSettings,
+    training_type: str,
+    seed: int,
+    base_dir: Path | None,
+    kind: str,
+    records: list[LineRecord],
+    report: DataReport,
+) -> tuple[str, list[LineRecord]]:
+    """data.path and every data.mix dataset, mixed by weight; the shares go in `report`."""
+    from studio.data.mixing import MixSource, mix_lines, mix_sources
+
+    sources = [MixSource(settings.path, settings.weight, records, report)]
+    for entry in settings.mix:
+        other_kind, other_records, other_report = _load_one(
+            settings, entry.path, training_type, base_dir, entry.format, entry.split
+        )
+        if other_kind != kind:
+            raise DataError(
+                f"data.mix dataset {entry.path} holds {other_kind} data but data.path holds "
+                f"{kind} data",
+                location=entry.path,
+                advice="mix datasets of one kind (conversations, preference pairs, labelled "
+                "answers or raw text)",
+            )
+        sources.append(MixSource(entry.path, entry.weight, other_records, other_report))
+        report.notes += [f"{entry.path}: {note}" for note in other_report.notes]
+    mixed, rows = mix_sources(sources, seed)
+    report.mix = rows
+    report.notes += mix_lines(rows)
+    return kind, mixed
+
+
 def _load_one(
-    settings: DataSettings, path: str, training_type: str, base_dir: Path | None
+    settings: DataSettings,
+    path: str,
+    training_type: str,
+    base_dir: Path | None,
+    data_format: str | None = None,
+    split: str | None = None,
 ) -> tuple[str, list[LineRecord], DataReport]:
     records, report = prepare_file(
         path,
-        data_format=settings.format,
+        data_format=data_format or settings.format,
         min_chars=settings.min_chars,
         deduplicate=settings.deduplicate,
         system_prompt=settings.system_prompt,
-        split=settings.split,
+        split=split or settings.split,
         base_dir=base_dir,
+        streaming=settings.streaming,
+        max_records=settings.max_records,
     )
     kind, records = fit_training_type(records, report, training_type)
     if report.problems and settings.on_bad_record == "stop":

@@ -56,6 +56,7 @@ class DataReport:
     problems: list[RecordProblem] = field(default_factory=list)  # malformed records
     cleaned_out: list[RecordProblem] = field(default_factory=list)  # too_short, duplicate, ...
     notes: list[str] = field(default_factory=list)
+    mix: list[dict[str, Any]] = field(default_factory=list)  # per dataset, when data.mix is set
 
     def add_problem(self, problem: RecordProblem) -> None:
         self.problems.append(problem)

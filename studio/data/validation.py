@@ -66,7 +66,7 @@ def validate_records(
     """Convert each record; record each failure in the report with its line."""
     report.format = data_format
     report.kind = FORMAT_KIND[data_format]
-    report.read = raw.read
+    report.read += raw.read
     for problem in raw.problems:
         report.add_problem(problem)
     converted: list[LineRecord] = []
