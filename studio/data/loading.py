@@ -73,9 +73,9 @@ def read_raw_files(
         local = base_dir / local
     if local.is_dir():
         return read_dataset_folder(local, path, split, max_records)
-    if not local.exists() and local.suffix.lower() not in SUPPORTED_SUFFIXES:
-        if HUB_NAME.match(path):
-            return [read_hub_dataset(path, split, streaming, max_records)]
+    hub_like = local.suffix.lower() not in SUPPORTED_SUFFIXES and HUB_NAME.match(path)
+    if hub_like and not local.exists():
+        return [read_hub_dataset(path, split, streaming, max_records)]
     raw = read_dataset_file(path, split=split, base_dir=base_dir)
     if max_records is not None:
         raw.records = raw.records[:max_records]
