@@ -18,7 +18,7 @@ from studio.chat.adapter_modes import AdapterModes
 from studio.chat.decoding import IncrementalDecoder
 from studio.chat.generation import generate_token_steps
 from studio.chat.loading import load_chat_parts
-from studio.chat.prompt import Prompt, encode_prompt
+from studio.chat.prompt import Prompt, encode_completion, encode_prompt
 from studio.chat.settings import GenerationSettings, HistoryItem
 from studio.chat.targets import ChatTarget
 from studio.errors import ModelError
@@ -197,6 +197,11 @@ class ChatModel:
         limit = self.context_length - max_new_tokens if self.context_length else None
         return encode_prompt(self.tokenizer, history, user_message, system_prompt, limit)
 
+    def encode_completion(self, text: str, max_new_tokens: int = 0) -> Prompt:
+        """The text to continue in plain-completion mode, as token ids (its end kept to fit)."""
+        limit = self.context_length - max_new_tokens if self.context_length else None
+        return encode_completion(self.tokenizer, text, limit)
+
     def close(self) -> None:
         """Free the model's memory (waits for a running generation to end)."""
         with self._lock:
@@ -219,9 +224,15 @@ class ChatModel:
     ) -> Iterator[str]:
         if cancel is not None and cancel.is_set():
             return
-        prompt = self.encode(
-            history, user_message, settings.system_prompt, max_new_tokens=settings.max_new_tokens
-        )
+        if settings.completion:
+            prompt = self.encode_completion(user_message, settings.max_new_tokens)
+        else:
+            prompt = self.encode(
+                history,
+                user_message,
+                settings.system_prompt,
+                max_new_tokens=settings.max_new_tokens,
+            )
         decoder = IncrementalDecoder(self.tokenizer)
         steps = generate_token_steps(
             lambda: self.modes.use(use_adapter),

@@ -69,6 +69,19 @@ def encode_prompt(
         dropped += removed
 
 
+def encode_completion(tokenizer: Any, text: str, max_tokens: int | None = None) -> Prompt:
+    """Plain completion: the text's own tokens, as pre-training saw them (no chat template,
+    no special tokens added); a text longer than `max_tokens` keeps its end."""
+    ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])
+    if not ids:
+        raise PromptTooLong(
+            "there is no text to continue", advice="type the beginning of a text to complete"
+        )
+    if max_tokens is not None and len(ids) > max_tokens:
+        return Prompt(ids=ids[-max_tokens:], messages=[], dropped_messages=0)
+    return Prompt(ids=ids, messages=[], dropped_messages=0)
+
+
 def _drop_oldest_turn(messages: list[dict[str, str]]) -> int:
     """Remove the oldest exchange (user turn and the replies after it); 0 if only the new
     message is left."""

@@ -66,6 +66,12 @@ class GenerationSettings(BaseModel):
         "touches the global one a training run in the same process relies on.",
     )
 
+    completion: bool = Field(
+        False,
+        description="Plain completion: the model continues the text as written, with no chat "
+        "template, history or system prompt (for base models and continued pre-training).",
+    )
+
     @property
     def greedy(self) -> bool:
         return self.temperature == 0.0

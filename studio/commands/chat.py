@@ -36,6 +36,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--compare", action="store_true", help="answer with the base model and with the adapter"
     )
     parser.add_argument("--prompt", metavar="TEXT", help="answer this once and exit")
+    parser.add_argument(
+        "--completion",
+        action="store_true",
+        help="plain completion: continue the text as written, no chat template (for base "
+        "models and continued pre-training)",
+    )
     parser.add_argument("--system", metavar="TEXT", default="", help="system prompt")
     parser.add_argument("--temperature", type=float, default=0.0, help="0 is greedy (default)")
     parser.add_argument("--top-p", type=float, default=1.0)
@@ -61,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
             "max_new_tokens": args.max_new_tokens,
             "repetition_penalty": args.repetition_penalty,
             "seed": args.seed,
+            "completion": args.completion,
         }
     )
     if args.target is None:
@@ -105,7 +112,8 @@ def answer_once(chat: Any, prompt: str, settings: Any, *, compare: bool, out: Te
 def repl(chat: Any, settings: Any, *, compare: bool) -> int:
     from studio.chat.settings import ChatMessage
 
-    print(f"chatting with {chat.target.label} on {chat.device}; {REPL_HELP}", file=sys.stderr)
+    what = "completing text with" if settings.completion else "chatting with"
+    print(f"{what} {chat.target.label} on {chat.device}; {REPL_HELP}", file=sys.stderr)
     history: list[ChatMessage] = []
     while True:
         try:
@@ -140,7 +148,8 @@ def repl(chat: Any, settings: Any, *, compare: bool) -> int:
             _stream_interruptibly(chat, history, text, settings, use_adapter=False)
             sys.stdout.write("[adapter]\n")
         answer = _stream_interruptibly(chat, history, text, settings, use_adapter=True)
-        history += [ChatMessage("user", text), ChatMessage("assistant", answer)]
+        if not settings.completion:  # each completion starts from its own text alone
+            history += [ChatMessage("user", text), ChatMessage("assistant", answer)]
 
 
 def _stream_interruptibly(
