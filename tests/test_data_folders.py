@@ -17,7 +17,9 @@ from studio.errors import ConfigError, DataError
 
 
 def alpaca_rows(prefix: str, count: int) -> list[dict[str, str]]:
-    return [{"instruction": f"{prefix} question {n}", "output": f"answer {n}"} for n in range(count)]
+    return [
+        {"instruction": f"{prefix} question {n}", "output": f"answer {n}"} for n in range(count)
+    ]
 
 
 def write_parquet(path: Path, rows: list[dict[str, str]]) -> None:
@@ -61,7 +63,7 @@ def test_shard_folder_reads_the_split_and_keeps_file_lines(tmp_path: Path) -> No
     )
     write_parquet(folder / "data" / "test-00000-of-00001.parquet", alpaca_rows("t", 4))
     (folder / "README.md").write_text("# a dataset card, not data\n", encoding="utf-8")
-    records, report = prepare_file(str(folder))
+    _, report = prepare_file(str(folder))
     assert (report.format, report.read, report.kept) == ("alpaca", 5, 4)
     assert report.problem_lines() == [
         f"{folder}/data/train-00001-of-00002.jsonl:2: bad_json: "
