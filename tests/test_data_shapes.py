@@ -348,3 +348,48 @@ def test_existing_formats_keep_their_file_line_reasons(tmp_path: Path) -> None:
         f"{path}:3: unknown_format: looks like messages, but this file is alpaca "
         "(instruction, input (optional), output)",
     ]
+
+
+def test_explained_examples_are_read_as_their_format() -> None:
+    from studio.commands.config import explain_formats
+    from studio.data.formats import FORMATS, convert_record, detect_record_format
+
+    page = explain_formats()
+    parsed = 0
+    for fmt in FORMATS.values():
+        for example in (fmt.example, *fmt.more_examples):
+            assert f"    {example}" in page
+            try:
+                record = json.loads(example)
+            except json.JSONDecodeError:
+                continue  # abridged with "..."
+            assert detect_record_format(record) == fmt.name, example
+            convert_record(record, fmt.name)
+            parsed += 1
+    assert parsed >= 10
+
+
+def test_data_check_shows_what_records_became(tmp_path: Path, capsys) -> None:
+    from studio.data import check_main
+
+    folder = tmp_path / "shards"
+    folder.mkdir()
+    write_jsonl(
+        folder / "train-0.jsonl",
+        [
+            {
+                "conversations": [
+                    {"from": "human", "value": "Weather?"},
+                    {"from": "function_call", "value": json.dumps(PARIS_CALL)},
+                    {"from": "observation", "value": "sunny"},
+                    {"from": "gpt", "value": "Sunny."},
+                ],
+                "tools": [WEATHER_TOOL],
+            }
+        ],
+    )
+    assert check_main(str(folder)) == 0
+    out = capsys.readouterr().out
+    assert "first 1 records as they became (conversation):" in out
+    assert f"{folder}/train-0.jsonl:1\n  tools: get_weather\n  user: Weather?\n" in out
+    assert '  assistant: [calls get_weather({"city": "Paris"})]\n  tool: sunny\n' in out

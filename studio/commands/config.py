@@ -14,6 +14,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run)
 
 
+def explain_formats() -> str:
+    """The dataset formats data.format accepts, with a one-line example each."""
+    from studio.data.formats import FORMATS
+
+    lines = ["# dataset formats (data.format; 'auto' detects them from the fields)"]
+    for fmt in FORMATS.values():
+        lines.append(f"{fmt.name} -> {fmt.kind}: {fmt.fields}")
+        lines += [f"    {example}" for example in (fmt.example, *fmt.more_examples)]
+    lines.append(
+        "files: .json .jsonl .csv .parquet .txt; a folder of such shards or one written by "
+        "datasets' save_to_disk; or a hub dataset name (data.split, data.streaming)"
+    )
+    return "\n".join(lines)
+
+
 def run(args: argparse.Namespace) -> int:
     from studio.config import RunConfig, dump_config, load_config
     from studio.config_fields import explain
@@ -23,6 +38,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"{args.validate}: valid ({config.method.name}, {config.training_type})")
     elif args.explain:
         print(explain())
+        print()
+        print(explain_formats())
     else:
         print(dump_config(RunConfig()), end="")
     return 0

@@ -13,7 +13,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     check = actions.add_parser(
         "check", help="report a dataset's format, record counts and every bad record"
     )
-    check.add_argument("file", help="dataset file (.json, .jsonl, .csv, .parquet, .txt)")
+    check.add_argument(
+        "file",
+        help="dataset file (.json, .jsonl, .csv, .parquet, .txt), dataset folder (save_to_disk "
+        "or shards) or hub dataset name",
+    )
     check.add_argument("--format", default="auto", choices=DataFormat.__args__)
     check.add_argument("--min-chars", type=int, default=1, help="drop shorter records")
     check.add_argument(
@@ -22,6 +26,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="also check the data fits this training type",
     )
     check.add_argument("--keep-duplicates", action="store_true")
+    check.add_argument(
+        "--show", type=int, default=3, metavar="N", help="show the first N records as they became"
+    )
+    check.add_argument("--split", default="train", help="split of a dataset folder or hub dataset")
+    check.add_argument(
+        "--max-records", type=int, metavar="N", help="read only N records (a hub name streams)"
+    )
     check.set_defaults(handler=run_check)
     prepare = actions.add_parser(
         "prepare",
@@ -58,6 +69,9 @@ def run_check(args: argparse.Namespace) -> int:
         min_chars=args.min_chars,
         training_type=args.training_type,
         deduplicate=not args.keep_duplicates,
+        show=args.show,
+        split=args.split,
+        max_records=args.max_records,
     )
 
 

@@ -55,6 +55,7 @@ class RecordFormat:
     example: str  # one JSON line, for --explain and the README
     detect: Callable[[Record], bool]
     convert: Converter
+    more_examples: tuple[str, ...] = ()  # the other shapes it accepts
 
 
 # ---------------------------------------------------------------- field helpers
@@ -307,6 +308,15 @@ FORMATS: dict[str, RecordFormat] = {
             '{"prompt": "2+2?", "chosen": "4", "rejected": "5"}',
             _has("chosen", "rejected", "chosen_messages", "rejected_messages"),
             _preference,
+            (
+                '{"conversations": [{"from": "human", "value": "2+2?"}], '
+                '"chosen": {"from": "gpt", "value": "4"}, "rejected": {"from": "gpt", '
+                '"value": "5"}}',
+                '{"instruction": "Add.", "input": "2+2", "chosen": "4", "rejected": "5"}',
+                '{"chosen_messages": [{"role": "user", "content": "2+2?"}, {"role": "assistant", '
+                '"content": "4"}], "rejected_messages": [..., {"role": "assistant", '
+                '"content": "5"}]}',
+            ),
         ),
         RecordFormat(
             "kto",
@@ -321,6 +331,7 @@ FORMATS: dict[str, RecordFormat] = {
                 )
             ),
             _kto,
+            ('{"prompt": "2+2?", "completion": "4", "label": true}',),
         ),
         RecordFormat(
             "messages",
@@ -331,6 +342,18 @@ FORMATS: dict[str, RecordFormat] = {
             '{"role": "assistant", "content": "Hello!"}]}',
             _has("messages"),
             _openai_messages,
+            (
+                '{"messages": [{"role": "user", "content": [{"type": "image_url", ...}, '
+                '{"type": "text", "text": "What is this?"}]}, {"role": "assistant", '
+                '"content": "A cat."}]}',
+                '{"messages": [{"role": "user", "content": "Weather in Paris?"}, '
+                '{"role": "assistant", '
+                '"tool_calls": [{"type": "function", "function": {"name": "get_weather", '
+                '"arguments": '
+                '"{\\"city\\": \\"Paris\\"}"}}]}, {"role": "tool", "content": "sunny"}, {"role": '
+                '"assistant", "content": "Sunny."}], "tools": [{"type": "function", '
+                '"function": {...}}]}',
+            ),
         ),
         RecordFormat(
             "sharegpt",
@@ -340,6 +363,12 @@ FORMATS: dict[str, RecordFormat] = {
             '{"from": "gpt", "value": "Hello!"}]}',
             _has("conversations"),
             _sharegpt,
+            (
+                '{"conversations": [{"from": "human", "value": "Weather in Paris?"}, {"from": '
+                '"function_call", "value": "{\\"name\\": \\"get_weather\\", \\"arguments\\": '
+                '{\\"city\\": \\"Paris\\"}}"}, {"from": "observation", "value": "sunny"}, {"from": '
+                '"gpt", "value": "Sunny."}], "tools": "[{\\"name\\": \\"get_weather\\"}]"}',
+            ),
         ),
         RecordFormat(
             "alpaca",

@@ -37,7 +37,7 @@ class DatasetPreview:
     note: str | None = None  # e.g. no tokenizer: records shown without the chat template
 
 
-_tokenizers: dict[tuple[str, str | None], Any] = {}
+_tokenizers: dict[tuple[str, str | None, str], Any] = {}
 _tokenizers_lock = threading.Lock()
 
 
@@ -46,7 +46,7 @@ def _tokenizer(config: RunConfig) -> Any:
     from studio.models.loading import load_tokenizer
     from studio.ui.heavy_imports import ensure_ml_imports
 
-    key = (config.model.source, config.model.chat_template)
+    key = (config.model.source, config.model.chat_template, config.model.chat_template_preset)
     with _tokenizers_lock:
         if key not in _tokenizers:
             ensure_ml_imports()
@@ -80,19 +80,15 @@ def build_preview(config: RunConfig, workdir: Path, limit: int = PREVIEW_RECORDS
 
 
 def _render(record: dict[str, Any], kind: str, tokenizer: Any) -> RecordPreview:
-    if kind == "conversation":
-        messages = record["messages"]
-        if tokenizer is not None and getattr(tokenizer, "chat_template", None):
-            text = tokenizer.apply_chat_template(messages, tokenize=False)
-        else:
-            text = "\n".join(f"{m['role']}: {m['content']}" for m in messages)
-    elif kind == "preference":
-        prompt = "\n".join(f"{m['role']}: {m['content']}" for m in record["prompt"])
-        chosen = " ".join(m["content"] for m in record["chosen"])
-        rejected = " ".join(m["content"] for m in record["rejected"])
-        text = f"{prompt}\nchosen: {chosen}\nrejected: {rejected}"
+    from studio.data.describe import describe_record
+
+    if kind == "conversation" and tokenizer is not None and tokenizer.chat_template:
+        from studio.engine.encoding import fit_tools_to_template, render_conversation
+
+        messages, tools = fit_tools_to_template(tokenizer, record["messages"], record.get("tools"))
+        text = render_conversation(tokenizer, messages, tools)
     else:
-        text = str(record.get("text", ""))
+        text = describe_record(record, kind)
     tokens = None
     if tokenizer is not None:
         tokens = len(tokenizer(text, add_special_tokens=False)["input_ids"])
