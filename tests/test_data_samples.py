@@ -24,6 +24,8 @@ SAMPLES = Path(__file__).resolve().parent.parent / "sample_data"
         ("preference_en.jsonl", "dpo", "preference", "preference", 30),
         ("preference_messages_zh.jsonl", "orpo", "preference", "preference", 15),
         ("pretrain_en.txt", "pretrain", "text", "text", 16),
+        ("kto_en.jsonl", "kto", "kto", "kto", 28),
+        ("tools_en.jsonl", "sft", "sharegpt", "conversation", 6),
     ],
 )
 def test_sample_loads_cleanly(
