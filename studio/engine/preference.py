@@ -77,7 +77,7 @@ def build_trainer(job: TrainingJob) -> Any:
     if not getattr(job.tokenizer, "chat_template", None):
         raise DataError(
             "the model's tokenizer has no chat template, so preference pairs cannot be formatted",
-            advice="set model.chat_template to a Jinja template",
+            advice="set model.chat_template_preset (for example chatml) or model.chat_template",
         )
     import datasets
     from datasets import Dataset
