@@ -79,3 +79,26 @@ def test_base_model_streams_and_stops(tmp_path: Path) -> None:
             assert screen.history == []
 
     asyncio.run(scenario())
+
+
+def test_settings_panel_toggles_plain_completion() -> None:
+    from textual.app import App, ComposeResult
+    from textual.widgets import Checkbox
+
+    from studio.ui.widgets.chat_settings import ChatSettingsPanel
+
+    class PanelApp(App):
+        def compose(self) -> ComposeResult:
+            yield ChatSettingsPanel(id="panel")
+
+    async def scenario() -> None:
+        app = PanelApp()
+        async with app.run_test(size=(60, 40)) as pilot:
+            panel = app.query_one(ChatSettingsPanel)
+            assert panel.settings.completion is False
+            box = panel.query_one(f"#{editor_id('completion')}", Checkbox)
+            box.value = True
+            await pilot.pause()
+            assert panel.settings.completion is True
+
+    asyncio.run(scenario())
