@@ -16,6 +16,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    field_serializer,
     field_validator,
     model_validator,
 )
@@ -214,6 +215,16 @@ class DataSettings(Section):
         description="Share of the training examples drawn from replay_path, e.g. 0.2 = one "
         "in five. Used only when replay_path is set.",
     )
+
+    @field_serializer("mix")
+    def _mix_shorthand(self, mix: list[MixedDataset]) -> list[Any]:
+        # 'PATH:WEIGHT' where that says it all, so the TUI form's text field round-trips.
+        return [
+            f"{entry.path}:{entry.weight:g}"
+            if entry.format == "auto" and entry.split == "train"
+            else entry.model_dump()
+            for entry in mix
+        ]
 
 
 class PreferenceSettings(Section):

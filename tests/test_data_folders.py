@@ -128,6 +128,10 @@ def test_two_datasets_mixed_by_weight(tmp_path: Path) -> None:
         data.report.summary()
     )
     assert data.report.to_dict()["mix"][0]["share"] == pytest.approx(1 / 3, abs=1e-3)
+    # The shorthand survives the YAML / form round trip.
+    config = config_from_dict({"data": {"path": str(first), "mix": [f"{second}:2"]}})
+    assert config.model_dump(mode="json")["data"]["mix"] == [f"{second}:2"]
+    assert config_from_dict(config.model_dump(mode="json")).data.mix == config.data.mix
 
 
 def test_mixing_different_kinds_is_refused(tmp_path: Path) -> None:

@@ -130,6 +130,10 @@ def test_base_model_trained_with_a_preset_and_chatted_through_it(
         assert isinstance(chat.reply([], "Hello?", GenerationSettings(max_new_tokens=4)), str)
     finally:
         chat.close()
+    # Export carries the same template, so other tools format prompts the same way.
+    merged = tmp_path / "merged"
+    assert main(["export", str(run_dir), "--merged", "-o", str(merged)]) == 0
+    assert (merged / "chat_template.jinja").read_text(encoding="utf-8") == saved
 
 
 def test_explicit_preset_and_none(tmp_path: Path, base_model_without_template: Path) -> None:
