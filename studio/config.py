@@ -138,8 +138,9 @@ class DataSettings(Section):
     path: str = Field(
         "sample_data/alpaca_en.jsonl",
         min_length=1,
-        description="Dataset file (.json, .jsonl, .csv, .parquet, .txt) or a Hugging Face "
-        "hub dataset name. Relative paths are read from the folder you run ftstudio in.",
+        description="Dataset file (.json, .jsonl, .csv, .parquet, .txt), a dataset folder "
+        "(shards, or written by datasets' save_to_disk) or a Hugging Face hub dataset name. "
+        "Relative paths are read from the folder you run ftstudio in.",
     )
     format: DataFormat = Field(
         "auto",
@@ -147,7 +148,9 @@ class DataSettings(Section):
         "(instruction/input/output), sharegpt (conversations), messages (role/content), "
         "preference (prompt/chosen/rejected) or text.",
     )
-    split: str = Field("train", min_length=1, description="Split to read from a hub dataset.")
+    split: str = Field(
+        "train", min_length=1, description="Split to read from a hub dataset or dataset folder."
+    )
     eval_fraction: float = Field(
         0.0,
         ge=0.0,

@@ -303,17 +303,20 @@ def test_kto_messages_with_label(tmp_path: Path) -> None:
             {"messages": [user("2+3?"), assistant("6")], "label": False},
             {"prompt": "3+3?", "completion": "6", "label": "true"},
             {"messages": [user("q"), assistant("a")], "label": "maybe"},
+            {"completion": "lonely answer", "label": True},
         ],
     )
     records, report = prepare_file(path)
-    assert (report.format, report.kind, report.read, report.kept) == ("kto", "kto", 4, 3)
+    assert (report.format, report.kind, report.read, report.kept) == ("kto", "kto", 5, 3)
     assert [r.record for r in records] == [
         {"prompt": [user("2+2?")], "completion": [assistant("4")], "label": True},
         {"prompt": [user("2+3?")], "completion": [assistant("6")], "label": False},
         {"prompt": [user("3+3?")], "completion": [assistant("6")], "label": True},
     ]
-    (problem,) = report.problems
-    assert (problem.line, problem.reason, problem.field) == (4, "wrong_type", "label")
+    assert [(p.line, p.reason, p.field) for p in report.problems] == [
+        (4, "wrong_type", "label"),
+        (5, "missing_field", "prompt"),
+    ]
 
 
 def test_kto_file_given_to_sft_is_refused_with_advice(tmp_path: Path) -> None:

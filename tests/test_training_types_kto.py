@@ -38,16 +38,21 @@ def test_kto_trains_on_labelled_answers(tmp_path: Path) -> None:
     data = write_kto(tmp_path / "kto.jsonl")
     result, run_dir, _ = train_tiny(
         tmp_path,
-        {"training_type": "kto", "data": {"path": str(data), "max_length": 64},
+        {"training_type": "kto",
+         "data": {"path": str(data), "max_length": 64, "eval_fraction": 0.25},
          "training": {**SHORT, "max_steps": 4}},
     )  # fmt: skip
     log = log_text(run_dir)
     assert result.state.value == "finished", log
     assert "format: kto" in log
-    assert "KTO: 8 answers labelled good, 8 bad" in log
+    assert "held out 4 of 16 records for eval" in log
+    assert "KTO: 7 answers labelled good, 5 bad" in log
+    assert "eval set: 4 labelled answers" in log
     assert "KTO reference model: the base model (adapters switched off)" in log
     train = [m for m in read_metrics(run_dir) if m["type"] == "train"]
     assert len(train) == 4
+    evals = [m for m in read_metrics(run_dir) if m["type"] == "eval"]
+    assert evals and all("rewards/chosen" in m and "kl" in m for m in evals)
     for key in ("kl", "rewards/chosen", "rewards/rejected", "logps/chosen"):
         assert all(key in m for m in train), key
     # The policy starts equal to its reference: KTO's loss is then exactly 0.5.

@@ -266,6 +266,9 @@ def _kto(record: Record, system_prompt: str | None, parts: Counter[str] | None) 
     label = _label(record)
     if "completion" in record:
         prompt_before, completion = _answer(record, "completion", parts)
+        shaped = ("prompt", "conversations", "messages", "instruction")
+        if not prompt_before and not any(name in record for name in shaped):
+            raise RecordIssue("missing_field", "prompt", "'prompt' is missing")
         prompt = prompt_before or _prompt(record, ([], []), parts)
     else:
         if "messages" in record:
