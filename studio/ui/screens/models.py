@@ -231,7 +231,7 @@ def summary_text(details: ModelDetails) -> Text:
     if info is None:
         text.append(details.note or "no details", style="italic")
         return text
-    chat_template = {True: "yes", False: "none: set model.chat_template"}.get(
+    chat_template = {True: "yes", False: "none: a preset is used (chat_template_preset)"}.get(
         info.has_chat_template, "?"
     )
     rows = [
