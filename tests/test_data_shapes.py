@@ -396,3 +396,24 @@ def test_data_check_shows_what_records_became(tmp_path: Path, capsys) -> None:
     assert "first 1 records as they became (conversation):" in out
     assert f"{folder}/train-0.jsonl:1\n  tools: get_weather\n  user: Weather?\n" in out
     assert '  assistant: [calls get_weather({"city": "Paris"})]\n  tool: sunny\n' in out
+
+
+def test_config_preview_renders_tool_calls_and_labels(chatml_tokenizer) -> None:
+    from studio.ui.dataset_preview import _render
+
+    record = {
+        "messages": [
+            user("Weather?"),
+            {"role": "assistant", "content": "", "tool_calls": [
+                {"type": "function", "function": PARIS_CALL}]},
+            {"role": "tool", "content": "sunny"},
+            assistant("Sunny."),
+        ],
+        "tools": [{"type": "function", "function": WEATHER_TOOL}],
+    }  # fmt: skip
+    shown = _render(record, "conversation", chatml_tokenizer)
+    assert "<tools>" in shown.text and "<tool_call>" in shown.text
+    assert "<tool_response>\nsunny\n</tool_response>" in shown.text
+    assert shown.tokens is not None and shown.tokens > 0
+    labelled = {"prompt": [user("2+3?")], "completion": [assistant("6")], "label": False}
+    assert _render(labelled, "kto", None).text == "user: 2+3?\nanswer (bad): 6"

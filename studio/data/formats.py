@@ -38,6 +38,7 @@ __all__ = [
     "convert_record",
     "detect_record_format",
     "preference_to_conversation",
+    "preference_to_kto",
     "record_text_length",
 ]
 
