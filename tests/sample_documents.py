@@ -144,3 +144,115 @@ def write_mixed_folder(folder: Path) -> dict[str, str]:
         "broken.docx": "unreadable",
         "image.png": "unsupported",
     }
+
+
+# --- Documents written with real writers (reportlab, python-docx), for the quality tests ---
+
+# Paragraphs as printed lines, hyphenated where a typesetter broke a word.
+REPORT_PAGES = [
+    [
+        [
+            "The harbour office counted every ship that entered the port during the",
+            "year. Most of them arrived in August, when the weather was calm and the",
+            "interna-",
+            "tional ferries ran twice a day between the islands and the mainland.",
+        ],
+        [
+            "The lighthouse keeper kept a separate log of four hundred and twelve sail-",
+            "ings. His numbers agree with the office to within three ships, which the",
+            "auditors found remarkable for a record written by hand in a damp tower.",
+        ],
+    ],
+    [
+        [
+            "Repairs to the north quay began in March and ended in October. The con-",
+            "tractor replaced the rotten timber piles with concrete ones and raised the",
+            "deck by half a metre against the winter storms that flooded it twice.",
+        ],
+        [
+            "Fishing boats paid lower fees than in the year before, because the council",
+            "wanted to keep the small fleet in the harbour all through the winter. The",
+        ],
+    ],
+    [
+        [
+            "fleet grew from twenty-one to twenty-six boats, and two of the new boats",
+            "belong to young crews who trained at the harbour school in the spring.",
+        ],
+        [
+            "The harbour school itself moved into the old customs house, which the",
+            "council bought from the state for a symbolic price of one crown.",
+        ],
+    ],
+    [
+        [
+            "Next year the office plans to dredge the inner basin, so that larger",
+            "ferries can berth at low tide. The costs are shown in the table below.",
+        ],
+    ],
+]
+REPORT_TABLE = [["Month", "Ships", "Fees"], ["June", "31", "4,120"], ["August", "58", "7,930"]]
+
+
+def write_report_pdf(
+    path: Path,
+    pages: list[list[list[str]]],
+    *,
+    header: str = "Harbour Office - Annual Report 2025",
+    footer: str = "Confidential - internal use only",
+    table: list[list[str]] | None = None,
+    encrypt: object | None = None,
+) -> None:
+    """A report printed as a typesetter would: a running header and footer and a page number
+    on every page, paragraphs as given lines (12 pt apart, a blank gap between paragraphs),
+    and optionally a ruled table after the text of the last page."""
+    from reportlab.lib.pagesizes import A4
+    from reportlab.pdfgen import canvas
+    from reportlab.platypus import Table, TableStyle
+
+    width, height = A4
+    pdf = canvas.Canvas(str(path), pagesize=A4, encrypt=encrypt)
+    for number, paragraphs in enumerate(pages, start=1):
+        pdf.setFont("Helvetica", 9)
+        pdf.drawString(72, height - 40, header)
+        pdf.drawString(72, 40, footer)
+        pdf.drawRightString(width - 72, 40, f"Page {number} of {len(pages)}")
+        pdf.setFont("Helvetica", 11)
+        y = height - 90
+        for paragraph in paragraphs:
+            for line in paragraph:
+                pdf.drawString(72, y, line)
+                y -= 14
+            y -= 12
+        if table and number == len(pages):
+            grid = Table(table)
+            grid.setStyle(TableStyle([("GRID", (0, 0), (-1, -1), 0.5, (0, 0, 0))]))
+            _, table_height = grid.wrapOn(pdf, width - 144, y)
+            grid.drawOn(pdf, 72, y - table_height - 10)
+        pdf.showPage()
+    pdf.save()
+
+
+def write_scanned_pdf(path: Path) -> None:
+    """A PDF whose one page is a picture of text: no text layer at all."""
+    from PIL import Image, ImageDraw
+    from reportlab.lib.pagesizes import A4
+    from reportlab.lib.utils import ImageReader
+    from reportlab.pdfgen import canvas
+
+    picture = Image.new("RGB", (400, 200), "white")
+    ImageDraw.Draw(picture).text((20, 90), "A scanned letter with no text layer", fill="black")
+    pdf = canvas.Canvas(str(path), pagesize=A4)
+    pdf.drawImage(ImageReader(picture), 72, 500, width=400, height=200)
+    pdf.showPage()
+    pdf.save()
+
+
+def write_aes_pdf(path: Path, source: Path, *, user_password: str = "") -> None:
+    """`source` re-saved AES-256 encrypted; with an empty user password it opens without one."""
+    from pypdf import PdfReader, PdfWriter
+
+    writer = PdfWriter(clone_from=PdfReader(str(source)))
+    writer.encrypt(user_password=user_password, owner_password="owner", algorithm="AES-256")
+    with path.open("wb") as stream:
+        writer.write(stream)
