@@ -256,3 +256,116 @@ def write_aes_pdf(path: Path, source: Path, *, user_password: str = "") -> None:
     writer.encrypt(user_password=user_password, owner_password="owner", algorithm="AES-256")
     with path.open("wb") as stream:
         writer.write(stream)
+
+
+_NOUNS = (
+    "harbour", "ferry", "captain", "lighthouse", "island", "market", "bridge", "council",
+    "river", "mill", "fisherman", "storm", "quay", "school", "engine", "garden", "winter",
+    "library", "station", "valley", "village", "orchard", "teacher", "doctor", "baker",
+    "road", "forest", "meadow", "tower", "museum", "festival", "boat", "letter", "painter",
+)  # fmt: skip
+_VERBS = (
+    "repaired", "visited", "described", "measured", "painted", "opened", "crossed", "built",
+    "counted", "followed", "watched", "carried", "remembered", "sold", "found", "moved",
+)  # fmt: skip
+_ADJECTIVES = (
+    "old", "quiet", "busy", "narrow", "bright", "wooden", "northern", "early", "small",
+    "famous", "muddy", "careful", "green", "patient", "distant", "new",
+)  # fmt: skip
+
+
+def prose(seed: int, words: int = 200) -> str:
+    """Readable, varied English-like sentences (no repeated phrases), `words` words long."""
+    import random
+
+    chooser = random.Random(seed)
+    sentences: list[str] = []
+    count = 0
+    while count < words:
+        sentence = (
+            f"The {chooser.choice(_ADJECTIVES)} {chooser.choice(_NOUNS)} "
+            f"{chooser.choice(_VERBS)} the {chooser.choice(_ADJECTIVES)} "
+            f"{chooser.choice(_NOUNS)} near the {chooser.choice(_NOUNS)} in {1800 + count}."
+        )
+        sentences.append(sentence)
+        count += len(sentence.split())
+    return " ".join(sentences)
+
+
+SITE_PAGE = """<!DOCTYPE html>
+<html><head><title>{title} - Harbour Town</title>
+<style>body {{ font-family: serif; }}</style><script>var tracking = "{title}";</script></head>
+<body>
+<div id="cookie-banner" class="cookie-consent">We use cookies to improve your experience on
+our website. <button>Accept all cookies</button> <a href="/cookies">Cookie settings</a></div>
+<header><nav class="menu"><ul><li><a href="/">Home</a></li><li><a href="/news">News</a></li>
+<li><a href="/ferries">Ferries</a></li><li><a href="/about">About us</a></li>
+<li><a href="/contact">Contact</a></li></ul></nav></header>
+<aside class="sidebar"><h3>Popular posts</h3><ul><li><a href="/a">Ten best boats</a></li>
+<li><a href="/b">Our new ferry timetable</a></li></ul></aside>
+<main><article><h1>{title}</h1>
+{paragraphs}
+<p>Subscribe to the Harbour Town newsletter for the weekly harbour news and the tides.</p>
+</article>
+<div class="share-bar social">Share on Facebook Share on Twitter Share by email</div></main>
+<noscript>Please enable JavaScript to view the interactive tide map.</noscript>
+<footer><p>Copyright 2025 Harbour Town Council. All rights reserved.</p>
+<a href="/privacy">Privacy policy</a> <a href="/imprint">Imprint</a></footer>
+</body></html>
+"""
+
+
+def site_page(title: str, paragraphs: list[str]) -> str:
+    """A web page as content systems write them: a cookie banner, navigation, a sidebar, a
+    share bar, noscript text and a footer around the article; links inside the article."""
+    body = "\n".join(
+        f'<p>{text} See the <a href="/notes/{index}">harbour notes</a> for more.</p>'
+        for index, text in enumerate(paragraphs)
+    )
+    return SITE_PAGE.format(title=title, paragraphs=body)
+
+
+def sitemap_page(count: int = 40) -> str:
+    links = "".join(
+        f'<li><a href="/page/{index}">Harbour page number {index}</a></li>'
+        for index in range(count)
+    )
+    return (
+        "<html><head><title>Sitemap</title></head>"
+        f"<body><h1>Sitemap</h1><ul>{links}</ul></body></html>"
+    )
+
+
+def write_word(path: Path, title: str, paragraphs: list[str], link: tuple[str, str]) -> None:
+    """A Word document written by python-docx: a heading, paragraphs, a bulleted list, a
+    table and a hyperlink (text, url) in the last paragraph."""
+    import docx
+    from docx.opc.constants import RELATIONSHIP_TYPE
+    from docx.oxml import OxmlElement
+    from docx.oxml.ns import qn
+
+    document = docx.Document()
+    document.add_heading(title, 1)
+    for text in paragraphs:
+        document.add_paragraph(text)
+    document.add_paragraph("stone piers", style="List Bullet")
+    document.add_paragraph("wooden piers", style="List Bullet")
+    table = document.add_table(rows=2, cols=2)
+    for (row, column), text in {
+        (0, 0): "Pier",
+        (0, 1): "Length",
+        (1, 0): "North",
+        (1, 1): "120 m",
+    }.items():
+        table.cell(row, column).text = text
+    paragraph = document.add_paragraph("The plans are on ")
+    relation = paragraph.part.relate_to(link[1], RELATIONSHIP_TYPE.HYPERLINK, is_external=True)
+    hyperlink = OxmlElement("w:hyperlink")
+    hyperlink.set(qn("r:id"), relation)
+    run = OxmlElement("w:r")
+    text_element = OxmlElement("w:t")
+    text_element.text = link[0]
+    run.append(text_element)
+    hyperlink.append(run)
+    paragraph._p.append(hyperlink)
+    document.save(str(path))

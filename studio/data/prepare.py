@@ -40,7 +40,6 @@ DEFAULT_MIN_CHARS = PrepareSettings().min_chars
 PROSE_KINDS = frozenset({"text", "html", "pdf", "docx"})
 MAX_BOILERPLATE_LINE_CHARS = 200  # menus, notices and footers are short lines
 MAX_LINES_COUNTED_PER_DOCUMENT = 20_000  # keeps the line counts bounded for huge files
-_DIGITS = re.compile(r"\d+")
 _EXTRA_BLANK_LINES = re.compile(r"\n{3,}")
 
 __all__ = ["FileOutcome", "PrepareReport", "prepare_corpus", "prepare_main"]
@@ -159,7 +158,7 @@ def _line_key(line: str) -> int | None:
     line = line.strip()
     if not line or len(line) > MAX_BOILERPLATE_LINE_CHARS or not any(c.isalpha() for c in line):
         return None
-    return hash(_DIGITS.sub("0", " ".join(line.lower().split())))
+    return hash(" ".join(line.lower().split()))
 
 
 def _line_keys(text: str) -> Iterator[int]:
@@ -181,6 +180,8 @@ def _second_pass(
     del line_counts
     pieces = DuplicateIndex(settings.near_duplicate_threshold)
     files = report.files
+    for outcome in files:
+        outcome.characters = 0  # counted again below, for the text that is kept
     with spool.open(encoding="utf-8") as records, staging.open("w", encoding="utf-8") as out:
         for line in records:
             index, text = json.loads(line)
@@ -196,6 +197,7 @@ def _second_pass(
                 out.write(json.dumps({"text": text, "source": outcome.path}, ensure_ascii=False))
                 out.write("\n")
                 report.keep_record(outcome.path, text)
+                outcome.characters += len(text)
                 outcome.records_dropped["kept"] = outcome.records_dropped.get("kept", 0) + 1
             else:
                 report.drop_record(name, outcome.path, text, detail)
@@ -244,7 +246,6 @@ def _settle(outcome: FileOutcome) -> None:
     if kept:
         return
     outcome.kept = False
-    outcome.characters = 0
     reason, count = max(counts.items(), key=lambda item: item[1])
     outcome.reason = reason
     total = sum(counts.values())

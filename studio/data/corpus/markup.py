@@ -67,9 +67,9 @@ def link_text_share(tree: object) -> tuple[float, int]:
     root = body if body is not None else tree
     for junk in root.xpath(".//script|.//style|.//noscript"):
         junk.drop_tree()
-    total = len("".join(root.itertext()).split())
+    total = len(" ".join(root.itertext()).split())
     anchors = root.xpath(".//a")
-    linked = sum(len("".join(anchor.itertext()).split()) for anchor in anchors)
+    linked = sum(len(" ".join(anchor.itertext()).split()) for anchor in anchors)
     return (linked / total if total else 0.0), len(anchors)
 
 

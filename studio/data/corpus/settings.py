@@ -47,7 +47,7 @@ class PrepareSettings(BaseModel):
     boilerplate_min_documents: int = Field(
         3,
         ge=2,
-        description="Remove a line (ignoring case, spacing and digits) that occurs in at least "
+        description="Remove a line (ignoring case and spacing) that occurs in at least "
         "this many documents: menus, cookie notices and footers shared by the pages of a site.",
     )
     min_mean_words_per_line: float = Field(

@@ -1,7 +1,8 @@
 """Paragraphs into records of bounded size, from a stream, so memory stays bounded.
 
 A record is whole paragraphs up to `max_chars`; a paragraph longer than that is cut at line
-ends, then sentence ends, then spaces. A short last piece joins the record before it.
+ends, then sentence ends, then spaces. The limit is never exceeded: that is what keeps the memory
+of tokenizing a record bounded.
 """
 
 from __future__ import annotations
@@ -65,9 +66,6 @@ def records_of(paragraphs: Iterable[str], max_chars: int, joiner: str = "\n\n") 
             current.append(piece)
             size += len(piece) + (len(joiner) if size else 0)
     last = joiner.join(current)
-    if pending is not None and last and len(last) < max_chars // 4:
-        yield f"{pending}{joiner}{last}"
-        return
     if pending is not None:
         yield pending
     if last:
