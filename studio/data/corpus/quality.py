@@ -8,23 +8,30 @@ the word-based filters, which would misread a whole sentence as one long word.
 
 from __future__ import annotations
 
+import itertools
 import re
-import unicodedata
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from studio.data.corpus.settings import PrepareSettings
 from studio.data.text_quality import measure_garbling
 
 FILTERS = (
-    "too_short", "garbled", "words_per_line", "word_length", "symbols", "bullets",
-    "ellipsis", "non_alphabetic", "links", "repetition",
+    "too_short", "garbled", "links", "words_per_line", "word_length", "symbols", "bullets",
+    "ellipsis", "non_alphabetic", "repetition",
 )  # fmt: skip
 _URL = re.compile(r"(?:https?://|www\.)\S+", re.I)
 _BULLET = re.compile(r"^\s*[-*•‣◦▪●–]\s")
 _HEADING_MARK = re.compile(r"^#{1,6}\s", re.M)
-_MARKUP_TOKEN = re.compile(r"^[|#*>\-=_:+`~]+$")
+_MARKUP_TOKEN = re.compile(r"[|#*>\-=_:+`~]+")
+_LETTER = re.compile(r"[^\W\d_]")
+_SPACE = re.compile(r"\s")
+# Thai, Lao, Myanmar, Khmer, kana, CJK ideographs: scripts written without spaces.
+_UNSPACED_LETTER = re.compile(
+    "[\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]"
+)
 
 
 @dataclass(frozen=True)
@@ -49,15 +56,15 @@ def quality_problem(text: str, kind: str, settings: PrepareSettings) -> Problem 
     lines = [line.strip() for line in text.split("\n") if line.strip()]
     if not _spaced_script(text):
         return _repetition(text, lines, None, settings)
-    words = [word for word in text.split() if not _MARKUP_TOKEN.match(word)]
+    words = list(itertools.filterfalse(_MARKUP_TOKEN.fullmatch, text.split()))
     checks: list[Callable[[], Problem | None]] = [
         lambda: _too_few_words(words, settings),
+        lambda: _links(text, settings),
         lambda: _words_per_line(words, lines, settings),
         lambda: _word_length(words, settings),
         lambda: _symbols(text, words, settings),
         lambda: _line_shares(lines, settings),
         lambda: _alphabetic(words, settings),
-        lambda: _links(text, settings),
         lambda: _repetition(text, lines, words, settings),
     ]
     for check in checks:
@@ -68,18 +75,9 @@ def quality_problem(text: str, kind: str, settings: PrepareSettings) -> Problem 
 
 
 def _spaced_script(text: str) -> bool:
-    sample = [char for char in text[:2000] if not char.isspace()]
-    if not sample:
-        return True
-    unspaced = sum(1 for char in sample if _unspaced_letter(char))
-    return unspaced / len(sample) < 0.3
-
-
-def _unspaced_letter(char: str) -> bool:
-    if char.isascii():
-        return False
-    name = unicodedata.name(char, "")
-    return name.startswith(("CJK", "HIRAGANA", "KATAKANA", "THAI", "LAO", "KHMER", "MYANMAR"))
+    sample = text[:2000]
+    visible = len(sample) - len(_SPACE.findall(sample))
+    return not visible or len(_UNSPACED_LETTER.findall(sample)) / visible < 0.3
 
 
 def _too_few_words(words: list[str], settings: PrepareSettings) -> Problem | None:
@@ -141,7 +139,7 @@ def _line_shares(lines: list[str], settings: PrepareSettings) -> Problem | None:
 
 
 def _alphabetic(words: list[str], settings: PrepareSettings) -> Problem | None:
-    share = sum(1 for word in words if any(char.isalpha() for char in word)) / max(len(words), 1)
+    share = sum(map(bool, map(_LETTER.search, words))) / max(len(words), 1)
     if share < settings.min_alphabetic_word_share:
         return Problem(
             "non_alphabetic",
@@ -181,10 +179,13 @@ def _repetition(
         )
     if not words:
         return None
-    lowered = [word.lower() for word in words]
-    characters = sum(len(word) for word in lowered) or 1
+    import numpy as np
+
+    lowered = text.lower().split() if len(words) > 1 else words
+    lengths = np.fromiter(map(len, lowered), dtype=np.int64, count=len(lowered))
+    characters = int(lengths.sum()) or 1
     for n, limit in sorted(settings.max_top_ngram_share.items()):
-        share = _top_ngram_chars(lowered, n) / characters
+        share = _top_ngram_chars(lowered, lengths, n) / characters
         if share > limit:
             return Problem(
                 "repetition",
@@ -192,7 +193,7 @@ def _repetition(
                 f"(limit {limit:.0%})",
             )
     for n, limit in sorted(settings.max_duplicate_ngram_share.items()):
-        share = _duplicate_ngram_chars(lowered, n) / characters
+        share = _duplicate_ngram_chars(lowered, lengths, n) / characters
         if share > limit:
             return Problem(
                 "repetition",
@@ -208,25 +209,35 @@ def _repeated_share(parts: list[str]) -> float:
     return sum(count - 1 for count in counts.values()) / len(parts)
 
 
-def _top_ngram_chars(words: list[str], n: int) -> int:
+def _ngram_hashes(words: list[str], n: int) -> Any:
+    import numpy as np
+
+    grams = zip(*(words[offset:] for offset in range(n)), strict=False)
+    return np.fromiter(map(hash, grams), dtype=np.int64, count=len(words) - n + 1)
+
+
+def _top_ngram_chars(words: list[str], lengths: Any, n: int) -> int:
+    """Characters covered by the most frequent n-gram, times its count (when it repeats)."""
+    import numpy as np
+
     if len(words) < n:
         return 0
-    counts = Counter(zip(*(words[offset:] for offset in range(n)), strict=False))
-    gram, count = counts.most_common(1)[0]
-    return sum(len(word) for word in gram) * count if count > 1 else 0
+    _, first, counts = np.unique(_ngram_hashes(words, n), return_index=True, return_counts=True)
+    top = int(np.argmax(counts))
+    if counts[top] < 2:
+        return 0
+    return int(lengths[first[top] : first[top] + n].sum()) * int(counts[top])
 
 
-def _duplicate_ngram_chars(words: list[str], n: int) -> int:
-    """Characters in n-grams seen before, not counting a word twice (as Gopher does)."""
-    seen: set[tuple[str, ...]] = set()
-    duplicated = 0
-    index = 0
-    while index <= len(words) - n:
-        gram = tuple(words[index : index + n])
-        if gram in seen:
-            duplicated += sum(len(word) for word in gram)
-            index += n
-        else:
-            seen.add(gram)
-            index += 1
-    return duplicated
+def _duplicate_ngram_chars(words: list[str], lengths: Any, n: int) -> int:
+    """Characters of the words covered by an n-gram that occurred earlier in the text, each
+    word counted once (Gopher's duplicate n-gram fraction), computed with numpy."""
+    import numpy as np
+
+    if len(words) < n:
+        return 0
+    hashes = _ngram_hashes(words, n)
+    repeat = np.ones(len(hashes), dtype=np.int32)
+    repeat[np.unique(hashes, return_index=True)[1]] = 0
+    covered = np.convolve(repeat, np.ones(n, dtype=np.int32))[: len(words)] > 0
+    return int(lengths[covered].sum())
