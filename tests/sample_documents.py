@@ -87,8 +87,8 @@ def write_mixed_folder(folder: Path) -> dict[str, str]:
     )
     (folder / "page.html").write_text(
         "<html><head><title>Mills</title><script>var hidden = 1;</script></head><body>"
-        f"<h1>Mills</h1><p>The <b>mill</b> wheel turns. {PROSE.replace('mill', 'forge')}</p>"
-        "</body></html>",
+        f"<article><h1>Mills</h1><p>The <b>mill</b> wheel turns. "
+        f"{PROSE.replace('mill', 'forge')}</p></article></body></html>",
         encoding="utf-8",
     )
     write_pdf(

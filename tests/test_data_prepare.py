@@ -57,7 +57,8 @@ def test_prepare_command_counts_every_reason(tmp_path: Path) -> None:
     records = [json.loads(line) for line in corpus.read_text(encoding="utf-8").splitlines()]
     texts = {record["source"]: record["text"] for record in records}
     assert set(texts) == {name for name, outcome in expected.items() if outcome == "kept"}
-    assert texts["page.html"].startswith("The **mill** wheel") and "<" not in texts["page.html"]
+    assert texts["page.html"].startswith("# Mills\n\nThe **mill** wheel")
+    assert "<" not in texts["page.html"]
     assert "hidden" not in texts["page.html"]  # scripts are not text
     assert "four hundred and twelve sailings" in texts["report.pdf"]
     assert "rusted through" in texts["letter.docx"]
