@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from studio.data.corpus.dedup import rolling_hashes, token_ids
 from studio.data.corpus.settings import PrepareSettings
 from studio.data.text_quality import measure_garbling
 
@@ -23,7 +24,8 @@ FILTERS = (
     "ellipsis", "non_alphabetic", "repetition",
 )  # fmt: skip
 _URL = re.compile(r"(?:https?://|www\.)\S+", re.I)
-_BULLET = re.compile(r"^\s*[-*•‣◦▪●–]\s")
+_BULLET_LINE = re.compile(r"^[ \t]*[-*•‣◦▪●–][ \t]", re.M)
+_ELLIPSIS_LINE = re.compile(r"(?:\.\.\.|…)[ \t]*$", re.M)
 _HEADING_MARK = re.compile(r"^#{1,6}\s", re.M)
 _MARKUP_TOKEN = re.compile(r"[|#*>\-=_:+`~]+")
 _LETTER = re.compile(r"[^\W\d_]")
@@ -63,7 +65,7 @@ def quality_problem(text: str, kind: str, settings: PrepareSettings) -> Problem 
         lambda: _words_per_line(words, lines, settings),
         lambda: _word_length(words, settings),
         lambda: _symbols(text, words, settings),
-        lambda: _line_shares(lines, settings),
+        lambda: _line_shares(text, lines, settings),
         lambda: _alphabetic(words, settings),
         lambda: _repetition(text, lines, words, settings),
     ]
@@ -100,7 +102,7 @@ def _words_per_line(
 
 
 def _word_length(words: list[str], settings: PrepareSettings) -> Problem | None:
-    mean = sum(len(word) for word in words) / max(len(words), 1)
+    mean = sum(map(len, words)) / max(len(words), 1)
     low, high = settings.min_mean_word_length, settings.max_mean_word_length
     if not low <= mean <= high:
         return Problem("word_length", f"mean word length {mean:.1f}, outside {low:g}..{high:g}")
@@ -119,16 +121,16 @@ def _symbols(text: str, words: list[str], settings: PrepareSettings) -> Problem 
     return None
 
 
-def _line_shares(lines: list[str], settings: PrepareSettings) -> Problem | None:
+def _line_shares(text: str, lines: list[str], settings: PrepareSettings) -> Problem | None:
     count = max(len(lines), 1)
-    bullets = sum(1 for line in lines if _BULLET.match(line)) / count
+    bullets = len(_BULLET_LINE.findall(text)) / count
     if bullets > settings.max_bullet_line_share:
         return Problem(
             "bullets",
             f"{bullets:.0%} of lines start with a bullet (limit "
             f"{settings.max_bullet_line_share:.0%})",
         )
-    ellipsis = sum(1 for line in lines if line.endswith(("...", "…"))) / count
+    ellipsis = len(_ELLIPSIS_LINE.findall(text)) / count
     if ellipsis > settings.max_ellipsis_line_share:
         return Problem(
             "ellipsis",
@@ -183,9 +185,10 @@ def _repetition(
 
     lowered = text.lower().split() if len(words) > 1 else words
     lengths = np.fromiter(map(len, lowered), dtype=np.int64, count=len(lowered))
+    ids = token_ids(lowered)
     characters = int(lengths.sum()) or 1
     for n, limit in sorted(settings.max_top_ngram_share.items()):
-        share = _top_ngram_chars(lowered, lengths, n) / characters
+        share = _top_ngram_chars(ids, lengths, n) / characters
         if share > limit:
             return Problem(
                 "repetition",
@@ -193,7 +196,7 @@ def _repetition(
                 f"(limit {limit:.0%})",
             )
     for n, limit in sorted(settings.max_duplicate_ngram_share.items()):
-        share = _duplicate_ngram_chars(lowered, lengths, n) / characters
+        share = _duplicate_ngram_chars(ids, lengths, n) / characters
         if share > limit:
             return Problem(
                 "repetition",
@@ -209,35 +212,29 @@ def _repeated_share(parts: list[str]) -> float:
     return sum(count - 1 for count in counts.values()) / len(parts)
 
 
-def _ngram_hashes(words: list[str], n: int) -> Any:
-    import numpy as np
-
-    grams = zip(*(words[offset:] for offset in range(n)), strict=False)
-    return np.fromiter(map(hash, grams), dtype=np.int64, count=len(words) - n + 1)
-
-
-def _top_ngram_chars(words: list[str], lengths: Any, n: int) -> int:
+def _top_ngram_chars(ids: Any, lengths: Any, n: int) -> int:
     """Characters covered by the most frequent n-gram, times its count (when it repeats)."""
     import numpy as np
 
-    if len(words) < n:
+    if len(ids) < n:
         return 0
-    _, first, counts = np.unique(_ngram_hashes(words, n), return_index=True, return_counts=True)
+    hashes = rolling_hashes(ids, n)
+    _, first, counts = np.unique(hashes, return_index=True, return_counts=True)
     top = int(np.argmax(counts))
     if counts[top] < 2:
         return 0
     return int(lengths[first[top] : first[top] + n].sum()) * int(counts[top])
 
 
-def _duplicate_ngram_chars(words: list[str], lengths: Any, n: int) -> int:
+def _duplicate_ngram_chars(ids: Any, lengths: Any, n: int) -> int:
     """Characters of the words covered by an n-gram that occurred earlier in the text, each
     word counted once (Gopher's duplicate n-gram fraction), computed with numpy."""
     import numpy as np
 
-    if len(words) < n:
+    if len(ids) < n:
         return 0
-    hashes = _ngram_hashes(words, n)
+    hashes = rolling_hashes(ids, n)
     repeat = np.ones(len(hashes), dtype=np.int32)
     repeat[np.unique(hashes, return_index=True)[1]] = 0
-    covered = np.convolve(repeat, np.ones(n, dtype=np.int32))[: len(words)] > 0
+    covered = np.convolve(repeat, np.ones(n, dtype=np.int32))[: len(ids)] > 0
     return int(lengths[covered].sum())
