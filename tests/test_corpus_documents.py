@@ -10,7 +10,6 @@ import pytest
 
 from studio.data.corpus.detect import detect_kind
 from studio.data.corpus.encoding import decode_bytes, detect_encoding, repair_text
-from studio.data.corpus.markup import plain_links
 from studio.data.corpus.pdf import pdf_text
 from studio.data.documents import DocumentError
 from studio.data.prepare import prepare_corpus
@@ -131,19 +130,9 @@ def test_word_headings_lists_tables_and_links_as_text(tmp_path: Path) -> None:
     text = corpus_texts(folder, tmp_path / "out.jsonl")["plans.docx"]
     assert text.startswith("# Pier plans\n\n")
     assert "* stone piers\n* wooden piers" in text
-    assert "| Pier | Length |\n| North | 120 m |" in text
+    assert "| Pier | Length |\n| --- | --- |\n| North | 120 m |" in text
     assert text.endswith("The plans are on the council site")
     assert "https://" not in text
-
-
-def test_footnote_and_link_junk_becomes_plain_text() -> None:
-    markdown = (
-        "See the report[[1]](#footnote-1) and [the site](https://x.org/a_(b)).\n\n"
-        '1. Harbour statistics, 2025. [↑](#footnote-ref-1)\n<a id="footnote-1"></a>'
-    )
-    assert plain_links(markdown) == (
-        "See the report[1] and the site.\n\n1. Harbour statistics, 2025.\n"
-    )
 
 
 def test_type_comes_from_content_not_name(tmp_path: Path, report_pdf: Path) -> None:

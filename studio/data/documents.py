@@ -3,7 +3,7 @@
 The type comes from the content (`corpus/detect.py`), not the name. Each kind has its
 converter: plain text and source code are decoded in chunks (`corpus/encoding.py`), so a
 huge file never sits in memory whole; PDF through pdfplumber (`corpus/pdf.py`); HTML through
-trafilatura and Word through markitdown (`corpus/markup.py`). Prose then gets ftfy's repair
+trafilatura and Word through python-docx (`corpus/markup.py`). Prose then gets ftfy's repair
 of mojibake. A file that cannot be read raises `DocumentError` with a short reason, never a
 library traceback.
 """

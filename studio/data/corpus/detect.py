@@ -2,7 +2,7 @@
 
 Containers have signatures: `%PDF-` for PDF, a ZIP holding `word/document.xml` for Word.
 Markup is recognised by its tags. For text with no known extension, magika (Google's
-content-type model, already installed with markitdown) tells prose from source code.
+content-type model, Apache-2.0) tells prose from source code.
 """
 
 from __future__ import annotations

@@ -88,7 +88,8 @@ def pdf_text(path: Path) -> PdfText:
 
 def _page_lines(page: Any, number: int) -> list[_Line]:
     height = float(page.height)
-    tables = page.find_tables() if page.edges else []
+    ruled = page.objects.get("line") or page.objects.get("rect")
+    tables = page.find_tables() if ruled else []
     boxes = [table.bbox for table in tables]
     lines = []
     for line in page.extract_text_lines(return_chars=True):
