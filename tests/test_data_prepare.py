@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from studio.data.corpus.settings import PrepareSettings, load_settings
 from studio.data.documents import decode_text
 from studio.data.prepare import prepare_corpus
 from studio.data.text_quality import is_garbled, measure_garbling
@@ -134,3 +135,7 @@ def test_report_shows_samples_per_filter_and_settings_come_from_yaml(tmp_path: P
                      "--settings", str(bad))  # fmt: skip
     assert result.returncode == 2, result.stdout + result.stderr
     assert "near_duplicate_threshold" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_sample_settings_file_holds_the_defaults() -> None:
+    assert load_settings(REPO / "sample_data" / "prepare.yaml") == PrepareSettings()

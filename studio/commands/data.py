@@ -59,7 +59,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--settings",
         metavar="YAML",
         help="every threshold (quality filters, boilerplate, dedup) from a YAML file; see "
-        "sample_data/configs/prepare.yaml",
+        "sample_data/prepare.yaml",
     )
     prepare.add_argument("--report", metavar="FILE", help="also write the report as JSON")
     prepare.set_defaults(handler=run_prepare)
