@@ -62,16 +62,18 @@ def build_folder(folder: Path, size_mb: float) -> int:
     notes = folder / "notes"
     notes.mkdir(exist_ok=True)
     index = 0
-    while _size(folder) < target:
+    size = _size(folder)
+    while size < target:
         text = "\n\n".join(prose(30_000_000 + index * 10 + part, 200) for part in range(8))
         name = notes / f"note{index:05d}.txt"
         if index % 10 == 3:
             name.write_bytes((text + " Café crème, naïve.").encode("cp1252"))
         else:
             name.write_text(text, encoding="utf-8")
+        size += name.stat().st_size
         if index % 20 == 5:  # a near-duplicate copy: two words changed, a line appended
             copy = text.replace(" the ", " a ", 2) + "\n\nCopied for the archive."
-            (notes / f"note{index:05d}_copy.txt").write_text(copy, encoding="utf-8")
+            size += (notes / f"note{index:05d}_copy.txt").write_text(copy, encoding="utf-8")
         index += 1
     return _size(folder)
 
@@ -81,16 +83,20 @@ def _size(folder: Path) -> int:
 
 
 def run_stage(name: str, command: list[str]) -> dict[str, object]:
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    before, cpu_before = usage.ru_maxrss, usage.ru_utime + usage.ru_stime
     start = time.perf_counter()
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
     seconds = time.perf_counter() - start
-    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    peak_kib = usage.ru_maxrss
     if result.returncode != 0:
         print(result.stdout[-3000:], result.stderr[-3000:], file=sys.stderr)
     stage = {
         "stage": name,
         "seconds": round(seconds, 1),
+        # CPU time of the child: what the stage costs on a machine shared with other work.
+        "cpu_seconds": round(usage.ru_utime + usage.ru_stime - cpu_before, 1),
         # ru_maxrss of children is the largest child so far; stages run from small to large.
         "peak_rss_mib": round(max(peak_kib, before) / 1024, 1),
         "returncode": result.returncode,
@@ -115,6 +121,7 @@ def main() -> None:
     )  # fmt: skip
     mb = _size(docs) / 1e6
     prepare["megabytes_per_second"] = round(mb / max(float(prepare["seconds"]), 1e-9), 2)
+    prepare["megabytes_per_cpu_second"] = round(mb / max(float(prepare["cpu_seconds"]), 1e-9), 2)
     print(json.dumps(prepare), flush=True)
     if args.train_steps:
         train = run_stage(
