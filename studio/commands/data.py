@@ -25,8 +25,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     check.set_defaults(handler=run_check)
     prepare = actions.add_parser(
         "prepare",
-        help="turn a folder of documents (.txt, .md, .html, .pdf, .docx, source code) into a "
-        "pre-training corpus (JSON Lines), dropping empty, short, duplicate and garbled ones",
+        help="turn a folder of documents (text, Markdown, HTML, PDF, Word, source code; the "
+        "type is read from the content) into a pre-training corpus (JSON Lines): main content "
+        "only, boilerplate and near-duplicates removed, quality-filtered, split into records",
     )
     prepare.add_argument("folder", help="folder of documents (read recursively), or one file")
     prepare.add_argument(
