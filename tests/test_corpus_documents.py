@@ -105,9 +105,15 @@ def test_html_keeps_main_content_only(tmp_path: Path) -> None:
         paragraphs = [prose(10 * index + part, 60) for part in range(3)]
         (folder / f"story{index}.html").write_text(site_page(f"Story {index}", paragraphs))
     (folder / "sitemap.html").write_text(sitemap_page(), encoding="utf-8")
+    menu = "".join(f'<li><a href="/m/{index}">Menu entry {index}</a></li>' for index in range(150))
+    mega_menu = site_page("Big menu", [prose(50, 80)]).replace(
+        "<nav class", f"<nav><ul>{menu}</ul></nav><nav class"
+    )
+    (folder / "zz_mega_menu.html").write_text(mega_menu, encoding="utf-8")
     report = prepare_corpus(folder, tmp_path / "out.jsonl")
     sitemap = next(outcome for outcome in report.files if outcome.path == "sitemap.html")
     assert sitemap.reason == "link_page" and "40 links" in sitemap.detail
+    assert report.files[-1].kept  # an article inside a 150-link menu is not a link page
     texts = corpus_texts(folder, tmp_path / "out.jsonl")
     story = texts["story1.html"]
     assert story.startswith("# Story 1\n\n") and prose(10, 60)[:40] in story

@@ -21,6 +21,10 @@ from studio.data.corpus.encoding import decode_bytes
 from studio.data.corpus.errors import DocumentError
 
 MAX_LINK_TEXT_SHARE = 0.6  # a page whose visible text is mostly link text is a link page
+_NOT_CONTENT = (
+    ".//script|.//style|.//noscript|.//nav|.//header|.//footer|.//aside"
+    "|.//*[@role='navigation' or @role='banner' or @role='contentinfo']"
+)
 
 
 def html_text(path: Path) -> str:
@@ -57,11 +61,14 @@ class LinkPageError(DocumentError):
     """A page that is a list of links."""
 
 
-def link_text_share(tree: object) -> tuple[float, int]:
-    """(share of the body's visible text inside <a>, number of links)."""
-    body = tree.find("body") if hasattr(tree, "find") else None
-    root = body if body is not None else tree
-    for junk in root.xpath(".//script|.//style|.//noscript"):
+def link_text_share(tree: Any) -> tuple[float, int]:
+    """(share of the body's visible text inside <a>, number of links), menus left out: a page
+    with a large navigation menu around an article is not a link page."""
+    from copy import deepcopy
+
+    body = tree.find("body")
+    root = deepcopy(body if body is not None else tree)
+    for junk in root.xpath(_NOT_CONTENT):
         junk.drop_tree()
     total = len(" ".join(root.itertext()).split())
     anchors = root.xpath(".//a")
