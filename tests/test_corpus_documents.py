@@ -73,14 +73,24 @@ def test_pdf_table_stays_together(report_pdf: Path) -> None:
     assert text.endswith("| August | 58 | 7,930 |")
 
 
-def test_image_only_pdf_is_reported_as_needing_ocr(tmp_path: Path) -> None:
+def test_image_only_pages_are_reported_as_needing_ocr(tmp_path: Path, report_pdf: Path) -> None:
+    from pypdf import PdfWriter
+
     folder = tmp_path / "docs"
     folder.mkdir()
     write_scanned_pdf(folder / "scan.pdf")
+    mixed = PdfWriter()
+    mixed.append(str(report_pdf))
+    mixed.append(str(folder / "scan.pdf"))
+    mixed.write(str(folder / "mixed.pdf"))
     report = prepare_corpus(folder, tmp_path / "out.jsonl")
-    (outcome,) = report.files
-    assert outcome.reason == "needs_ocr"
-    assert "images without a text layer" in outcome.detail and "OCR" in outcome.detail
+    outcomes = {outcome.path: outcome for outcome in report.files}
+    scan = outcomes["scan.pdf"]
+    assert scan.reason == "needs_ocr"
+    assert "images without a text layer" in scan.detail and "OCR" in scan.detail
+    assert outcomes["mixed.pdf"].kept
+    assert any("1 of 5 pages are images" in note and "(pages 5)" in note
+               for note in outcomes["mixed.pdf"].notes)  # fmt: skip
 
 
 def test_encrypted_pdfs(tmp_path: Path, report_pdf: Path) -> None:
