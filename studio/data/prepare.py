@@ -18,7 +18,6 @@ kept text (`corpus/report.py`). Thresholds: `corpus/settings.py`.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -182,6 +181,8 @@ def _second_pass(
     files = report.files
     for outcome in files:
         outcome.characters = 0  # counted again below, for the text that is kept
+    seen: Counter[int] = Counter()  # records read so far, per file
+    kept: Counter[int] = Counter()  # records kept, per file
     with spool.open(encoding="utf-8") as records, staging.open("w", encoding="utf-8") as out:
         for line in records:
             index, text = json.loads(line)
@@ -191,33 +192,34 @@ def _second_pass(
             if outcome.kind in PROSE_KINDS and shared:
                 text, removed = _without_boilerplate(text, shared)
                 outcome.boilerplate_lines += removed
-            outcome.records_dropped.setdefault("", 0)
-            name, detail = _judge(text, outcome, settings, pieces)
+            seen[index] += 1
+            label = outcome.path if outcome.records == 1 else f"{outcome.path} (part {seen[index]})"
+            name, detail = _judge(text, str(outcome.kind), label, settings, pieces)
             if name is None:
                 out.write(json.dumps({"text": text, "source": outcome.path}, ensure_ascii=False))
                 out.write("\n")
                 report.keep_record(outcome.path, text)
                 outcome.characters += len(text)
-                outcome.records_dropped["kept"] = outcome.records_dropped.get("kept", 0) + 1
+                kept[index] += 1
             else:
                 report.drop_record(name, outcome.path, text, detail)
                 outcome.records_dropped[name] = outcome.records_dropped.get(name, 0) + 1
-    for outcome in files:
+    for index, outcome in enumerate(files):
         if outcome.kept:
-            _settle(outcome)
+            _settle(outcome, kept[index])
 
 
 def _judge(
-    text: str, outcome: FileOutcome, settings: PrepareSettings, pieces: DuplicateIndex
+    text: str, kind: str, label: str, settings: PrepareSettings, pieces: DuplicateIndex
 ) -> tuple[str | None, str]:
+    """(the filter that drops this record and why), or (None, "") to keep it."""
     if not text.strip():
         return "boilerplate", "only lines shared with other documents"
-    problem = quality_problem(text, str(outcome.kind), settings)
+    problem = quality_problem(text, kind, settings)
     if problem is not None:
         return problem.filter, problem.detail
     sketch = Sketch()
     sketch.update(text)
-    label = f"{outcome.path}#{hashlib.blake2b(text.encode(), digest_size=6).hexdigest()}"
     match = pieces.add(sketch, label)
     if match is not None:
         return "duplicate", match.describe()
@@ -237,11 +239,9 @@ def _without_boilerplate(text: str, shared: set[int]) -> tuple[str, int]:
     return _tidy("\n".join(kept)), removed
 
 
-def _settle(outcome: FileOutcome) -> None:
+def _settle(outcome: FileOutcome, kept: int) -> None:
     """A file is kept when a record of it was kept; else its most common drop reason."""
     counts = outcome.records_dropped
-    counts.pop("", None)
-    kept = counts.pop("kept", 0)
     outcome.records = kept
     if kept:
         return
