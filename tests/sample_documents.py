@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import zipfile
 from pathlib import Path
+from typing import Any
 from xml.sax.saxutils import escape
 
 PROSE = (
@@ -336,9 +337,16 @@ def sitemap_page(count: int = 40) -> str:
     )
 
 
-def write_word(path: Path, title: str, paragraphs: list[str], link: tuple[str, str]) -> None:
+def write_word(
+    path: Path,
+    title: str,
+    paragraphs: list[str],
+    link: tuple[str, str],
+    footnote: str | None = None,
+) -> None:
     """A Word document written by python-docx: a heading, paragraphs, a bulleted list, a
-    table and a hyperlink (text, url) in the last paragraph."""
+    table, a hyperlink (text, url) in the last paragraph and optionally a footnote on the
+    first paragraph."""
     import docx
     from docx.opc.constants import RELATIONSHIP_TYPE
     from docx.oxml import OxmlElement
@@ -368,4 +376,39 @@ def write_word(path: Path, title: str, paragraphs: list[str], link: tuple[str, s
     run.append(text_element)
     hyperlink.append(run)
     paragraph._p.append(hyperlink)
+    if footnote:
+        _add_footnote(document, document.paragraphs[1], footnote)
     document.save(str(path))
+
+
+def _add_footnote(document: Any, paragraph: Any, text: str) -> None:
+    """A footnote as Word writes one: a footnotes part with the separator notes and note 1,
+    and a reference to it at the end of `paragraph` (python-docx has no API for this)."""
+    from docx.opc.constants import RELATIONSHIP_TYPE
+    from docx.opc.packuri import PackURI
+    from docx.opc.part import Part
+    from docx.oxml import OxmlElement
+    from docx.oxml.ns import qn
+
+    namespace = "http://schemas.openxmlformats.org/wordprocessingml/2006/main"
+    xml = (
+        '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
+        f'<w:footnotes xmlns:w="{namespace}">'
+        '<w:footnote w:type="separator" w:id="-1"><w:p><w:r><w:separator/></w:r></w:p></w:footnote>'
+        '<w:footnote w:type="continuationSeparator" w:id="0"><w:p><w:r><w:continuationSeparator/>'
+        "</w:r></w:p></w:footnote>"
+        f'<w:footnote w:id="1"><w:p><w:r><w:t xml:space="preserve">{escape(text)}</w:t></w:r></w:p>'
+        "</w:footnote></w:footnotes>"
+    )
+    part = Part(
+        PackURI("/word/footnotes.xml"),
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.footnotes+xml",
+        xml.encode(),
+        document.part.package,
+    )
+    document.part.relate_to(part, RELATIONSHIP_TYPE.FOOTNOTES)
+    run = OxmlElement("w:r")
+    reference = OxmlElement("w:footnoteReference")
+    reference.set(qn("w:id"), "1")
+    run.append(reference)
+    paragraph._p.append(run)

@@ -137,17 +137,20 @@ def test_html_keeps_main_content_only(tmp_path: Path) -> None:
     assert report.files[1].boilerplate_lines == 1
 
 
-def test_word_headings_lists_tables_and_links_as_text(tmp_path: Path) -> None:
+def test_word_headings_lists_tables_links_and_footnotes_as_text(tmp_path: Path) -> None:
     folder = tmp_path / "docs"
     folder.mkdir()
     write_word(
-        folder / "plans.docx", "Pier plans", [prose(5, 50)], ("the council site", "https://x.org/p")
-    )
+        folder / "plans.docx", "Pier plans", [prose(5, 50)], ("the council site", "https://x.org/p"),
+        footnote="Harbour statistics, 2025, table 4.",
+    )  # fmt: skip
     text = corpus_texts(folder, tmp_path / "out.jsonl")["plans.docx"]
     assert text.startswith("# Pier plans\n\n")
     assert "* stone piers\n* wooden piers" in text
     assert "| Pier | Length |\n| --- | --- |\n| North | 120 m |" in text
-    assert text.endswith("The plans are on the council site")
+    assert text.endswith(
+        "The plans are on the council site\n\n[1] Harbour statistics, 2025, table 4."
+    )
     assert "https://" not in text
 
 

@@ -8,8 +8,7 @@ it scores best on the published extraction benchmarks and keeps structure. A pag
 mostly links (a sitemap, an index, a tag cloud) is reported as a link page, not extracted.
 
 Word: python-docx reads the body in order; headings, list items and tables become Markdown
-and hyperlinks their text. Footnotes are left out (python-docx does not read them), so no
-footnote numbers or back-links end up in the text.
+and hyperlinks their text; footnotes follow the body as "[n] text", with no back-links.
 """
 
 from __future__ import annotations
@@ -106,7 +105,29 @@ def docx_text(path: Path) -> str:
         ):
             text = f"* {text}"
         blocks.append(text)
+    blocks.extend(_footnotes(document))
     return _join_list_items(blocks)
+
+
+def _footnotes(document: Any) -> list[str]:
+    """The footnotes' text, numbered, for the end of the document (python-docx keeps the
+    footnotes part but does not read it; its XML is plain WordprocessingML)."""
+    from docx.opc.constants import RELATIONSHIP_TYPE
+    from docx.oxml.ns import qn
+    from lxml import etree
+
+    notes = []
+    for relation in document.part.rels.values():
+        if relation.reltype != RELATIONSHIP_TYPE.FOOTNOTES or relation.is_external:
+            continue
+        root = etree.fromstring(relation.target_part.blob)
+        for note in root.iter(qn("w:footnote")):
+            if note.get(qn("w:type")) in ("separator", "continuationSeparator"):
+                continue
+            text = " ".join("".join(node.text or "" for node in note.iter(qn("w:t"))).split())
+            if text:
+                notes.append(f"[{note.get(qn('w:id'))}] {text}")
+    return notes
 
 
 def _numbered(paragraph: Any) -> bool:
