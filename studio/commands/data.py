@@ -36,8 +36,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     check.set_defaults(handler=run_check)
     prepare = actions.add_parser(
         "prepare",
-        help="turn a folder of documents (.txt, .md, .html, .pdf, .docx, source code) into a "
-        "pre-training corpus (JSON Lines), dropping empty, short, duplicate and garbled ones",
+        help="turn a folder of documents (text, Markdown, HTML, PDF, Word, source code; the "
+        "type is read from the content) into a pre-training corpus (JSON Lines): main content "
+        "only, boilerplate and near-duplicates removed, quality-filtered, split into records",
     )
     prepare.add_argument("folder", help="folder of documents (read recursively), or one file")
     prepare.add_argument(
@@ -46,15 +47,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     prepare.add_argument(
         "--min-chars",
         type=int,
-        default=100,
-        help="drop documents shorter than this many characters (default: 100)",
+        help="drop pieces shorter than this many characters (default: 100)",
     )
     prepare.add_argument(
         "--max-garbled",
         type=float,
-        default=0.05,
-        help="drop documents whose share of replacement / control / unassigned characters "
+        help="drop pieces whose share of replacement / control / unassigned characters "
         "is above this (default: 0.05)",
+    )
+    prepare.add_argument(
+        "--near-duplicate-threshold",
+        type=float,
+        help="drop a piece whose estimated Jaccard similarity (word 5-grams, MinHash) with a "
+        "kept one is at least this (default: 0.8; 1 drops exact duplicates only)",
+    )
+    prepare.add_argument(
+        "--max-record-chars",
+        type=int,
+        help="split documents at paragraph boundaries into records of at most this many "
+        "characters (default: 8000)",
+    )
+    prepare.add_argument(
+        "--settings",
+        metavar="YAML",
+        help="every threshold (quality filters, boilerplate, dedup) from a YAML file; see "
+        "sample_data/prepare.yaml",
     )
     prepare.add_argument("--report", metavar="FILE", help="also write the report as JSON")
     prepare.set_defaults(handler=run_prepare)
@@ -81,7 +98,10 @@ def run_prepare(args: argparse.Namespace) -> int:
     return prepare_main(
         args.folder,
         args.output,
+        settings_path=args.settings,
+        report_path=args.report,
         min_chars=args.min_chars,
         max_garbled=args.max_garbled,
-        report_path=args.report,
+        near_duplicate_threshold=args.near_duplicate_threshold,
+        max_record_chars=args.max_record_chars,
     )

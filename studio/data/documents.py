@@ -1,63 +1,52 @@
-"""Turn document files into plain text with maintained converters.
+"""Turn one document file into paragraphs of clean text, whatever its type.
 
-- .html / .htm / .xhtml and .docx: markitdown's converters (HTML through BeautifulSoup and
-  markdownify, Word through mammoth), giving Markdown that keeps headings and lists;
-- .pdf: pypdf's text extraction, page by page;
-- plain text, Markdown and source code: decoded as UTF-8, or with the encoding
-  charset-normalizer detects when the file is not UTF-8.
-
-Each converter is imported only when a file of its type turns up. A file that cannot be
-read or converted raises `DocumentError` with a short reason, never a library traceback.
+The type comes from the content (`corpus/detect.py`), not the name. Each kind has its
+converter: plain text and source code are decoded in chunks (`corpus/encoding.py`), so a
+huge file never sits in memory whole; PDF through pdfplumber (`corpus/pdf.py`); HTML through
+trafilatura and Word through python-docx (`corpus/markup.py`). Prose then gets ftfy's repair
+of mojibake. A file that cannot be read raises `DocumentError` with a short reason, never a
+library traceback.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
-TEXT_SUFFIXES = frozenset({".txt", ".text", ".md", ".markdown", ".rst", ".tex", ".org"})
-SOURCE_SUFFIXES = frozenset(
-    {
-        ".py", ".pyi", ".js", ".jsx", ".mjs", ".ts", ".tsx", ".java", ".kt", ".kts",
-        ".scala", ".c", ".h", ".cc", ".cpp", ".cxx", ".hpp", ".hh", ".cs", ".go", ".rs",
-        ".rb", ".php", ".swift", ".m", ".mm", ".r", ".jl", ".lua", ".pl", ".pm", ".hs",
-        ".ml", ".ex", ".exs", ".erl", ".clj", ".dart", ".sh", ".bash", ".zsh", ".ps1",
-        ".sql", ".css", ".scss", ".vue", ".svelte", ".toml", ".yaml", ".yml", ".ini",
-        ".cfg", ".proto", ".cmake", ".gradle",
-    }
-)  # fmt: skip
-HTML_SUFFIXES = frozenset({".html", ".htm", ".xhtml"})
-SUPPORTED_SUFFIXES = TEXT_SUFFIXES | SOURCE_SUFFIXES | HTML_SUFFIXES | {".pdf", ".docx"}
+from studio.data.corpus.detect import detect_kind
+from studio.data.corpus.encoding import decode_bytes, read_text_chunks, repair_text
+from studio.data.corpus.errors import DocumentError
+from studio.data.corpus.split import code_blocks, paragraphs_of
+
+__all__ = ["Document", "DocumentError", "decode_text", "document_kind", "open_document"]
 
 
-class DocumentError(Exception):
-    """A file that could not be turned into text; the message says why."""
+@dataclass
+class Document:
+    """A converted file: its kind, its paragraphs (a stream) and what conversion noticed."""
+
+    kind: str
+    paragraphs: Iterator[str]
+    notes: list[str] = field(default_factory=list)
+    needs_ocr: bool = False
+    joiner: str = "\n\n"  # "" for source code, whose blocks keep their own blank lines
 
 
 def document_kind(path: Path) -> str | None:
-    """'text', 'source', 'html', 'pdf', 'docx', or None for unsupported files."""
-    suffix = path.suffix.lower()
-    if suffix in TEXT_SUFFIXES:
-        return "text"
-    if suffix in SOURCE_SUFFIXES:
-        return "source"
-    if suffix in HTML_SUFFIXES:
-        return "html"
-    if suffix in (".pdf", ".docx"):
-        return suffix[1:]
-    return None
+    """'text', 'source', 'html', 'pdf', 'docx', or None when no converter reads the content."""
+    return detect_kind(path)[0]
 
 
-def document_text(path: Path) -> str:
-    """The text of one supported file; DocumentError when it cannot be read."""
-    kind = document_kind(path)
-    if kind is None:
-        raise DocumentError(f"unsupported file type '{path.suffix or '(none)'}'")
+def decode_text(data: bytes) -> str:
+    """Bytes to text: BOM, UTF-8, UTF-16 without BOM, else the detected code page."""
+    return decode_bytes(data)[0]
+
+
+def open_document(path: Path, kind: str, max_chars: int) -> Document:
+    """The paragraphs of `path`, read as `kind`; DocumentError when it cannot be converted."""
     try:
-        if kind in ("text", "source"):
-            return decode_text(path.read_bytes())
-        if kind == "pdf":
-            return _pdf_text(path)
-        return _markitdown_text(path, kind)
+        return _open(path, kind, max_chars)
     except DocumentError:
         raise
     except MemoryError:
@@ -68,45 +57,44 @@ def document_text(path: Path) -> str:
         raise DocumentError(f"cannot convert {kind}: {reason[:200]}") from None
 
 
-def decode_text(data: bytes) -> str:
-    """Bytes to text: UTF-8 (with or without BOM), else the detected encoding."""
+def _open(path: Path, kind: str, max_chars: int) -> Document:
+    if kind in ("text", "source"):
+        encoding, chunks = read_text_chunks(path)
+        notes = [] if encoding.how == "utf-8" else [f"read as {encoding.name} ({encoding.how})"]
+        if kind == "source":
+            return Document(kind, _safe(code_blocks(chunks, max_chars), kind), notes, joiner="")
+        paragraphs = (repair_text(paragraph) for paragraph in paragraphs_of(chunks, max_chars))
+        return Document(kind, _safe(paragraphs, kind), notes)
+    if kind == "pdf":
+        from studio.data.corpus.pdf import pdf_text
+
+        pdf = pdf_text(path)
+        notes = []
+        if pdf.removed_lines:
+            notes.append(
+                f"{pdf.removed_lines} running header, footer and page-number lines removed"
+            )
+        if pdf.ocr_pages:
+            shown = ", ".join(str(page) for page in pdf.ocr_pages[:10])
+            notes.append(
+                f"{len(pdf.ocr_pages)} of {pdf.pages} pages are images without a text layer "
+                f"(pages {shown}); run OCR on them (e.g. ocrmypdf) to include their text"
+            )
+        needs_ocr = bool(pdf.ocr_pages) and not pdf.text.strip()
+        return Document(kind, _split(repair_text(pdf.text), max_chars), notes, needs_ocr)
+    from studio.data.corpus.markup import docx_text, html_text
+
+    text = html_text(path) if kind == "html" else docx_text(path)
+    return Document(kind, _split(repair_text(text), max_chars))
+
+
+def _split(text: str, max_chars: int) -> Iterator[str]:
+    return paragraphs_of([text], max_chars)
+
+
+def _safe(paragraphs: Iterator[str], kind: str) -> Iterator[str]:
+    """Errors while streaming a file become DocumentError like errors while opening it."""
     try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        pass
-    from charset_normalizer import from_bytes
-
-    best = from_bytes(data).best()
-    if best is None:
-        # Not text in any encoding; decoded with replacement characters so the garbled-text
-        # check sees (and reports) it.
-        return data.decode("utf-8", errors="replace")
-    return str(best)
-
-
-def _pdf_text(path: Path) -> str:
-    import logging
-
-    from pypdf import PdfReader
-
-    # pypdf logs every repair it attempts; what matters reaches the report as an error.
-    logging.getLogger("pypdf").setLevel(logging.ERROR)
-
-    reader = PdfReader(str(path))
-    if reader.is_encrypted:
-        try:
-            reader.decrypt("")
-        except Exception:
-            raise DocumentError("encrypted PDF") from None
-    pages = [page.extract_text() or "" for page in reader.pages]
-    return "\n\n".join(page.strip() for page in pages if page.strip())
-
-
-def _markitdown_text(path: Path, kind: str) -> str:
-    from markitdown import StreamInfo
-    from markitdown.converters import DocxConverter, HtmlConverter
-
-    converter = DocxConverter() if kind == "docx" else HtmlConverter()
-    info = StreamInfo(extension=path.suffix.lower(), local_path=str(path))
-    with path.open("rb") as stream:
-        return converter.convert(stream, info).markdown
+        yield from paragraphs
+    except OSError as error:
+        raise DocumentError(f"cannot read {kind}: {error.strerror or error}") from None
