@@ -154,13 +154,17 @@ def train(session: TrainingSession) -> EngineCallback:
         return callback
 
     job = TrainingJob(session, data, model, tokenizer, plan, callback_factory, fast_path)
-    trainer = builder.build_trainer(job)
-    from transformers import PrinterCallback
+    from studio.engine.patch_isolation import isolated_model_code
 
-    # Our own events replace the Trainer's printed log dicts.
-    trainer.remove_callback(PrinterCallback)
-    attach_run_callbacks(trainer, session)  # checkpoint markers and pruning, resume details
-    trainer.train(resume_from_checkpoint=session.resume_from)
+    # Liger patches the model classes of the whole process: undone when training ends.
+    with isolated_model_code():
+        trainer = builder.build_trainer(job)
+        from transformers import PrinterCallback
+
+        # Our own events replace the Trainer's printed log dicts.
+        trainer.remove_callback(PrinterCallback)
+        attach_run_callbacks(trainer, session)  # checkpoint markers and pruning, resume details
+        trainer.train(resume_from_checkpoint=session.resume_from)
 
     # 4. Save the result atomically: a crash mid-save leaves no half-written adapter behind.
     staging = run.path / ".adapter.saving"
