@@ -410,9 +410,7 @@ def test_liger_patches_are_undone_when_the_run_ends(tmp_path: Path, monkeypatch)
         forward = modeling_llama.LlamaForCausalLM.forward
         modeling_llama.LlamaForCausalLM.forward = lambda self, *a, **k: forward(self, *a, **k)
 
-    liger_gpu = Machine(
-        cuda=True, liger_version="0.0-test", liger_model_types=frozenset({"llama"})
-    )
+    liger_gpu = Machine(cuda=True, liger_version="0.0-test", liger_model_types=frozenset({"llama"}))
     monkeypatch.setattr(fast_path, "probe_machine", lambda: liger_gpu)
     monkeypatch.setattr(transformers.trainer, "apply_liger_kernel", fake_apply_liger_kernel)
     settings = {
