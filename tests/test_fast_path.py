@@ -490,3 +490,48 @@ def test_flash_attention_3_is_gated_on_its_own_package() -> None:
     assert refused.value == "sdpa" and refused.warn and "FlashAttention 3" in refused.reason
     assert choose_attention("flash_attention_2", GPU_PLAN, fa2_only).value == "flash_attention_2"
     assert choose_attention("flash_attention_2", GPU_PLAN, fa3_only).value == "sdpa"
+
+
+class ScriptedQuantizedModel:
+    """Stands in for a QLoRA model on CPU: a float32 embedding first (as
+    `prepare_model_for_kbit_training` leaves it), then 4-bit weights stored as uint8, and logits
+    whose packed forward differs from the separate ones by 1% of their scale: the size of
+    bf16 matmul noise, not of examples attending to each other."""
+
+    def __init__(self, gap: float) -> None:
+        import torch
+
+        self.gap = gap
+        self.embedding = torch.nn.Parameter(torch.eye(64))
+        self.quantized = torch.nn.Parameter(torch.zeros(32, dtype=torch.uint8), False)
+        self.training = False
+        self.config = None
+
+    def parameters(self):
+        return iter([self.embedding, self.quantized])
+
+    def eval(self):
+        return self
+
+    def train(self, mode: bool = True):
+        return self
+
+    def __call__(self, input_ids, position_ids=None, **_):
+        from types import SimpleNamespace
+
+        logits = self.embedding[input_ids] + 0.5
+        if position_ids is not None:  # the packed forward
+            logits = logits * (1 + self.gap)
+        return SimpleNamespace(logits=logits)
+
+
+def test_packing_tolerance_follows_the_compute_dtype_not_the_first_parameter() -> None:
+    from studio.errors import ConfigError
+    from studio.engine.packing import check_isolation, isolation_tolerance
+
+    features = [{"input_ids": [1, 2, 3, 4], "labels": [1, 2, 3, 4]}] * 2
+    assert check_isolation(ScriptedQuantizedModel(gap=0.01), features) > 1e-3
+    with pytest.raises(ConfigError, match="attend to each other"):  # a real leak still is
+        check_isolation(ScriptedQuantizedModel(gap=0.2), features)
+    assert isolation_tolerance(small_llama()) == 1e-3  # all float32: strict
+    assert isolation_tolerance(ScriptedQuantizedModel(gap=0)) == 3e-2
