@@ -526,8 +526,8 @@ class ScriptedQuantizedModel:
 
 
 def test_packing_tolerance_follows_the_compute_dtype_not_the_first_parameter() -> None:
-    from studio.errors import ConfigError
     from studio.engine.packing import check_isolation, isolation_tolerance
+    from studio.errors import ConfigError
 
     features = [{"input_ids": [1, 2, 3, 4], "labels": [1, 2, 3, 4]}] * 2
     assert check_isolation(ScriptedQuantizedModel(gap=0.01), features) > 1e-3
