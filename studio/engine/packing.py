@@ -141,7 +141,7 @@ def check_isolation(model: Any, features: list[dict[str, list[int]]]) -> float:
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad():
+        with torch.no_grad(), _autocast_like_training(model, device):
             packed_row, _ = pack_features(examples, sum(len(e["input_ids"]) for e in examples))
             # pack_features sorts longest first: find where each example sits in the row.
             batch = PackedCollator()(packed_row)
@@ -170,6 +170,20 @@ def check_isolation(model: Any, features: list[dict[str, list[int]]]) -> float:
             "flash_attention_2",
         )
     return gap
+
+
+def _autocast_like_training(model: Any, device: Any) -> Any:
+    """The autocast training will run under: full and freeze fine-tunes mix float32 trained
+    weights with half-precision frozen ones, which only autocast multiplies together."""
+    import contextlib
+
+    import torch
+
+    half = {torch.bfloat16, torch.float16}
+    dtype = next((p.dtype for p in model.parameters() if p.dtype in half), None)
+    if dtype is None or not hasattr(device, "type"):
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
 
 
 def isolation_tolerance(model: Any) -> float:
