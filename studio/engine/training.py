@@ -164,7 +164,10 @@ def train(session: TrainingSession) -> EngineCallback:
         # Our own events replace the Trainer's printed log dicts.
         trainer.remove_callback(PrinterCallback)
         attach_run_callbacks(trainer, session)  # checkpoint markers and pruning, resume details
-        trainer.train(resume_from_checkpoint=session.resume_from)
+        try:
+            trainer.train(resume_from_checkpoint=session.resume_from)
+        finally:
+            _release_paged_state(trainer, session)
 
     # 4. Save the result atomically: a crash mid-save leaves no half-written adapter behind.
     staging = run.path / ".adapter.saving"
@@ -174,3 +177,17 @@ def train(session: TrainingSession) -> EngineCallback:
     replace_directory(staging, run.adapter_dir)
     session.log(f"saved {method.title} result to {run.adapter_dir}")
     return callbacks[0]
+
+
+def _release_paged_state(trainer: Any, session: Any) -> None:
+    """bitsandbytes keeps paged optimizer state registered (and allocated) for the life of the
+    process: a later run would be added to this one in the memory panel."""
+    from studio.telemetry.paged import release_paged_state
+
+    registered, freed = release_paged_state(getattr(trainer, "optimizer", None))
+    if registered:
+        gib = 1024**3
+        session.log(
+            f"paged optimizer state released: {registered / gib:.2f} GiB registered, "
+            f"{freed / gib:.2f} GiB freed"
+        )

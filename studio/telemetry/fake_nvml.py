@@ -120,7 +120,9 @@ class FakeNvml:
         return index
 
     def nvmlDeviceGetMigMode(self, handle: Any) -> list[int]:
-        mode = NVML_DEVICE_MIG_ENABLE if self._gpu("nvmlDeviceGetMigMode", handle).mig_devices else 0
+        mode = (
+            NVML_DEVICE_MIG_ENABLE if self._gpu("nvmlDeviceGetMigMode", handle).mig_devices else 0
+        )
         return [mode, mode]
 
     def nvmlDeviceGetMaxMigDeviceCount(self, handle: Any) -> int:

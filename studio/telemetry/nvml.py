@@ -92,7 +92,9 @@ class NvmlReader:
         if not count:
             self._reason = "NVML found no GPU"
             return
-        parents = [self._query(index, "nvmlDeviceGetHandleByIndex", index) for index in range(count)]
+        parents = [
+            self._query(index, "nvmlDeviceGetHandleByIndex", index) for index in range(count)
+        ]
         for handle in parents:
             self._add_device(handle)
         for index, handle in enumerate(parents):
