@@ -195,7 +195,7 @@ def test_mig_slices_are_read_and_torch_s_device_maps_to_its_slice() -> None:
 
     reading = NvmlReader(mig_gpu()).read()
     assert [gpu.index for gpu in reading.gpus] == [0, 1, 2]
-    whole, first, second = reading.gpus
+    whole, _first, second = reading.gpus
     assert whole.memory_total_bytes == 80 * GIB
     assert "MIG 3g.40gb" in (second.name or "") and second.memory_total_bytes == 40 * GIB
     assert second.memory_used_bytes == 2 * GIB and second.power_draw_watts is None
