@@ -535,3 +535,30 @@ def test_packing_tolerance_follows_the_compute_dtype_not_the_first_parameter() -
         check_isolation(ScriptedQuantizedModel(gap=0.2), features)
     assert isolation_tolerance(small_llama()) == 1e-3  # all float32: strict
     assert isolation_tolerance(ScriptedQuantizedModel(gap=0)) == 3e-2
+
+
+def test_the_benchmark_peak_table_matches_whole_model_names() -> None:
+    from bench.flops import stated_peak_tflops
+
+    assert stated_peak_tflops("NVIDIA H200 NVL") == 835.0  # not the SXM H200's 989
+    assert stated_peak_tflops("NVIDIA H200") == 989.0
+    assert stated_peak_tflops("NVIDIA GH200 480GB") == 989.0
+    assert stated_peak_tflops("NVIDIA L40") == 181.0  # not the L4's 121
+    assert stated_peak_tflops("NVIDIA L40S") == 362.0
+    assert stated_peak_tflops("NVIDIA L4") == 121.0
+    assert stated_peak_tflops("NVIDIA H100 NVL") == 835.0
+
+
+@pytest.mark.parametrize("checkpointing", [False, True])
+def test_the_qlora_baseline_checkpoints_only_as_the_workload_says(checkpointing: bool) -> None:
+    """peft's prepare_model_for_kbit_training turns gradient checkpointing on by default: the
+    transformers arm of a QLoRA row must not get it when the ftstudio arm does not."""
+    from bench.arms import prepare_baseline_model
+    from bench.workload import Workload
+
+    model = small_llama()
+    model.is_loaded_in_4bit = True  # what peft looks at; real 4-bit weights need CUDA
+    prepared = prepare_baseline_model(
+        model, Workload(method="qlora", rank=2, checkpointing=checkpointing)
+    )
+    assert prepared.is_gradient_checkpointing is checkpointing
