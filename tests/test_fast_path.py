@@ -19,6 +19,9 @@ from studio.engine.fast_path import (
 )
 from studio.models.loading import DevicePlan
 
+# The CPU runs here expect CPU decisions ("liger kernels off (needs CUDA)", fused AdamW on cpu).
+pytestmark = pytest.mark.usefixtures("pin_cpu")
+
 CPU = Machine(cuda=False)
 GPU = Machine(
     cuda=True,
