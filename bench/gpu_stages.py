@@ -47,9 +47,16 @@ def spill_config(model: str, runs_dir: Path, dry_run: bool) -> Any:
                 "dropout": 0.0,
                 "target_modules": "all-linear",
             },
-            "training_type": "sft",
-            "data": {"path": str(REPO / "sample_data" / "alpaca_en.jsonl"), "max_length": 256},
+            # Packed rows of one length: after the first steps the allocator has every block
+            # a step needs, so the ballast leaves room only by evicting paged state.
+            "training_type": "pretrain",
+            "data": {
+                "path": str(REPO / "sample_data" / "pretrain_en.txt"),
+                "max_length": 256,
+                "eval_fraction": 0.0,
+            },
             "training": {
+                "packing": True,
                 "max_steps": 2 if dry_run else SPILL_STEPS,
                 "batch_size": 4,
                 "optimizer": "paged_adamw_8bit",

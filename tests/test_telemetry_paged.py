@@ -171,4 +171,4 @@ def test_a_run_leaves_no_paged_state_behind(monkeypatch: pytest.MonkeyPatch, tmp
     )
     assert result.state.value == "finished", log_text(run_dir)
     assert registered == [] and read_paged_totals() == ()
-    assert "paged optimizer state released: 0.00 GiB registered" in log_text(run_dir)
+    assert "paged optimizer state released: 0.0 MiB registered" in log_text(run_dir)

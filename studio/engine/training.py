@@ -186,8 +186,8 @@ def _release_paged_state(trainer: Any, session: Any) -> None:
 
     registered, freed = release_paged_state(getattr(trainer, "optimizer", None))
     if registered:
-        gib = 1024**3
+        mib = 1024**2
         session.log(
-            f"paged optimizer state released: {registered / gib:.2f} GiB registered, "
-            f"{freed / gib:.2f} GiB freed"
+            f"paged optimizer state released: {registered / mib:.1f} MiB registered, "
+            f"{freed / mib:.1f} MiB freed"
         )
