@@ -472,6 +472,10 @@ def test_the_compiler_probe_follows_cc_and_path(tmp_path: Path, monkeypatch) -> 
     monkeypatch.setenv("PATH", str(empty))
     monkeypatch.delenv("CC", raising=False)
     assert find_c_compiler() is None  # a slim image: no gcc, clang or cc
+    plain_cc = empty / "cc"
+    plain_cc.write_text("#!/bin/sh\n")
+    plain_cc.chmod(0o755)
+    assert find_c_compiler() is None  # Triton looks for $CC, gcc and clang only
     fake = empty / "gcc"
     fake.write_text("#!/bin/sh\n")
     fake.chmod(0o755)

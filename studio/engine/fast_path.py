@@ -206,12 +206,12 @@ def _flash_attention_available(check_name: str) -> bool:
 
 
 def find_c_compiler() -> str | None:
-    """The C compiler Triton and torch.compile would use: $CC, else gcc, clang or cc on PATH
-    (Triton's own order in `triton.runtime.build`)."""
+    """The C compiler Triton would build with: $CC, else gcc, else clang on PATH (Triton's own
+    order in `triton.runtime.build`; a plain `cc` is not looked for there)."""
     chosen = os.environ.get("CC")
     if chosen:
         return shutil.which(chosen) or (chosen if os.path.isfile(chosen) else None)
-    for program in ("gcc", "clang", "cc"):
+    for program in ("gcc", "clang"):
         found = shutil.which(program)
         if found:
             return found
@@ -271,7 +271,7 @@ def choose_attention(requested: str, plan: Any, machine: Machine) -> Choice:
         elif not installed:
             package = (
                 "flash_attn_interface (FlashAttention 3)"
-                if requested == ("flash_attention_3")
+                if requested == "flash_attention_3"
                 else "flash-attn package"
             )
             problem = f"needs the {package}"
