@@ -189,6 +189,11 @@ def describe_machine(check: Check) -> dict[str, Any]:
         " 'liger-kernel', 'triton', 'datasets', 'textual', 'nvidia-ml-py', 'flash-attn'):\n"
         "    try: info[name] = m.version(name)\n"
         "    except m.PackageNotFoundError: info[name] = None\n"
+        "errors = {}\n"
+        f"for module in {sorted({**REQUIRED, **OPTIONAL})!r}:\n"
+        "    try: __import__(module)\n"
+        "    except Exception as error: errors[module] = f'{type(error).__name__}: {error}'\n"
+        "info['import_errors'] = errors\n"
         "print(json.dumps(info))\n"
     )
     done = subprocess.run(
@@ -297,6 +302,9 @@ def main(argv: list[str] | None = None) -> int:
     machine = describe_machine(check)
     check.summary["machine"] = machine
     check.say(f"[machine] {json.dumps(machine)}")
+    broken = {m: e for m, e in machine.get("import_errors", {}).items() if m in REQUIRED}
+    if broken:  # installed but not importable (a version clash): the stages will say where
+        check.say(f"[machine] warning: cannot import {json.dumps(broken)}")
     if not machine.get("cuda") and not args.dry_run:
         check.summary["result"] = "no CUDA GPU on this machine: nothing to check"
         check.say(check.summary["result"])
