@@ -158,19 +158,6 @@ def test_activation_offloading(tmp_path) -> None:
     finite_losses(run_dir)
 
 
-def test_torch_compile_or_a_reason(tmp_path) -> None:
-    from studio.engine.fast_path import find_c_compiler
-
-    run_dir, log = trained(
-        tmp_path, {"training": {"max_steps": 3, "batch_size": 4, "torch_compile": True}}
-    )
-    if find_c_compiler() is None:
-        assert "fast path: torch.compile off (Triton builds" in log
-    else:
-        assert "fast path: torch.compile on" in log
-    finite_losses(run_dir)
-
-
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
 def test_full_fine_tune_trains_float32_master_weights(tmp_path, precision: str) -> None:
     # fp16 weights under a gradient scaler used to raise "Attempting to unscale FP16 gradients".
@@ -296,3 +283,16 @@ def test_the_peak_table_knows_this_gpu() -> None:
     name = torch.cuda.get_device_name(0)
     if any(key in name for key in ("H100", "H200", "A100", "L40", "L4")):
         assert stated_peak_tflops(name) is not None, name
+
+
+def test_torch_compile_or_a_reason(tmp_path) -> None:
+    from studio.engine.fast_path import find_c_compiler
+
+    run_dir, log = trained(
+        tmp_path, {"training": {"max_steps": 3, "batch_size": 4, "torch_compile": True}}
+    )
+    if find_c_compiler() is None:
+        assert "fast path: torch.compile off (Triton builds" in log
+    else:
+        assert "fast path: torch.compile on" in log
+    finite_losses(run_dir)
