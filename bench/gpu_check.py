@@ -213,7 +213,8 @@ def gpu_tests(check: Check) -> None:
         sys.executable, "-m", "pytest", "-m", "gpu", "tests/gpu", "-v", "-n", "0",
         "-p", "no:cacheprovider", "--timeout", "150", f"--junitxml={check.out / 'gpu-tests.xml'}",
     ]  # fmt: skip
-    if check.dry_run:
+    if check.dry_run:  # the test ids, one a line
+        command[command.index("-v")] = "-q"
         command.append("--collect-only")
     result = check.run("gpu-tests", command, STAGE_LIMITS["gpu-tests"])
     if check.dry_run:  # collected, not run: the test ids are the output
