@@ -29,7 +29,12 @@ Known conflicts handled here:
   (Liger-Kernel issue #235); the fused loss is left off, the layer kernels stay on;
 - DPO / ORPO compute log-probabilities from the logits themselves (trl refuses the fused loss);
 - padding-free batches need the model to honour restarting position ids, which `sft.py` checks
-  with one small forward (`packing.check_isolation`) before it batches that way.
+  with one small forward (`packing.check_isolation`) before it batches that way;
+- Liger patches the model classes of the whole process: `patch_isolation.isolated_model_code`
+  puts them back when a run ends, so a later run or chat model is built without them;
+- Triton (Liger, torch.compile on CUDA) builds its driver module with a C compiler at the
+  first kernel launch: without one both stay off with that reason instead of failing step 1;
+- FlashAttention 2 and 3 are separate packages, each gated on its own.
 """
 
 from __future__ import annotations
