@@ -1,8 +1,9 @@
 """The arms of a benchmark, each run in a process of its own (`bench.worker`).
 
-- `transformers`: transformers Trainer + peft, library defaults (SDPA, adamw_torch_fused,
-  no gradient checkpointing except what peft's `prepare_model_for_kbit_training` turns on
-  for QLoRA), padded batches from `DataCollatorForLanguageModeling`;
+- `transformers`: transformers Trainer + peft, library defaults (SDPA, adamw_torch_fused),
+  padded batches from `DataCollatorForLanguageModeling`; gradient checkpointing exactly when
+  the workload's `checkpointing` asks for it, as in the ftstudio arm (peft's
+  `prepare_model_for_kbit_training` would turn it on for QLoRA by itself: an unequal row);
 - `trl`: trl's SFTTrainer with a `peft_config`, library defaults (gradient checkpointing on,
   padded batches, its token-accuracy and entropy metrics);
 - `ftstudio`: a real ftstudio run (`TrainingSession`) of the same workload, fast path as the
@@ -87,22 +88,32 @@ def run_transformers(
     workload: Workload, model_dir: Path, ids: list[list[int]], workdir: Path, timer: StepTimer
 ) -> dict[str, Any]:
     from datasets import Dataset
-    from peft import get_peft_model, prepare_model_for_kbit_training
     from transformers import DataCollatorForLanguageModeling, Trainer, TrainingArguments
 
     model, tokenizer = _load_base(model_dir, workload)
-    if workload.method == "qlora":
-        model = prepare_model_for_kbit_training(model)
-    model = get_peft_model(model, _lora_config(workload))
+    model = prepare_baseline_model(model, workload)
+    arguments = _common_arguments(workload, workdir / "transformers")
     trainer = Trainer(
         model=model,
-        args=TrainingArguments(**_common_arguments(workload, workdir / "transformers")),
+        args=TrainingArguments(**arguments, gradient_checkpointing=workload.checkpointing),
         train_dataset=Dataset.from_dict({"input_ids": ids}),
         data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False),
     )
     timer.attach(trainer)
     trainer.train()
     return {"settings": _settings(trainer)}
+
+
+def prepare_baseline_model(model: Any, workload: Workload) -> Any:
+    """peft's preparation and LoRA, with gradient checkpointing only where the workload asks
+    for it (peft's default for 4-bit models is on; the ftstudio arm follows the workload)."""
+    from peft import get_peft_model, prepare_model_for_kbit_training
+
+    if workload.method == "qlora":
+        model = prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=workload.checkpointing
+        )
+    return get_peft_model(model, _lora_config(workload))
 
 
 def run_trl(
@@ -132,6 +143,7 @@ def _settings(trainer: Any) -> dict[str, Any]:
         "bf16": bool(trainer.args.bf16),
         "torch_compile": bool(trainer.args.torch_compile),
         "use_liger_kernel": bool(getattr(trainer.args, "use_liger_kernel", False)),
+        "gradient_checkpointing": bool(getattr(trainer.model, "is_gradient_checkpointing", False)),
     }
 
 

@@ -20,18 +20,22 @@ from typing import Any
 
 from bench.shapes import attention_width, matmul_parameters
 
-# Dense bf16 tensor-core peaks in TFLOP/s from the vendors' datasheets (no sparsity).
-# Matched in order against torch.cuda.get_device_name(); override with --peak-tflops.
+# Dense bf16 tensor-core peaks in TFLOP/s from the vendors' datasheets (no sparsity), keyed
+# by a model name as torch.cuda.get_device_name() spells it. The longest name that appears in
+# the device name as whole words wins ("H200 NVL" over "H200", "L40" never as "L4"); override
+# with --peak-tflops.
 BF16_PEAK_TFLOPS: tuple[tuple[str, float], ...] = (
     ("GH200", 989.0),
-    ("H200", 989.0),
+    ("H200", 989.0),  # SXM
+    ("H200 NVL", 835.0),
+    ("H100", 989.0),  # SXM (HBM3)
     ("H100 PCIe", 756.0),
     ("H100 NVL", 835.0),
-    ("H100", 989.0),  # SXM (HBM3)
     ("H800", 989.0),
     ("A100", 312.0),
     ("A800", 312.0),
     ("L40S", 362.0),
+    ("L40", 181.0),
     ("L4", 121.0),
     ("RTX 4090", 165.0),
     ("RTX 3090", 71.0),
@@ -39,10 +43,14 @@ BF16_PEAK_TFLOPS: tuple[tuple[str, float], ...] = (
 
 
 def stated_peak_tflops(device_name: str) -> float | None:
-    for key, peak in BF16_PEAK_TFLOPS:
-        if key in device_name:
-            return peak
-    return None
+    import re
+
+    matches = [
+        (len(key), peak)
+        for key, peak in BF16_PEAK_TFLOPS
+        if re.search(rf"(?<![\w-]){re.escape(key)}(?![\w])", device_name)
+    ]
+    return max(matches)[1] if matches else None
 
 
 def step_flops(shape: dict[str, Any], lengths: list[int], frozen_base: bool = True) -> float:

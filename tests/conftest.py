@@ -37,3 +37,34 @@ def tiny_tokenizer(tiny_model_dir: Path):
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(tiny_model_dir)
+
+
+def selects_gpu_tests(markexpr: str) -> bool:
+    """Whether `-m markexpr` would run a test marked only `gpu`."""
+    if not markexpr.strip():
+        return False
+    try:
+        from _pytest.mark.expression import Expression
+
+        return bool(Expression.compile(markexpr).evaluate(lambda name, **_: name == "gpu"))
+    except Exception:  # pytest's private API moved: read the expression plainly
+        return "gpu" in markexpr and "not gpu" not in markexpr
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # The default suite assumes a CPU (fp32 results, device names, timings): on a GPU machine
+    # it hides CUDA from itself and every subprocess. `-m gpu` leaves the GPU visible.
+    if not selects_gpu_tests(config.option.markexpr or ""):
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
+
+
+@pytest.fixture(scope="module")
+def pin_cpu():
+    """For a test module that assumes CPU: torch reports no CUDA, in-process and to
+    subprocesses, whatever `-m` selected."""
+    import torch
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(torch.cuda, "is_available", lambda: False)
+        patch.setenv("CUDA_VISIBLE_DEVICES", "")
+        yield

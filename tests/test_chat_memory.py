@@ -108,3 +108,26 @@ def test_loading_beside_a_training_run_is_refused_before_any_weights_load(
     with pytest.raises(AssertionError, match="weights loaded"):
         loading.load_chat_parts(target)
     assert not measured
+
+
+def test_a_4bit_estimate_keeps_embeddings_and_the_output_layer_in_bf16(tmp_path: Path) -> None:
+    """bitsandbytes quantizes the linear layers only; an 8B model's 128k x 4096 embedding and
+    output layer stay in bf16 (2 x 1.05 GB), not 0.55 bytes per parameter."""
+    from transformers import LlamaConfig
+
+    folder = tmp_path / "llama-like"
+    vocab, hidden = 128_256, 2048
+    LlamaConfig(
+        vocab_size=vocab,
+        hidden_size=hidden,
+        intermediate_size=2048,
+        num_hidden_layers=1,
+        num_attention_heads=16,
+        num_key_value_heads=4,
+        tie_word_embeddings=False,
+    ).save_pretrained(folder)
+    estimate = estimate_chat_bytes(ModelSettings(), str(folder), "bfloat16", quantized=True)
+    kept_in_bf16 = 2 * vocab * hidden * DTYPE_BYTES["bfloat16"]  # embedding + output layer
+    assert estimate is not None and estimate > kept_in_bf16  # 1.05 GB before the rest
+    full = estimate_chat_bytes(ModelSettings(), str(folder), "bfloat16")
+    assert full is not None and estimate < full

@@ -30,9 +30,12 @@ QUESTION = "What is the capital of France?"
 ANSWER = "The capital of France is Paris."
 SHORT = GenerationSettings(max_new_tokens=24)
 
+# Exact logits against CPU fp32 references, and `chat.device == "cpu"`: CPU only.
+pytestmark = pytest.mark.usefixtures("pin_cpu")
+
 
 @pytest.fixture(scope="module")
-def trained_run(tmp_path_factory) -> Path:
+def trained_run(tmp_path_factory, pin_cpu) -> Path:
     """The quickstart run, with checkpoints every 50 steps (150 steps, about 20 s on a CPU)."""
     from studio.config import load_config
     from studio.engine import EventBus, RunState, TrainingControl

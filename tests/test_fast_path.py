@@ -19,6 +19,9 @@ from studio.engine.fast_path import (
 )
 from studio.models.loading import DevicePlan
 
+# The CPU runs here expect CPU decisions ("liger kernels off (needs CUDA)", fused AdamW on cpu).
+pytestmark = pytest.mark.usefixtures("pin_cpu")
+
 CPU = Machine(cuda=False)
 GPU = Machine(
     cuda=True,
@@ -377,3 +380,192 @@ def test_probing_this_machine_never_raises() -> None:
     assert isinstance(machine.cuda, bool)
     if not machine.cuda:
         assert not machine.flash_attention and not machine.liger_model_types
+
+
+# ---------------------------------------------------------------- GPU readiness (issue 20)
+
+
+def test_liger_patches_are_undone_when_the_run_ends(tmp_path: Path, monkeypatch) -> None:
+    """Liger replaces the model classes of the whole process; a later run or chat model of the
+    same type must be built without them. Liger itself is scripted (it needs CUDA): the stand-in
+    patches modeling_llama the way `apply_liger_kernel_to_llama` does."""
+    import transformers.trainer
+    from transformers.models.llama import modeling_llama
+
+    from studio.engine import fast_path
+    from tests.training_runs import log_text, train_tiny
+
+    original = (
+        modeling_llama.LlamaRMSNorm,
+        modeling_llama.apply_rotary_pos_emb,
+        modeling_llama.LlamaForCausalLM.forward,
+    )
+    applied: list[dict] = []
+
+    class PatchedRMSNorm(modeling_llama.LlamaRMSNorm):
+        pass
+
+    def fake_apply_liger_kernel(model, kernel_config):
+        applied.append(kernel_config)
+        modeling_llama.LlamaRMSNorm = PatchedRMSNorm
+        rope = modeling_llama.apply_rotary_pos_emb
+        modeling_llama.apply_rotary_pos_emb = lambda *args, **kwargs: rope(*args, **kwargs)
+        forward = modeling_llama.LlamaForCausalLM.forward
+        modeling_llama.LlamaForCausalLM.forward = lambda self, *a, **k: forward(self, *a, **k)
+
+    liger_gpu = Machine(cuda=True, liger_version="0.0-test", liger_model_types=frozenset({"llama"}))
+    monkeypatch.setattr(fast_path, "probe_machine", lambda: liger_gpu)
+    monkeypatch.setattr(transformers.trainer, "apply_liger_kernel", fake_apply_liger_kernel)
+    settings = {
+        "data": {"path": "sample_data/alpaca_en.jsonl", "max_length": 64},
+        "training": {"max_steps": 1, "batch_size": 2, "liger_kernels": "on"},
+    }
+    try:
+        result, run_dir, _ = train_tiny(tmp_path, settings)
+        assert result.state.value == "finished", log_text(run_dir)
+        assert applied, "the run did not apply the (scripted) Liger kernels"
+        assert "fast path: liger kernels on" in log_text(run_dir)
+        assert (
+            modeling_llama.LlamaRMSNorm,
+            modeling_llama.apply_rotary_pos_emb,
+            modeling_llama.LlamaForCausalLM.forward,
+        ) == original
+    finally:  # never leave the patch behind for the rest of this test process
+        modeling_llama.LlamaRMSNorm, modeling_llama.apply_rotary_pos_emb = original[:2]
+        modeling_llama.LlamaForCausalLM.forward = original[2]
+
+
+def test_isolation_restores_module_names_and_class_methods() -> None:
+    import torch.nn.functional
+    from transformers.models.llama import modeling_llama
+
+    from studio.engine.patch_isolation import isolated_model_code
+
+    cross_entropy = torch.nn.functional.cross_entropy
+    norm = modeling_llama.LlamaRMSNorm
+    with isolated_model_code():
+        modeling_llama.LlamaRMSNorm = object
+        torch.nn.functional.cross_entropy = lambda *args: None
+        modeling_llama.LlamaModel.extra_method = lambda self: 1  # inherited names: new ones
+    assert modeling_llama.LlamaRMSNorm is norm
+    assert torch.nn.functional.cross_entropy is cross_entropy
+    assert not hasattr(modeling_llama.LlamaModel, "extra_method")
+
+
+def test_triton_kernels_on_cuda_need_a_c_compiler() -> None:
+    """Liger and torch.compile on CUDA compile Triton's driver module at step 1: without a C
+    compiler they must be left off with a reason, not crash the first step."""
+    slim = replace(GPU, compiler=False)
+    fast = decide(slim, training={"torch_compile": True})
+    assert not fast.liger.enabled and "C compiler" in fast.liger.reason
+    assert not fast.compile.enabled and fast.compile.warn and "Triton" in fast.compile.reason
+    demanded = decide(slim, training={"liger_kernels": "on"}).liger
+    assert not demanded.enabled and demanded.warn
+    assert decide(GPU, training={"torch_compile": True}).compile.enabled
+
+
+def test_the_compiler_probe_follows_cc_and_path(tmp_path: Path, monkeypatch) -> None:
+    from studio.engine.fast_path import find_c_compiler
+
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    monkeypatch.delenv("CC", raising=False)
+    assert find_c_compiler() is None  # a slim image: no gcc, clang or cc
+    plain_cc = empty / "cc"
+    plain_cc.write_text("#!/bin/sh\n")
+    plain_cc.chmod(0o755)
+    assert find_c_compiler() is None  # Triton looks for $CC, gcc and clang only
+    fake = empty / "gcc"
+    fake.write_text("#!/bin/sh\n")
+    fake.chmod(0o755)
+    assert find_c_compiler() == str(fake)
+    other = tmp_path / "my-cc"
+    other.write_text("#!/bin/sh\n")
+    other.chmod(0o755)
+    monkeypatch.setenv("CC", str(other))
+    assert find_c_compiler() == str(other)
+    monkeypatch.setenv("CC", str(tmp_path / "missing-cc"))
+    assert find_c_compiler() is None
+
+
+def test_flash_attention_3_is_gated_on_its_own_package() -> None:
+    fa3_only = replace(GPU, flash_attention=False, flash_attention_3=True)
+    assert choose_attention("flash_attention_3", GPU_PLAN, fa3_only).value == "flash_attention_3"
+    fa2_only = replace(GPU, flash_attention=True, flash_attention_3=False)
+    refused = choose_attention("flash_attention_3", GPU_PLAN, fa2_only)
+    assert refused.value == "sdpa" and refused.warn and "FlashAttention 3" in refused.reason
+    assert choose_attention("flash_attention_2", GPU_PLAN, fa2_only).value == "flash_attention_2"
+    assert choose_attention("flash_attention_2", GPU_PLAN, fa3_only).value == "sdpa"
+
+
+class ScriptedQuantizedModel:
+    """Stands in for a QLoRA model on CPU: a float32 embedding first (as
+    `prepare_model_for_kbit_training` leaves it), then 4-bit weights stored as uint8, and logits
+    whose packed forward differs from the separate ones by 1% of their scale: the size of
+    bf16 matmul noise, not of examples attending to each other."""
+
+    def __init__(self, gap: float) -> None:
+        import torch
+
+        self.gap = gap
+        self.embedding = torch.nn.Parameter(torch.eye(64))
+        self.quantized = torch.nn.Parameter(torch.zeros(32, dtype=torch.uint8), False)
+        self.training = False
+        self.config = None
+
+    def parameters(self):
+        return iter([self.embedding, self.quantized])
+
+    def eval(self):
+        return self
+
+    def train(self, mode: bool = True):
+        return self
+
+    def __call__(self, input_ids, position_ids=None, **_):
+        from types import SimpleNamespace
+
+        logits = self.embedding[input_ids] + 0.5
+        if position_ids is not None:  # the packed forward
+            logits = logits * (1 + self.gap)
+        return SimpleNamespace(logits=logits)
+
+
+def test_packing_tolerance_follows_the_compute_dtype_not_the_first_parameter() -> None:
+    from studio.engine.packing import check_isolation, isolation_tolerance
+    from studio.errors import ConfigError
+
+    features = [{"input_ids": [1, 2, 3, 4], "labels": [1, 2, 3, 4]}] * 2
+    assert check_isolation(ScriptedQuantizedModel(gap=0.01), features) > 1e-3
+    with pytest.raises(ConfigError, match="attend to each other"):  # a real leak still is
+        check_isolation(ScriptedQuantizedModel(gap=0.2), features)
+    assert isolation_tolerance(small_llama()) == 1e-3  # all float32: strict
+    assert isolation_tolerance(ScriptedQuantizedModel(gap=0)) == 3e-2
+
+
+def test_the_benchmark_peak_table_matches_whole_model_names() -> None:
+    from bench.flops import stated_peak_tflops
+
+    assert stated_peak_tflops("NVIDIA H200 NVL") == 835.0  # not the SXM H200's 989
+    assert stated_peak_tflops("NVIDIA H200") == 989.0
+    assert stated_peak_tflops("NVIDIA GH200 480GB") == 989.0
+    assert stated_peak_tflops("NVIDIA L40") == 181.0  # not the L4's 121
+    assert stated_peak_tflops("NVIDIA L40S") == 362.0
+    assert stated_peak_tflops("NVIDIA L4") == 121.0
+    assert stated_peak_tflops("NVIDIA H100 NVL") == 835.0
+
+
+@pytest.mark.parametrize("checkpointing", [False, True])
+def test_the_qlora_baseline_checkpoints_only_as_the_workload_says(checkpointing: bool) -> None:
+    """peft's prepare_model_for_kbit_training turns gradient checkpointing on by default: the
+    transformers arm of a QLoRA row must not get it when the ftstudio arm does not."""
+    from bench.arms import prepare_baseline_model
+    from bench.workload import Workload
+
+    model = small_llama()
+    model.is_loaded_in_4bit = True  # what peft looks at; real 4-bit weights need CUDA
+    prepared = prepare_baseline_model(
+        model, Workload(method="qlora", rank=2, checkpointing=checkpointing)
+    )
+    assert prepared.is_gradient_checkpointing is checkpointing

@@ -161,3 +161,53 @@ def test_real_pynvml_on_this_machine_never_raises() -> None:
         assert reading.unavailable_reason is None
     else:
         assert reading.unavailable_reason
+
+
+# ---------------------------------------------------------------- MIG (issue 20)
+
+
+def mig_gpu() -> FakeNvml:
+    slices = [
+        FakeGpu(
+            name="NVIDIA H100 80GB HBM3 MIG 3g.40gb",
+            uuid=f"MIG-{index}aaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee",
+            memory_total=40 * GIB,
+            memory_used=(index + 1) * GIB,
+            # A slice has no power, temperature or utilisation of its own.
+            failures={
+                "nvmlDeviceGetPowerUsage": "not_supported",
+                "nvmlDeviceGetUtilizationRates": "not_supported",
+            },
+        )
+        for index in range(2)
+    ]
+    parent = FakeGpu(
+        uuid="GPU-ffffffff-0000-0000-0000-000000000000",
+        mig_devices=slices,
+        # Under MIG, the parent's process list needs root: the same answer every time.
+        failures={"nvmlDeviceGetComputeRunningProcesses": "no_permission"},
+    )
+    return FakeNvml([parent])
+
+
+def test_mig_slices_are_read_and_torch_s_device_maps_to_its_slice() -> None:
+    from studio.telemetry.device_map import map_cuda_to_gpu
+
+    reading = NvmlReader(mig_gpu()).read()
+    assert [gpu.index for gpu in reading.gpus] == [0, 1, 2]
+    whole, _first, second = reading.gpus
+    assert whole.memory_total_bytes == 80 * GIB
+    assert "MIG 3g.40gb" in (second.name or "") and second.memory_total_bytes == 40 * GIB
+    assert second.memory_used_bytes == 2 * GIB and second.power_draw_watts is None
+    # torch reports the slice's UUID without NVML's "MIG-" prefix.
+    torch_uuid = "1aaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
+    assert map_cuda_to_gpu(1, reading.gpus, [torch_uuid], visible_devices=None) == {0: 2}
+
+
+def test_a_permission_error_is_not_asked_again_every_poll() -> None:
+    fake = mig_gpu()
+    reader = NvmlReader(fake)
+    for _ in range(3):
+        (whole, *_slices) = reader.read().gpus
+        assert whole.processes is None and whole.memory_used_bytes == GIB
+    assert fake.calls["nvmlDeviceGetComputeRunningProcesses"] == 1 + 2 * 3  # parent once

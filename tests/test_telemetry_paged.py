@@ -119,3 +119,56 @@ def test_estimator_takes_baseline_before_paging() -> None:
     assert (resident, spilled) == (3 * GIB, GIB)
     assert estimator.baseline(0) == GIB // 2  # not moved by readings taken while paging
     assert estimator.baseline(1) == 0  # a GPU never seen before paging: baseline 0
+
+
+# ---------------------------------------------------------------- release after a run (issue 20)
+
+
+def paged_cpu_tensor(elements: int):
+    import torch
+
+    tensor = torch.zeros(elements, dtype=torch.float32)
+    tensor.is_paged = True  # as bitsandbytes.functional.get_paged flags its buffers
+    tensor.page_deviceid = 0
+    return tensor
+
+
+def test_release_empties_the_page_manager_and_frees_what_nobody_holds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from studio.telemetry.paged import release_paged_state
+
+    held = paged_cpu_tensor(100)  # still referenced (by this test): must not be freed
+    optimizer = SimpleNamespace(state={"weight": {"state1": paged_cpu_tensor(1000)}})
+    registered = [optimizer.state["weight"]["state1"], held]
+    pointers = {id(t): t.data_ptr() for t in registered}
+    install_fake_bitsandbytes(monkeypatch, registered)
+    freed: list[int] = []
+    assert release_paged_state(optimizer, free=freed.append) == (4400, 4000)
+    assert optimizer.state == {} and registered == []
+    assert freed == [pointers[next(iter(pointers))]]  # the optimizer's buffer, not `held`
+    assert read_paged_totals() == ()
+    # A second paged run registers its own state: the panel counts only that.
+    registered.append(paged_cpu_tensor(10))
+    (totals,) = read_paged_totals()
+    assert totals.paged_bytes == 40
+    assert held.is_paged
+
+
+def test_a_run_leaves_no_paged_state_behind(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    """The engine releases the page manager when a run ends (a CPU run here: a buffer left by
+    an earlier paged run stands in for bitsandbytes' state, which needs CUDA)."""
+    from tests.training_runs import log_text, train_tiny
+
+    registered = [paged_cpu_tensor(256)]
+    install_fake_bitsandbytes(monkeypatch, registered)
+    result, run_dir, _ = train_tiny(
+        tmp_path,
+        {
+            "data": {"path": "sample_data/alpaca_en.jsonl", "max_length": 64},
+            "training": {"max_steps": 1, "batch_size": 2},
+        },
+    )
+    assert result.state.value == "finished", log_text(run_dir)
+    assert registered == [] and read_paged_totals() == ()
+    assert "paged optimizer state released: 0.0 MiB registered" in log_text(run_dir)

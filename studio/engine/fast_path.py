@@ -29,13 +29,19 @@ Known conflicts handled here:
   (Liger-Kernel issue #235); the fused loss is left off, the layer kernels stay on;
 - DPO / ORPO compute log-probabilities from the logits themselves (trl refuses the fused loss);
 - padding-free batches need the model to honour restarting position ids, which `sft.py` checks
-  with one small forward (`packing.check_isolation`) before it batches that way.
+  with one small forward (`packing.check_isolation`) before it batches that way;
+- Liger patches the model classes of the whole process: `patch_isolation.isolated_model_code`
+  puts them back when a run ends, so a later run or chat model is built without them;
+- Triton (Liger, torch.compile on CUDA) builds its driver module with a C compiler at the
+  first kernel launch: without one both stay off with that reason instead of failing step 1;
+- FlashAttention 2 and 3 are separate packages, each gated on its own.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
+import os
 import shutil
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,6 +51,10 @@ from studio.engine.packing import VIRTUAL_TOKEN_METHODS
 FLASH_ATTENTION = ("flash_attention_2", "flash_attention_3")
 TOKEN_SEQUENCE_TYPES = ("sft", "pretrain")
 LIGER_INSTALL = "pip install 'ftstudio[gpu]' (liger-kernel)"
+TRITON_NEEDS_COMPILER = (
+    "Triton builds its CUDA driver module with a C compiler at the first kernel launch and "
+    "none was found: install gcc (apt-get install gcc) or set CC"
+)
 
 
 @dataclass(frozen=True)
@@ -56,9 +66,12 @@ class Machine:
     liger_version: str | None = None  # None: liger-kernel is not importable
     liger_problem: str | None = None  # why it is not, when it is installed but broken
     liger_model_types: frozenset[str] = frozenset()
-    flash_attention: bool = False
+    flash_attention: bool = False  # FlashAttention 2 (the flash-attn package) can run
+    flash_attention_3: bool = False  # FlashAttention 3 (flash_attn_interface) can run
     fused_adamw_devices: frozenset[str] = frozenset({"cuda", "cpu"})
-    compiler: bool = True  # a C compiler, which torch.compile needs for CPU code
+    # A C compiler ($CC, gcc or clang): torch.compile's CPU code needs one, and so does Triton
+    # on CUDA (it builds its driver module at the first kernel launch: Liger, torch.compile).
+    compiler: bool = True
     checkpoint_offload: bool = True  # transformers can offload checkpointed activations
 
 
@@ -181,20 +194,33 @@ def probe_machine() -> Machine:
         liger_version=liger_version,
         liger_problem=liger_problem,
         liger_model_types=liger_types,
-        flash_attention=cuda and _flash_attention_available(),
+        flash_attention=cuda and _flash_attention_available("is_flash_attn_2_available"),
+        flash_attention_3=cuda and _flash_attention_available("is_flash_attn_3_available"),
         fused_adamw_devices=_fused_adamw_devices(),
-        compiler=any(shutil.which(program) for program in ("cc", "gcc", "clang")),
+        compiler=find_c_compiler() is not None,
         checkpoint_offload=_checkpoint_offload_supported(),
     )
 
 
-def _flash_attention_available() -> bool:
-    # transformers' own check: the package, a version it supports, and a usable GPU.
-    try:
-        from transformers.utils import is_flash_attn_2_available
-    except ImportError:
-        return False
-    return bool(is_flash_attn_2_available())
+def _flash_attention_available(check_name: str) -> bool:
+    # transformers' own checks: the package, a version it supports, and a usable GPU.
+    import transformers.utils
+
+    check = getattr(transformers.utils, check_name, None)
+    return bool(check()) if check is not None else False
+
+
+def find_c_compiler() -> str | None:
+    """The C compiler Triton would build with: $CC, else gcc, else clang on PATH (Triton's own
+    order in `triton.runtime.build`; a plain `cc` is not looked for there)."""
+    chosen = os.environ.get("CC")
+    if chosen:
+        return shutil.which(chosen) or (chosen if os.path.isfile(chosen) else None)
+    for program in ("gcc", "clang"):
+        found = shutil.which(program)
+        if found:
+            return found
+    return None
 
 
 def _fused_adamw_devices() -> frozenset[str]:
@@ -240,10 +266,20 @@ def choose_attention(requested: str, plan: Any, machine: Machine) -> Choice:
     half = plan.dtype_name in ("bfloat16", "float16")
     if requested in FLASH_ATTENTION:
         problem = None
+        installed = (
+            machine.flash_attention_3
+            if requested == "flash_attention_3"
+            else machine.flash_attention
+        )
         if not machine.cuda:
             problem = "needs CUDA"
-        elif not machine.flash_attention:
-            problem = "needs the flash-attn package"
+        elif not installed:
+            package = (
+                "flash_attn_interface (FlashAttention 3)"
+                if requested == "flash_attention_3"
+                else "flash-attn package"
+            )
+            problem = f"needs the {package}"
         elif not half:
             problem = f"needs bf16 or fp16 weights, not {plan.dtype_name}"
         if problem:
@@ -359,6 +395,8 @@ def _liger(setting: str, machine: Machine, model: ModelFacts) -> Choice:
             f"liger-kernel {machine.liger_version} has none for model type '{model.model_type}'"
         )
         return Choice(name, False, reason, warn=demanded)
+    if not machine.compiler:
+        return Choice(name, False, TRITON_NEEDS_COMPILER, warn=demanded)
     return Choice(name, True, f"liger-kernel {machine.liger_version}, {model.model_type}")
 
 
@@ -400,8 +438,11 @@ def _compile(requested: bool, machine: Machine) -> Choice:
     name = "torch.compile"
     if not requested:
         return Choice(name, False, "training.torch_compile: false")
-    if not machine.cuda and not machine.compiler:
-        return Choice(name, False, "no C compiler for the CPU code it generates", warn=True)
+    if not machine.compiler:
+        reason = (
+            TRITON_NEEDS_COMPILER if machine.cuda else "no C compiler for the CPU code it generates"
+        )
+        return Choice(name, False, reason, warn=True)
     return Choice(name, True, "first step compiles")
 
 

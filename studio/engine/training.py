@@ -166,13 +166,20 @@ def train(session: TrainingSession) -> EngineCallback:
         return callback
 
     job = TrainingJob(session, data, model, tokenizer, plan, callback_factory, fast_path)
-    trainer = builder.build_trainer(job)
-    from transformers import PrinterCallback
+    from studio.engine.patch_isolation import isolated_model_code
 
-    # Our own events replace the Trainer's printed log dicts.
-    trainer.remove_callback(PrinterCallback)
-    attach_run_callbacks(trainer, session)  # checkpoint markers and pruning, resume details
-    trainer.train(resume_from_checkpoint=session.resume_from)
+    # Liger patches the model classes of the whole process: undone when training ends.
+    with isolated_model_code():
+        trainer = builder.build_trainer(job)
+        from transformers import PrinterCallback
+
+        # Our own events replace the Trainer's printed log dicts.
+        trainer.remove_callback(PrinterCallback)
+        attach_run_callbacks(trainer, session)  # checkpoint markers and pruning, resume details
+        try:
+            trainer.train(resume_from_checkpoint=session.resume_from)
+        finally:
+            _release_paged_state(trainer, session)
 
     # 4. Save the result atomically: a crash mid-save leaves no half-written adapter behind.
     staging = run.path / ".adapter.saving"
@@ -182,3 +189,17 @@ def train(session: TrainingSession) -> EngineCallback:
     replace_directory(staging, run.adapter_dir)
     session.log(f"saved {method.title} result to {run.adapter_dir}")
     return callbacks[0]
+
+
+def _release_paged_state(trainer: Any, session: Any) -> None:
+    """bitsandbytes keeps paged optimizer state registered (and allocated) for the life of the
+    process: a later run would be added to this one in the memory panel."""
+    from studio.telemetry.paged import release_paged_state
+
+    registered, freed = release_paged_state(getattr(trainer, "optimizer", None))
+    if registered:
+        mib = 1024**2
+        session.log(
+            f"paged optimizer state released: {registered / mib:.1f} MiB registered, "
+            f"{freed / mib:.1f} MiB freed"
+        )

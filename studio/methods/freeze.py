@@ -43,6 +43,9 @@ def apply(model: Any, settings: FreezeSettings, context: Any = None) -> Any:
     chosen = set(trainable_names(model, settings))
     for name, parameter in model.named_parameters():
         parameter.requires_grad_(name in chosen)
+    from studio.methods.precision import upcast_trainable_to_float32
+
+    upcast_trainable_to_float32(model)  # float32 master weights (see methods/precision.py)
     if context is not None and context.gradient_checkpointing:
         # The embeddings are frozen, so checkpointed layers need an input that asks for grads.
         model.enable_input_require_grads()

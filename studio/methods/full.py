@@ -14,7 +14,10 @@ from studio.config_methods import FullSettings
 
 
 def apply(model: Any, settings: FullSettings, context: Any = None) -> Any:
+    from studio.methods.precision import upcast_trainable_to_float32
+
     model.requires_grad_(True)
+    upcast_trainable_to_float32(model)  # float32 master weights (see methods/precision.py)
     if context is not None:
         context.note(memory_warning(model, context), "warning")
         if context.gradient_checkpointing:

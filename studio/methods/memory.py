@@ -8,8 +8,9 @@ the parts are counted the way transformers, peft and bitsandbytes lay them out:
 
 - weights: every base parameter in the load dtype (bf16 on a GPU, fp32 on CPU); QLoRA's
   linear layers at 4 bits plus their quantization constants, with the rest upcast to fp32 by
-  `prepare_model_for_kbit_training`; adapter weights in fp32 (as peft keeps them);
-- gradients: one per trainable parameter, in its dtype;
+  `prepare_model_for_kbit_training`; adapter weights in fp32 (as peft keeps them), and so
+  are the base weights that full and freeze fine-tunes train (`studio.methods.precision`);
+- gradients: one per trainable parameter, in fp32;
 - optimizer state: AdamW keeps two moments per trainable parameter (8-bit variants 1 byte
   each, paged 32-bit 4 bytes each, SGD none);
 - activations: what autograd keeps between forward and backward for a batch of
@@ -529,9 +530,11 @@ def estimate_memory(
         notes.append("QLoRA: linear layers in 4 bits; embeddings, norms and head upcast to fp32")
     else:
         weights = total * weight_bytes
+        if plan.trains_base:  # full / freeze train float32 master weights (methods/precision)
+            weights += plan.trainable * (4 - weight_bytes)
     weights += plan.adapter * 4
 
-    grad_bytes = weight_bytes if plan.trains_base else 4
+    grad_bytes = 4  # every trained weight is float32
     gradients = plan.trainable * grad_bytes
     optimizer_bytes = optimizer_state_bytes(optimizer, plan.trainable, grad_bytes)
     activations = activation_bytes(

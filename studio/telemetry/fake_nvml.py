@@ -15,7 +15,11 @@ from typing import Any
 
 NVML_ERROR_UNINITIALIZED = 1
 NVML_ERROR_NOT_SUPPORTED = 3
+NVML_ERROR_NO_PERMISSION = 4
+NVML_ERROR_NOT_FOUND = 6
 NVML_ERROR_UNKNOWN = 999
+NVML_DEVICE_MIG_ENABLE = 1
+MAX_MIG_DEVICES = 7
 
 
 class NVMLError(Exception):
@@ -34,6 +38,11 @@ class NVMLError_NotSupported(NVMLError):
         super().__init__(value)
 
 
+class NVMLError_NoPermission(NVMLError):
+    def __init__(self, value: int = NVML_ERROR_NO_PERMISSION) -> None:
+        super().__init__(value)
+
+
 @dataclass
 class FakeGpu:
     name: str = "NVIDIA H100 80GB HBM3"
@@ -49,8 +58,10 @@ class FakeGpu:
     pcie_tx_kib: int = 0
     # (pid, used bytes or None) per compute process.
     processes: list[tuple[int, int | None]] = field(default_factory=list)
-    # NVML function name -> "not_supported" | "error": that query raises on this GPU.
+    # NVML function name -> "not_supported" | "no_permission" | "error": that query raises.
     failures: dict[str, str] = field(default_factory=dict)
+    # MIG slices of this GPU (MIG mode is on when there are any); handles are (parent, slot).
+    mig_devices: list[FakeGpu] = field(default_factory=list)
 
 
 class FakeNvml:
@@ -58,7 +69,10 @@ class FakeNvml:
 
     NVMLError = NVMLError
     NVMLError_NotSupported = NVMLError_NotSupported
+    NVMLError_NoPermission = NVMLError_NoPermission
     NVML_ERROR_NOT_SUPPORTED = NVML_ERROR_NOT_SUPPORTED
+    NVML_ERROR_NO_PERMISSION = NVML_ERROR_NO_PERMISSION
+    NVML_DEVICE_MIG_ENABLE = NVML_DEVICE_MIG_ENABLE
     NVML_TEMPERATURE_GPU = 0
     NVML_CLOCK_SM = 1
     NVML_PCIE_UTIL_TX_BYTES = 0
@@ -70,14 +84,19 @@ class FakeNvml:
         self.initialised = False
         self.calls: Counter[str] = Counter()
 
-    def _gpu(self, function: str, handle: int) -> FakeGpu:
+    def _gpu(self, function: str, handle: Any) -> FakeGpu:
         self.calls[function] += 1
         if not self.initialised:
             raise NVMLError(NVML_ERROR_UNINITIALIZED)
-        gpu = self.gpus[handle]
+        if isinstance(handle, tuple):  # a MIG slice
+            gpu = self.gpus[handle[0]].mig_devices[handle[1]]
+        else:
+            gpu = self.gpus[handle]
         failure = gpu.failures.get(function)
         if failure == "not_supported":
             raise NVMLError_NotSupported()
+        if failure == "no_permission":
+            raise NVMLError_NoPermission()
         if failure == "error":
             raise NVMLError(NVML_ERROR_UNKNOWN)
         return gpu
@@ -100,37 +119,53 @@ class FakeNvml:
         self.calls["nvmlDeviceGetHandleByIndex"] += 1
         return index
 
-    def nvmlDeviceGetName(self, handle: int) -> str:
+    def nvmlDeviceGetMigMode(self, handle: Any) -> list[int]:
+        mode = (
+            NVML_DEVICE_MIG_ENABLE if self._gpu("nvmlDeviceGetMigMode", handle).mig_devices else 0
+        )
+        return [mode, mode]
+
+    def nvmlDeviceGetMaxMigDeviceCount(self, handle: Any) -> int:
+        gpu = self._gpu("nvmlDeviceGetMaxMigDeviceCount", handle)
+        return MAX_MIG_DEVICES if gpu.mig_devices else 0
+
+    def nvmlDeviceGetMigDeviceHandleByIndex(self, handle: Any, slot: int) -> tuple[Any, int]:
+        gpu = self._gpu("nvmlDeviceGetMigDeviceHandleByIndex", handle)
+        if slot >= len(gpu.mig_devices):
+            raise NVMLError(NVML_ERROR_NOT_FOUND)  # an empty slot, as NVML reports it
+        return (handle, slot)
+
+    def nvmlDeviceGetName(self, handle: Any) -> str:
         return self._gpu("nvmlDeviceGetName", handle).name
 
-    def nvmlDeviceGetUUID(self, handle: int) -> str:
+    def nvmlDeviceGetUUID(self, handle: Any) -> str:
         return self._gpu("nvmlDeviceGetUUID", handle).uuid
 
-    def nvmlDeviceGetMemoryInfo(self, handle: int) -> Any:
+    def nvmlDeviceGetMemoryInfo(self, handle: Any) -> Any:
         gpu = self._gpu("nvmlDeviceGetMemoryInfo", handle)
         free = gpu.memory_total - gpu.memory_used
         return SimpleNamespace(total=gpu.memory_total, used=gpu.memory_used, free=free)
 
-    def nvmlDeviceGetUtilizationRates(self, handle: int) -> Any:
+    def nvmlDeviceGetUtilizationRates(self, handle: Any) -> Any:
         gpu = self._gpu("nvmlDeviceGetUtilizationRates", handle)
         return SimpleNamespace(gpu=gpu.utilization, memory=0)
 
-    def nvmlDeviceGetTemperature(self, handle: int, sensor: int) -> int:
+    def nvmlDeviceGetTemperature(self, handle: Any, sensor: int) -> int:
         return self._gpu("nvmlDeviceGetTemperature", handle).temperature
 
-    def nvmlDeviceGetPowerUsage(self, handle: int) -> int:
+    def nvmlDeviceGetPowerUsage(self, handle: Any) -> int:
         return self._gpu("nvmlDeviceGetPowerUsage", handle).power_mw
 
-    def nvmlDeviceGetEnforcedPowerLimit(self, handle: int) -> int:
+    def nvmlDeviceGetEnforcedPowerLimit(self, handle: Any) -> int:
         return self._gpu("nvmlDeviceGetEnforcedPowerLimit", handle).power_limit_mw
 
-    def nvmlDeviceGetClockInfo(self, handle: int, clock: int) -> int:
+    def nvmlDeviceGetClockInfo(self, handle: Any, clock: int) -> int:
         return self._gpu("nvmlDeviceGetClockInfo", handle).sm_clock_mhz
 
-    def nvmlDeviceGetPcieThroughput(self, handle: int, counter: int) -> int:
+    def nvmlDeviceGetPcieThroughput(self, handle: Any, counter: int) -> int:
         gpu = self._gpu("nvmlDeviceGetPcieThroughput", handle)
         return gpu.pcie_rx_kib if counter == self.NVML_PCIE_UTIL_RX_BYTES else gpu.pcie_tx_kib
 
-    def nvmlDeviceGetComputeRunningProcesses(self, handle: int) -> list[Any]:
+    def nvmlDeviceGetComputeRunningProcesses(self, handle: Any) -> list[Any]:
         gpu = self._gpu("nvmlDeviceGetComputeRunningProcesses", handle)
         return [SimpleNamespace(pid=pid, usedGpuMemory=used) for pid, used in gpu.processes]

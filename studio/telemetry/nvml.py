@@ -2,8 +2,15 @@
 
 NVML is initialised lazily, once. If that fails (no library, no driver, no GPU) the reader
 stays in a "no GPU" state with a reason and never retries, so a poll on a CPU machine costs
-nothing. A query that reports NOT_SUPPORTED is remembered per device and skipped afterwards;
-other errors (a busy or lost GPU) are retried on the next poll.
+nothing. A query that reports NOT_SUPPORTED or NO_PERMISSION is remembered per device and
+skipped afterwards (neither changes while the process runs); other errors (a busy or lost GPU)
+are retried on the next poll.
+
+MIG: a GPU in MIG mode runs CUDA work only in its slices (MIG devices), which have handles,
+UUIDs and memory figures of their own. The slices are listed after the physical GPUs, numbered
+on from them, so that torch's device (whose UUID is the slice's) maps to the slice it uses and
+not to the whole GPU. The physical GPU stays listed for what only it reports (power,
+temperature, utilisation).
 """
 
 from __future__ import annotations
@@ -85,20 +92,40 @@ class NvmlReader:
         if not count:
             self._reason = "NVML found no GPU"
             return
-        for index in range(count):
-            handle = self._query(index, "nvmlDeviceGetHandleByIndex", index)
-            self._handles.append(handle)
-            name = (
-                _text(self._query(index, "nvmlDeviceGetName", handle))
-                if handle is not None
-                else None
-            )
-            uuid = (
-                _text(self._query(index, "nvmlDeviceGetUUID", handle))
-                if handle is not None
-                else None
-            )
-            self._static.append((name, uuid))
+        parents = [
+            self._query(index, "nvmlDeviceGetHandleByIndex", index) for index in range(count)
+        ]
+        for handle in parents:
+            self._add_device(handle)
+        for index, handle in enumerate(parents):
+            for slice_handle in self._mig_handles(index, handle):
+                self._add_device(slice_handle)
+
+    def _add_device(self, handle: Any) -> None:
+        index = len(self._handles)
+        self._handles.append(handle)
+        name = uuid = None
+        if handle is not None:
+            name = _text(self._query(index, "nvmlDeviceGetName", handle))
+            uuid = _text(self._query(index, "nvmlDeviceGetUUID", handle))
+        self._static.append((name, uuid))
+
+    def _mig_handles(self, index: int, handle: Any) -> list[Any]:
+        """The handles of a GPU's MIG slices; [] when MIG is off or not supported."""
+        if handle is None:
+            return []
+        mode = self._query(index, "nvmlDeviceGetMigMode", handle)
+        current = mode[0] if isinstance(mode, (list, tuple)) and mode else None
+        if current != _constant(self._nvml, "NVML_DEVICE_MIG_ENABLE", 1):
+            return []
+        slots = self._query(index, "nvmlDeviceGetMaxMigDeviceCount", handle) or 0
+        handles = []
+        for slot in range(slots if isinstance(slots, int) else 0):
+            # An empty slot raises NOT_FOUND: not a reason to stop looking at later slots.
+            found = self._query(index, "nvmlDeviceGetMigDeviceHandleByIndex", handle, slot)
+            if found is not None:
+                handles.append(found)
+        return handles
 
     # -- one poll -------------------------------------------------------------------------
 
@@ -191,7 +218,7 @@ class NvmlReader:
         try:
             return call(*arguments)
         except Exception as error:  # NVMLError and its subclasses, ctypes errors
-            if _is_not_supported(self._nvml, error):
+            if _is_permanent(self._nvml, error):
                 self._unsupported.add((index, function))
             return None
 
@@ -200,13 +227,19 @@ def _replace_processes(gpu: GpuSnapshot, processes: tuple[GpuProcess, ...]) -> G
     return replace(gpu, processes=processes)
 
 
-def _is_not_supported(nvml: Any, error: BaseException) -> bool:
-    not_supported_class = getattr(nvml, "NVMLError_NotSupported", None)
-    if isinstance(not_supported_class, type) and isinstance(error, not_supported_class):
-        return True
-    code = _constant(nvml, "NVML_ERROR_NOT_SUPPORTED", 3)
-    function_not_found = _constant(nvml, "NVML_ERROR_FUNCTION_NOT_FOUND", 13)
-    return getattr(error, "value", None) in (code, function_not_found)
+def _is_permanent(nvml: Any, error: BaseException) -> bool:
+    """NOT_SUPPORTED, NO_PERMISSION or FUNCTION_NOT_FOUND: asking again gives the same answer
+    (a MIG parent's process list needs root, for one)."""
+    for class_name in ("NVMLError_NotSupported", "NVMLError_NoPermission"):
+        error_class = getattr(nvml, class_name, None)
+        if isinstance(error_class, type) and isinstance(error, error_class):
+            return True
+    codes = (
+        _constant(nvml, "NVML_ERROR_NOT_SUPPORTED", 3),
+        _constant(nvml, "NVML_ERROR_NO_PERMISSION", 4),
+        _constant(nvml, "NVML_ERROR_FUNCTION_NOT_FOUND", 13),
+    )
+    return getattr(error, "value", None) in codes
 
 
 def _describe_error(error: BaseException) -> str:

@@ -7,12 +7,18 @@ CUDA managed (unified) memory wrapped in a tensor flagged `is_paged = True` with
 state stays ordinary). The driver migrates managed pages between GPU and host on demand, and
 neither torch nor bitsandbytes reports where the pages currently are, so residency is an
 estimate from NVML's numbers; see `estimate_residency` and docs/telemetry.md.
+
+bitsandbytes never empties that page manager nor frees the managed buffers (its library has no
+free function): `release_paged_state` does both when a run ends, so a second paged run in the
+same process is not added to the first in the memory panel, and its memory comes back.
 """
 
 from __future__ import annotations
 
+import gc
 import sys
-from collections.abc import Sequence
+import weakref
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,10 +38,7 @@ def read_paged_totals() -> tuple[PagedTotals, ...]:
     Never imports bitsandbytes and never creates its page manager: both only exist once an
     optimizer made them. Every attribute is read defensively because this is private state.
     """
-    functional = sys.modules.get("bitsandbytes.functional")
-    manager_class = getattr(functional, "GlobalPageManager", None)
-    manager = getattr(manager_class, "_instance", None)
-    tensors = getattr(manager, "paged_tensors", None)
+    tensors = getattr(_page_manager(), "paged_tensors", None)
     if not tensors:
         return ()
     try:
@@ -52,6 +55,72 @@ def read_paged_totals() -> tuple[PagedTotals, ...]:
         entry[0] += size
         entry[1] += 1
     return tuple(PagedTotals(index, size, count) for index, (size, count) in sorted(totals.items()))
+
+
+def _page_manager() -> Any:
+    functional = sys.modules.get("bitsandbytes.functional")
+    manager_class = getattr(functional, "GlobalPageManager", None)
+    return getattr(manager_class, "_instance", None)
+
+
+def release_paged_state(
+    optimizer: Any = None, free: Callable[[int], None] | None = None
+) -> tuple[int, int]:
+    """After a run: drop `optimizer`'s state, empty the page manager and free each managed
+    buffer that nothing holds any more. (registered bytes, freed bytes); (0, 0) without paged
+    state. A buffer still referenced somewhere is left allocated, never freed under its user.
+
+    `free(pointer)` releases one managed allocation; by default CUDA runtime's `cudaFree`.
+    """
+    manager = _page_manager()
+    registered = getattr(manager, "paged_tensors", None)
+    if not isinstance(registered, list) or not registered:
+        return 0, 0
+    state = getattr(optimizer, "state", None)
+    if hasattr(state, "clear"):
+        state.clear()  # the optimizer's moments are these buffers
+    entries = []
+    for tensor in registered:
+        try:
+            entries.append((weakref.ref(tensor), int(tensor.data_ptr()), _tensor_bytes(tensor)))
+        except Exception:  # not a tensor after all: nothing to free
+            continue
+    registered.clear()  # in place: the optimizers hold the same manager
+    gc.collect()
+    total = sum(size or 0 for _, _, size in entries)
+    dead = [(pointer, size or 0) for ref, pointer, size in entries if ref() is None]
+    if not dead:
+        return total, 0
+    free = free or _cuda_free()
+    if free is None:
+        return total, 0
+    for pointer, _ in dead:
+        free(pointer)
+    return total, sum(size for _, size in dead)
+
+
+def _cuda_free() -> Callable[[int], None] | None:
+    """cudaFree from the CUDA runtime already loaded in this process, or None."""
+    import ctypes
+
+    import torch
+
+    if not torch.cuda.is_initialized():  # paged state implies CUDA is up: anything else is not
+        return None
+    try:
+        with open("/proc/self/maps", encoding="utf-8") as maps:
+            paths = [line.split()[-1] for line in maps if "libcudart.so" in line]
+    except OSError:
+        return None
+    if not paths:
+        return None
+    runtime = ctypes.CDLL(paths[0])
+    torch.cuda.synchronize()  # no kernel may still use a buffer about to be freed
+
+    def free(pointer: int) -> None:
+        runtime.cudaFree(ctypes.c_void_p(pointer))
+
+    return free
 
 
 def _tensor_bytes(tensor: Any) -> int | None:
