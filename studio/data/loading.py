@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from studio.data.cleaning import LineRecord, clean_records
+from studio.data.control_tokens import control_token_note
 from studio.data.readers import read_dataset_file
 from studio.data.report import DataReport
 from studio.data.training_fit import fit_training_type
@@ -51,6 +52,9 @@ def prepare_file(
     converted = validate_records(raw, data_format, system_prompt, report)
     kept = clean_records(converted, report, min_chars=min_chars, deduplicate=deduplicate)
     report.kept = len(kept)
+    control_tokens = control_token_note(raw.path, kept)
+    if control_tokens is not None:
+        report.notes.append(control_tokens)
     return kept, report
 
 

@@ -175,7 +175,10 @@ class RunCallback(TrainerCallback):
 
         folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         if folder.is_dir():
-            mark_complete(folder, state.global_step)
+            run = self.session.run_dir
+            if run is not None:  # the Trainer's files follow the umask; the run's are private
+                run.apply_modes(folder)
+            mark_complete(folder, state.global_step, run.file_mode if run else None)
             prune_checkpoints(folder.parent, self.keep, protect=state.best_model_checkpoint)
             self.session.on_checkpoint(state.global_step, folder)
 
