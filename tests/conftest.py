@@ -37,3 +37,12 @@ def tiny_tokenizer(tiny_model_dir: Path):
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(tiny_model_dir)
+
+
+@pytest.fixture(scope="session")
+def hostile_reference_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One finished tiny run (checkpoints at steps 2 and 4, an adapter) that the
+    fault-injection tests copy and damage; never change it in place."""
+    from tests.hostile_world import train_reference
+
+    return train_reference(tmp_path_factory.mktemp("hostile") / "runs")

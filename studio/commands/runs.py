@@ -204,8 +204,14 @@ def run_show(args: argparse.Namespace) -> int:
         config_text = f"(cannot read it: {error.strerror or error})"
     print(config_text.rstrip())
     if curves.train_loss:
+        from studio.errors import StudioError
+
+        try:
+            overlay = render_loss_overlay(compare_runs([path]), width=80, height=16)
+        except StudioError as error:  # a damaged config.yaml: the rest is still worth showing
+            overlay = f"(no loss plot: {error.message})"
         print()
-        print(render_loss_overlay(compare_runs([path]), width=80, height=16))
+        print(overlay)
     return 0
 
 

@@ -53,6 +53,8 @@ class EngineCallback(TrainerCallback):
         self.publish(StateChanged(RunState.RUNNING, f"training for {state.max_steps} steps"))
 
     def on_step_end(self, args, state, control, **kwargs):
+        if self.user_control.failure is not None:
+            raise self.user_control.failure
         if self.first_step_time is None:
             self.first_step_time = time.monotonic()
         if self.user_control.paused and not self.user_control.stop_requested:

@@ -114,8 +114,11 @@ def out_of_memory_advice(config: RunConfig) -> tuple[str, ...]:
 
 _DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 # How the libraries that write checkpoints word a full disk when they do not raise OSError:
-# safetensors ("StorageFull", "No space left on device"), torch.save ("file write failed").
+# safetensors ("StorageFull", "No space left on device"). torch.save says only "file write
+# failed" or "unexpected pos N vs M", so any failure with less than this free beside the run
+# is taken for a full disk (measured: a 30 MB tmpfs with a tiny run, see the README's Safety).
 _DISK_FULL_TEXT = ("no space left on device", "disk quota exceeded", "storagefull")
+LOW_SPACE_BYTES = 64 * 2**20
 
 
 def _error_chain(error: BaseException) -> list[BaseException]:
@@ -135,10 +138,8 @@ def is_disk_full(error: BaseException, folder: Path | None = None) -> bool:
         text = str(link).lower()
         if any(marker in text for marker in _DISK_FULL_TEXT):
             return True
-        if "file write failed" in text and folder is not None:
-            free = free_bytes(folder)
-            return free is not None and free < 64 * 2**20
-    return False
+    free = free_bytes(folder) if folder is not None else None
+    return free is not None and free < LOW_SPACE_BYTES
 
 
 def free_bytes(folder: Path) -> int | None:
@@ -175,14 +176,12 @@ def classify_failure(
 ) -> Failure:
     """What went wrong, in words, with advice. `run_path` (the run folder, when it was made)
     tells a full disk or a removed folder apart from an internal error."""
-    if run_path is not None and not run_path.is_dir():
+    if run_path is not None and not (run_path / "config.yaml").is_file():
         return Failure(
             "run_folder_removed",
             f"the run folder {run_path} was removed while the run was training",
             ("start the run again; keep its folder until it has finished",),
         )
-    if is_disk_full(error, run_path):
-        return _disk_full_failure(error, run_path, Path(config.output.runs_dir).expanduser())
     if isinstance(error, StudioError):
         kind = {ConfigError: "config", DataError: "data", ModelError: "model"}.get(
             type(error), "input"
@@ -196,6 +195,8 @@ def classify_failure(
             f"out of memory: {str(error).splitlines()[0] if str(error) else type(error).__name__}",
             out_of_memory_advice(config),
         )
+    if is_disk_full(error, run_path):
+        return _disk_full_failure(error, run_path, Path(config.output.runs_dir).expanduser())
     first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
     return Failure(
         "internal",

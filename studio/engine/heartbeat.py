@@ -61,8 +61,12 @@ class Heartbeat:
                 if time.monotonic() - last_beat >= self.heartbeat_seconds:
                     self.run.write_status(heartbeat=time.time())
                     last_beat = time.monotonic()
-            except OSError:
-                continue  # a full disk or a vanished folder must not kill the run
+            except OSError as error:
+                # A full disk must not kill the run; a removed run folder ends it (at the
+                # next step, unsaved: saving would only make the folder again, half).
+                if not self.run.config_path.exists() and self.control.failure is None:
+                    self.control.fail(error)
+                continue
 
     def poll(self) -> None:
         commands = self.inbox.poll()

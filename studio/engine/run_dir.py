@@ -38,11 +38,15 @@ SHARED_DIR_MODE, SHARED_FILE_MODE = 0o750, 0o640
 CONTROL_FILE_MODE = 0o600
 
 
-def write_atomic(path: Path, text: str, mode: int | None = None) -> None:
+def write_atomic(
+    path: Path, text: str, mode: int | None = None, *, make_parents: bool = True
+) -> None:
     """Write via a temporary file and a rename, so readers never see half a file.
 
-    The new file gets `mode`, else the mode of the file it replaces, else 0600."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    The new file gets `mode`, else the mode of the file it replaces, else 0600. A run's own
+    files pass `make_parents=False`: a run folder removed while it trains is not made again."""
+    if make_parents:
+        path.parent.mkdir(parents=True, exist_ok=True)
     if mode is None:
         try:
             mode = path.stat().st_mode & 0o777
@@ -232,7 +236,8 @@ class RunDirectory:
             status = self.read_status()
             status.update(fields)
             status["updated"] = time.time()
-            write_atomic(self.status_path, json.dumps(status, indent=2), self.file_mode)
+            text = json.dumps(status, indent=2)
+            write_atomic(self.status_path, text, self.file_mode, make_parents=False)
 
     def read_status(self) -> dict[str, Any]:
         """status.json's object; {} when it is missing or damaged (see `status_file`)."""
@@ -244,11 +249,16 @@ class RunDirectory:
 
     def write_json(self, name: str, data: Any) -> None:
         text = json.dumps(data, indent=2, ensure_ascii=False)
-        write_atomic(self.path / name, text, self.file_mode)
+        write_atomic(self.path / name, text, self.file_mode, make_parents=False)
 
     def apply_modes(self, tree: Path) -> None:
-        """Give a tree written by the Trainer or a library the run's modes."""
+        """Give a tree written by the Trainer or a library the run's modes, and the folders
+        between it and the run folder (checkpoints/, which the Trainer makes) too."""
         apply_modes(tree, self.dir_mode, self.file_mode)
+        for parent in tree.parents:
+            if parent == self.path or self.path not in parent.parents:
+                break
+            _chmod(parent, self.dir_mode)
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:

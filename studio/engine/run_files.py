@@ -92,6 +92,26 @@ def _kind(value: Any) -> str:
 
 # ---------------------------------------------------------------- typed fields
 
+_TYPE_NAMES = {str: "text", int: "a whole number", float: "a number", dict: "an object"}
+
+
+def wrong_field(data: dict[str, Any], expected: dict[str, type]) -> str | None:
+    """The first field of `data` whose value is not of its `expected` type (None and missing
+    fields are fine), as a sentence; None when every field fits. float accepts ints too."""
+    for key, kind in expected.items():
+        value = data.get(key)
+        if value is None:
+            continue
+        if kind is float:
+            fits = number_field(data, key) is not None
+        elif kind is int:
+            fits = int_field(data, key) is not None
+        else:
+            fits = isinstance(value, kind)
+        if not fits:
+            return f"`{key}` is not {_TYPE_NAMES.get(kind, kind.__name__)}"
+    return None
+
 
 def number_field(data: Any, key: str) -> float | None:
     """A finite number at `key` of a mapping, else None (missing, a string, NaN, a list)."""

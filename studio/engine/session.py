@@ -160,6 +160,9 @@ class TrainingSession:
 
     def _write_failed(self, error: OSError) -> None:
         """Say once that the run folder cannot be written; never raises."""
+        removed = self.run_dir is not None and not self.run_dir.config_path.exists()
+        if removed and self.control.failure is None:
+            self.control.fail(error)  # the run folder was removed: end the run
         if self.write_error is None:
             self.write_error = error
             where = self.run_dir.path if self.run_dir else "the run folder"

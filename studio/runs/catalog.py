@@ -24,10 +24,32 @@ from typing import Any
 from studio.engine.checkpoints import complete_checkpoints, resume_problem
 from studio.engine.liveness import ACTIVE_STATES, INTERRUPTED, effective_state
 from studio.engine.run_dir import RunDirectory, read_metrics
-from studio.engine.run_files import int_field, mapping_field, number_field, str_field
+from studio.engine.run_files import (
+    int_field,
+    mapping_field,
+    number_field,
+    str_field,
+    wrong_field,
+)
 from studio.errors import ConfigError, yaml_error_location
 
 DAMAGED = "damaged"
+NOT_UTF8 = "not UTF-8 text"
+# The fields of status.json a listing reads, and their types.
+STATUS_FIELDS: dict[str, type] = {
+    "state": str,
+    "step": int,
+    "max_steps": int,
+    "pid": int,
+    "started": float,
+    "process_started": float,
+    "duration_seconds": float,
+    "loss": float,
+    "final_loss": float,
+    "best_loss": float,
+    "best_eval_loss": float,
+    "error": dict,
+}
 STATUSES = ("running", "finished", "stopped", "failed", INTERRUPTED, DAMAGED)
 SORT_KEYS = (
     "date",
@@ -93,13 +115,21 @@ class RunSummary:
 def read_config_mapping(run: Path) -> dict[str, Any]:
     """A run's config.yaml as written, not validated: its mapping, or {} when it holds none.
 
-    Raises OSError (or UnicodeDecodeError) when it cannot be read, and a `ConfigError` naming
-    the file and line when it is not YAML."""
+    Raises OSError when it cannot be read, and a `ConfigError` naming the file and line when it
+    is not UTF-8 or not YAML."""
     import yaml
 
     path = run / "config.yaml"
+    raw = path.read_bytes()
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = raw[: error.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{path}, line {line}: {NOT_UTF8}", advice="fix or remove the run's config.yaml"
+        ) from None
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as error:
         where, problem = yaml_error_location(path, error)
         raise ConfigError(
@@ -113,12 +143,10 @@ def _read_config_fields(path: Path) -> tuple[dict[str, Any], str | None]:
     as unknown ("?")."""
     try:
         data = read_config_mapping(path)
-    except UnicodeDecodeError:
-        return {}, "config.yaml is not UTF-8 text"
     except OSError as error:
         return {}, f"cannot read config.yaml: {error.strerror or error}"
     except ConfigError as error:
-        return {}, error.message
+        return {}, f"config.yaml is {NOT_UTF8}" if NOT_UTF8 in error.message else error.message
     except (ValueError, RecursionError):
         return {}, "config.yaml is not valid YAML"
     if not data:
@@ -156,7 +184,12 @@ def read_run(path: str | Path) -> RunSummary:
     status_file = run.status_file()
     status = status_file.data
     config, config_problem = _read_config_fields(path)
-    damage = status_file.problem or config_problem
+    status_problem = wrong_field(status, STATUS_FIELDS)
+    damage = (
+        status_file.problem
+        or (f"status.json: {status_problem}" if status_problem else None)
+        or config_problem
+    )
     method = config.get("method")
     method_name = str_field(method, "name") if isinstance(method, dict) else method
     shown = effective_state(status)
