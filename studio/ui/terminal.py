@@ -185,6 +185,11 @@ def _after_exit(app: StudioApp, loop: asyncio.AbstractEventLoop, code: int) -> i
         note = "the studio quit and left the run going headless"
     else:
         note = "terminal hung up: training goes on headless"
+    if app.control is not None:
+        # SIGTERM (kill, systemd, a scheduler's preemption): stop after the step and save,
+        # as `ftstudio train` does, instead of dying with an unfinished checkpoint.
+        stopping = app.control
+        signal.signal(signal.SIGTERM, lambda signum, frame: stopping.stop())
     if run_dir:
         _log(Path(run_dir), f"{note} (pid {os.getpid()}); ftstudio runs follow {run_dir}")
     continue_headless(wait_for_workers, Path(run_dir) / "log.txt" if run_dir else None)
