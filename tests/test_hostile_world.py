@@ -64,6 +64,13 @@ def test_runs_lists_every_healthy_run_when_others_are_damaged(
     assert listed["section"]["damage"] == "config.yaml: `model` is not a section"
     assert listed["latin1"]["damage"] == "config.yaml is not UTF-8 text"
 
+    # The other readers of status.json (Chat screen, chat targets) take the same damage.
+    from studio.chat.targets import run_is_active
+    from studio.ui.chat_choices import run_state
+
+    assert run_state(runs / "number") == "unknown" and not run_is_active(runs / "number")
+    assert run_state(runs / "ref") == "finished"
+
     for name in damage:
         code, out, err = run_cli(capsys, "runs", "show", name, "--runs-dir", str(runs))
         assert code == 0, err
