@@ -285,3 +285,33 @@ def test_enospc_is_disk_full_however_it_is_worded(tmp_path: Path) -> None:
     ):
         assert classify_failure(error, config).kind == "disk_full"
     assert classify_failure(ValueError("other"), config).kind == "internal"
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_open_studio_stops_its_run_and_saves(tmp_path: Path) -> None:
+    from tests.test_tui_hangup import exit_status, start_studio, write_config
+    from tests.test_ui_attach import TIMEOUT, train_steps
+
+    run = tmp_path / "runs" / "hup"
+    pid, terminal = start_studio(tmp_path, write_config(tmp_path))
+    try:
+        terminal.wait_for("Quit")
+        terminal.press("3")
+        terminal.wait_for("No run yet")
+        terminal.press("s")
+        deadline = time.monotonic() + TIMEOUT
+        while len(train_steps(run)) < 2:
+            assert exit_status(pid, 0) is None, terminal.text()[-3000:]
+            assert time.monotonic() < deadline, terminal.text()[-3000:]
+            time.sleep(0.1)
+        os.kill(pid, signal.SIGTERM)
+        code = exit_status(pid, TIMEOUT)
+        assert code == 0, terminal.text()[-3000:]
+        pid = 0
+    finally:
+        if pid:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+    summary = read_run(run)
+    assert summary.status == "stopped" and summary.step < 40
+    assert (run / "adapter" / "adapter_model.safetensors").is_file()
