@@ -104,6 +104,17 @@ def test_a_run_with_an_empty_status_can_be_resumed_and_deleted(
     assert read_run(run).status == "finished"
 
 
+def test_a_live_run_repairs_its_damaged_status_at_the_next_write(tmp_path: Path) -> None:
+    from studio.engine.liveness import effective_state
+    from studio.engine.run_dir import RunDirectory
+
+    status = {"state": "running", "pid": os.getpid(), "process_started": 0.0}
+    run = RunDirectory.create(tiny_config(tmp_path / "runs", "live"), status=status)
+    run.status_path.write_text("7")  # damaged under the live run
+    run.write_status(heartbeat=1.0)  # what the heartbeat thread does every 2 s
+    assert effective_state(run.read_status()) == "running"
+
+
 def test_runs_show_reads_bad_metrics_and_config_lines(
     hostile_reference_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

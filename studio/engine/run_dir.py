@@ -122,6 +122,10 @@ class RunDirectory:
                 shared = False
         self.dir_mode = SHARED_DIR_MODE if shared else PRIVATE_DIR_MODE
         self.file_mode = SHARED_FILE_MODE if shared else PRIVATE_FILE_MODE
+        # What this process last wrote to status.json: should the file be damaged under a
+        # live run, the next write (a heartbeat, within seconds) puts its state and pid back,
+        # so nobody takes the run for an interrupted one and resumes it twice.
+        self._last_status: dict[str, Any] = {}
 
     @classmethod
     def create(cls, config: RunConfig, *, status: dict[str, Any] | None = None) -> RunDirectory:
@@ -233,9 +237,11 @@ class RunDirectory:
     def write_status(self, **fields: Any) -> None:
         # The trainer thread and the heartbeat thread both update it: read-modify-write locked.
         with self._lock:
-            status = self.read_status()
+            read = self.status_file()
+            status = dict(self._last_status) if read.problem else read.data
             status.update(fields)
             status["updated"] = time.time()
+            self._last_status = status
             text = json.dumps(status, indent=2)
             write_atomic(self.status_path, text, self.file_mode, make_parents=False)
 
