@@ -9,11 +9,12 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from studio import __version__
 from studio.commands import COMMAND_MODULES
 from studio.errors import ConfigError, StudioError
+from studio.terminal_text import SafeTextStream
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,16 +52,32 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    # A headless command prints dataset fields, run names, logs, model output and its own
+    # arguments back: all of it goes through `printable`, so no escape sequence from them
+    # reaches the terminal raw. The TUI gets the real streams (it escapes what it renders).
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = SafeTextStream(sys.stdout), SafeTextStream(sys.stderr)
     try:
-        if args.command is None:
-            return _run_tui(args.studio_config, args.studio_overrides)
-        if args.studio_config is not None or args.studio_overrides:
-            parser.error(
-                "--config and --set before a command open the studio with a config; "
-                f"put them after the command: ftstudio {args.command} ..."
-            )
-        return args.handler(args)
+        args = parser.parse_args(argv)
+        if args.command is not None:
+            return _guarded(lambda: _run_command(parser, args))
+    finally:
+        sys.stdout, sys.stderr = saved
+    return _guarded(lambda: _run_tui(args.studio_config, args.studio_overrides))
+
+
+def _run_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    if args.studio_config is not None or args.studio_overrides:
+        parser.error(
+            "--config and --set before a command open the studio with a config; "
+            f"put them after the command: ftstudio {args.command} ..."
+        )
+    return args.handler(args)
+
+
+def _guarded(command: Callable[[], int]) -> int:
+    try:
+        return command()
     except StudioError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import _thread
+import os
 import shutil
 import signal
 import sys
@@ -22,6 +24,7 @@ from studio.engine.events import (
     StepMetrics,
     TelemetryEvent,
 )
+from studio.terminal_text import printable, write_control
 
 
 def format_duration(seconds: float | None) -> str:
@@ -111,17 +114,18 @@ class ConsoleProgress:
     def _progress(self, text: str) -> None:
         if self.live:
             width = shutil.get_terminal_size().columns
-            self.stream.write("\r\x1b[2K" + text[: width - 1])
+            write_control(self.stream, "\r\x1b[2K")
+            self.stream.write(printable(text)[: width - 1])
             self._line_open = True
         else:
-            self.stream.write(text + "\n")
+            self.stream.write(printable(text) + "\n")
         self.stream.flush()
 
     def _print(self, text: str) -> None:
         if self._line_open:
             self.stream.write("\n")
             self._line_open = False
-        self.stream.write(text + "\n")
+        self.stream.write(printable(text) + "\n")
         self.stream.flush()
 
 
@@ -146,9 +150,26 @@ def train_command(
     )
 
 
+# Seconds a run has, after the first SIGTERM, to finish its step and save before it aborts;
+# an environment setting so that a job script can match its scheduler's grace period.
+STOP_DEADLINE_VARIABLE = "FTSTUDIO_STOP_DEADLINE"
+DEFAULT_STOP_DEADLINE = 300.0
+
+
+def stop_deadline() -> float | None:
+    """The SIGTERM deadline in seconds (FTSTUDIO_STOP_DEADLINE; 0 or less: none)."""
+    text = os.environ.get(STOP_DEADLINE_VARIABLE, "").strip()
+    try:
+        seconds = float(text) if text else DEFAULT_STOP_DEADLINE
+    except ValueError:
+        seconds = DEFAULT_STOP_DEADLINE
+    return seconds if seconds > 0 else None
+
+
 def run_in_terminal(make_session: Callable[[EventBus, TrainingControl], Any], quiet: bool) -> int:
-    """Run a session with a progress line: Ctrl-C stops it gracefully, and a hung-up terminal
-    (SIGHUP) leaves it training headless to the end."""
+    """Run a session with a progress line: Ctrl-C or SIGTERM (kill, systemd, Slurm and
+    Kubernetes preemption) stops it after the current step and saves; a second one, or the
+    SIGTERM deadline, aborts. A hung-up terminal (SIGHUP) leaves it training headless."""
     bus = EventBus()
     console = ConsoleProgress(quiet=quiet)
     bus.subscribe(console)
@@ -158,7 +179,22 @@ def run_in_terminal(make_session: Callable[[EventBus, TrainingControl], Any], qu
     def on_interrupt(signum: int, frame: object) -> None:
         if control.stop_requested:
             raise KeyboardInterrupt
-        print("\nstopping after this step and saving; press Ctrl-C again to abort", flush=True)
+        if signum == signal.SIGTERM:
+            deadline = stop_deadline()
+            within = f" (aborting after {deadline:.0f} s)" if deadline else ""
+            print(
+                f"\nterminated: stopping after this step and saving{within}; "
+                "a second SIGTERM aborts",
+                file=sys.stderr,
+                flush=True,
+            )
+            if deadline:
+                # The deadline delivers a second SIGTERM to this handler, on the main thread.
+                timer = threading.Timer(deadline, _thread.interrupt_main, (signal.SIGTERM,))
+                timer.daemon = True
+                timer.start()
+        else:
+            print("\nstopping after this step and saving; press Ctrl-C again to abort", flush=True)
         control.stop()
 
     def on_terminal_hangup() -> None:
@@ -176,11 +212,13 @@ def run_in_terminal(make_session: Callable[[EventBus, TrainingControl], Any], qu
     from studio.engine.detach import on_hangup
 
     previous = signal.signal(signal.SIGINT, on_interrupt)
+    previous_terminate = signal.signal(signal.SIGTERM, on_interrupt)
     previous_hangup = on_hangup(on_terminal_hangup)
     try:
         result = session.run()
     finally:
         signal.signal(signal.SIGINT, previous)
+        signal.signal(signal.SIGTERM, previous_terminate)
         signal.signal(signal.SIGHUP, previous_hangup)
     return 0 if result.state in (RunState.FINISHED, RunState.STOPPED) else 1
 

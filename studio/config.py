@@ -386,6 +386,11 @@ class OutputSettings(Section):
         None,
         description="Name of this run's folder; default: model, method and a timestamp.",
     )
+    share_with_group: bool = Field(
+        False,
+        description="Let your group read the run folder (0750 / 0640); by default a run is "
+        "private to you (0700 / 0600). Only you can control a run either way.",
+    )
 
     @field_validator("run_name")
     @classmethod

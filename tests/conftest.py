@@ -68,3 +68,12 @@ def pin_cpu():
         patch.setattr(torch.cuda, "is_available", lambda: False)
         patch.setenv("CUDA_VISIBLE_DEVICES", "")
         yield
+
+
+@pytest.fixture(scope="session")
+def hostile_reference_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One finished tiny run (checkpoints at steps 2 and 4, an adapter) that the
+    fault-injection tests copy and damage; never change it in place."""
+    from tests.hostile_world import train_reference
+
+    return train_reference(tmp_path_factory.mktemp("hostile") / "runs")

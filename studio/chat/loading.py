@@ -27,6 +27,7 @@ def load_chat_parts(
     report = on_progress or (lambda text: None)
     quiet_libraries()
     plan = chat_device_plan(target, device)
+    check_trained_folder(target.adapter_dir)
     source = resolve_model_source(target.model.source)
     settings = method_settings(target)
     quantization = _quantization_config(settings, plan)
@@ -125,12 +126,29 @@ def _has_tokenizer(folder: Path) -> bool:
     return any((folder / name).is_file() for name in TOKENIZER_FILES)
 
 
+def check_trained_folder(folder: Path | None) -> None:
+    """A ModelError when a trained folder's files differ from what its completion marker says
+    (a truncated copy, a damaged disk), before anything is loaded from it."""
+    if folder is None:
+        return
+    from studio.engine.checkpoints import verify_complete
+
+    problem = verify_complete(folder)
+    if problem is not None:
+        raise ModelError(
+            f"the trained folder {folder} is damaged: {problem}",
+            advice="pick another checkpoint of the run (--checkpoint), or resume or re-run it",
+        )
+
+
 def _load_method_checked(model: Any, target: ChatTarget) -> Any:
     folder = target.adapter_dir
     assert folder is not None
     try:
         return load_method(model, target)
-    except (OSError, ValueError, KeyError, RuntimeError) as error:
+    except Exception as error:  # boundary: safetensors, torch and peft raise many types
+        if isinstance(error, ModelError) or not _is_load_error(error):
+            raise
         if not folder.exists():
             raise ModelError(
                 f"{folder.name} was deleted while it was loading",
@@ -143,6 +161,13 @@ def _load_method_checked(model: Any, target: ChatTarget) -> Any:
             advice=f"check that it was trained on {target.model.source} (a different base "
             "model gives mismatched shapes) and that its files are complete",
         ) from None
+
+
+def _is_load_error(error: Exception) -> bool:
+    """An error that a damaged or mismatched trained folder causes while loading."""
+    return isinstance(error, (OSError, ValueError, KeyError, RuntimeError)) or (
+        type(error).__name__ == "SafetensorError"
+    )
 
 
 def load_method(base_model: Any, target: ChatTarget) -> Any:

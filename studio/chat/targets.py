@@ -12,7 +12,6 @@ gives a clear error too (see `studio.chat.loading`). Whether a run is still trai
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -21,6 +20,7 @@ from studio.config import ModelSettings, load_config
 from studio.engine.checkpoints import CHECKPOINT_NAME, Checkpoint
 from studio.engine.checkpoints import list_checkpoints as engine_checkpoints
 from studio.engine.liveness import ACTIVE_STATES, effective_state
+from studio.engine.run_files import read_json_object, str_field
 from studio.errors import ConfigError, ModelError
 from studio.methods.registry import METHOD_FILE
 from studio.models.tiny import TINY_MODEL_NAME
@@ -171,12 +171,7 @@ def _adapter_target(folder: Path, model_source: str | None = None) -> ChatTarget
     base = model_source
     peft_config = folder / PEFT_CONFIG_FILE
     if not base and peft_config.is_file():
-        try:
-            base = json.loads(peft_config.read_text(encoding="utf-8")).get(
-                "base_model_name_or_path"
-            )
-        except (OSError, ValueError):
-            base = None
+        base = str_field(read_json_object(peft_config).data, "base_model_name_or_path")
     if not base:
         raise ModelError(
             f"cannot tell which base model the adapter in {folder} belongs to",
@@ -192,11 +187,8 @@ def list_checkpoints(run_dir: str | Path) -> list[Checkpoint]:
 
 def run_is_active(run_dir: str | Path) -> bool:
     """True when status.json says the run is training and its process is alive."""
-    try:
-        status = json.loads((Path(run_dir) / "status.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return effective_state(status) in ACTIVE_STATES
+    status = read_json_object(Path(run_dir) / "status.json")
+    return not status.problem and effective_state(status.data) in ACTIVE_STATES
 
 
 def _pick_checkpoint(run_dir: Path, checkpoint: int | str) -> Checkpoint:

@@ -189,6 +189,8 @@ def run_show(args: argparse.Namespace) -> int:
         print(f"training in process {summary.pid}")
     checkpoint = f"newest complete: step {summary.last_checkpoint}" if summary.checkpoints else ""
     print(f"checkpoints: {summary.checkpoints} {checkpoint}".rstrip())
+    if summary.damage:
+        print(f"damaged: {summary.damage}")
     if summary.error_kind:
         print(f"error ({summary.error_kind}): {summary.error_message or ''}".rstrip())
     if summary.resumable:
@@ -196,10 +198,20 @@ def run_show(args: argparse.Namespace) -> int:
     if summary.error_kind == "out_of_memory":
         print(f"what would fit: ftstudio runs triage {summary.path}")
     print("\nconfig.yaml:")
-    print((summary.path / "config.yaml").read_text(encoding="utf-8").rstrip())
+    try:
+        config_text = (summary.path / "config.yaml").read_bytes().decode("utf-8", "replace")
+    except OSError as error:
+        config_text = f"(cannot read it: {error.strerror or error})"
+    print(config_text.rstrip())
     if curves.train_loss:
+        from studio.errors import StudioError
+
+        try:
+            overlay = render_loss_overlay(compare_runs([path]), width=80, height=16)
+        except StudioError as error:  # a damaged config.yaml: the rest is still worth showing
+            overlay = f"(no loss plot: {error.message})"
         print()
-        print(render_loss_overlay(compare_runs([path]), width=80, height=16))
+        print(overlay)
     return 0
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from studio.data.cleaning import LineRecord, clean_records
+from studio.data.control_tokens import control_token_note
 from studio.data.folders import HUB_NAME, read_dataset_folder, read_hub_dataset
 from studio.data.readers import SUPPORTED_SUFFIXES, RawFile, read_dataset_file
 from studio.data.report import DataReport
@@ -57,6 +58,9 @@ def prepare_file(
         converted += validate_records(raw, data_format, system_prompt, report)
     kept = clean_records(converted, report, min_chars=min_chars, deduplicate=deduplicate)
     report.kept = len(kept)
+    control_tokens = control_token_note(raws[0].path if len(raws) == 1 else path, kept)
+    if control_tokens is not None:
+        report.notes.append(control_tokens)
     return kept, report
 
 

@@ -2,6 +2,12 @@
 
 JSON, JSONL, CSV and plain text are read with the standard library only; Parquet and hub
 datasets import pyarrow / datasets lazily, so `ftstudio data check` stays fast.
+
+Reads are bounded, because a dataset path can be anything: a FIFO or a device (a symlink to
+/dev/zero) is refused before it is opened, a file over `MAX_FILE_BYTES` is refused, and a
+record over `MAX_RECORD_BYTES` of text or nested deeper than `MAX_RECORD_DEPTH` is dropped
+with its line in the report (one 200 MB record would otherwise take tens of GB to tokenize,
+however short `data.max_length` is).
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ import csv
 import json
 import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +38,10 @@ _JSON_CELL_FIELDS = frozenset(
     {"messages", "conversations", "history", "prompt", "chosen", "rejected"}
 )
 _HUB_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+# Bounds on what one dataset file and one record may hold (see the module docstring).
+MAX_FILE_BYTES = 8 * 2**30
+MAX_RECORD_BYTES = 16 * 2**20
+MAX_RECORD_DEPTH = 64
 
 
 @dataclass
@@ -77,6 +88,7 @@ def read_dataset_file(
             f"{shown} is a folder, not a dataset file",
             advice="point data.path at one .json, .jsonl, .csv, .parquet or .txt file",
         )
+    _check_regular_file(local, shown)
     file_type = SUPPORTED_SUFFIXES.get(suffix)
     if file_type is None:
         raise DataError(
@@ -93,14 +105,91 @@ def read_dataset_file(
         raw = reader(text, shown)
     if raw.read == 0:
         raise DataError(f"{shown} holds no records", advice="the file has no data rows")
+    return _bounded(raw)
+
+
+def _check_regular_file(path: Path, shown: str) -> None:
+    """Refuse a FIFO, a device or a socket before opening it (opening a FIFO blocks; a device
+    such as /dev/zero never ends), and a file too large to read."""
+    try:
+        info = path.stat()  # follows a symlink to what it points at
+    except OSError as error:
+        raise DataError(f"cannot read {shown}: {error.strerror or error}") from None
+    if not stat.S_ISREG(info.st_mode):
+        kind = (
+            "a FIFO (named pipe)"
+            if stat.S_ISFIFO(info.st_mode)
+            else "a device"
+            if stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode)
+            else "a socket"
+            if stat.S_ISSOCK(info.st_mode)
+            else "not a regular file"
+        )
+        target = f" (a link to {os.path.realpath(path)})" if path.is_symlink() else ""
+        raise DataError(
+            f"{shown} is {kind}{target}, not a dataset file",
+            advice="write the data to a regular file first and point data.path at it",
+        )
+    if info.st_size > MAX_FILE_BYTES:
+        raise DataError(
+            f"{shown} is {info.st_size / 2**30:.1f} GiB; the limit is "
+            f"{MAX_FILE_BYTES / 2**30:.0f} GiB per dataset file",
+            advice="split it into several files and train on a part, or sample it",
+        )
+
+
+def record_limit_problem(value: Any) -> tuple[str, str] | None:
+    """(reason, detail) when a record is over the size or depth limit, else None.
+
+    Iterative (a record nested 100,000 deep must not hit Python's recursion limit) and
+    stops as soon as a limit is passed."""
+    size = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_RECORD_DEPTH:
+            return "too_deep", f"nested deeper than {MAX_RECORD_DEPTH} levels"
+        if isinstance(item, str):
+            size += len(item)
+        elif isinstance(item, dict):
+            size += sum(len(key) for key in item if isinstance(key, str))
+            stack.extend((child, depth + 1) for child in item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend((child, depth + 1) for child in item)
+        else:
+            size += 8
+        if size > MAX_RECORD_BYTES:
+            return "too_large", (
+                f"over {MAX_RECORD_BYTES >> 20} MiB of text in one record; split it into "
+                "several records"
+            )
+    return None
+
+
+def _bounded(raw: RawFile) -> RawFile:
+    """Move records over the size or depth limit to the file's problems."""
+    kept = []
+    for record in raw.records:
+        problem = record_limit_problem(record.value)
+        if problem is None:
+            kept.append(record)
+        else:
+            raw.problems.append(RecordProblem(raw.path, record.line, problem[0], None, problem[1]))
+    raw.records = kept
     return raw
 
 
 def _read_text(path: Path, shown: str) -> str:
     try:
-        data = path.read_bytes()
+        with path.open("rb") as stream:
+            data = stream.read(MAX_FILE_BYTES + 1)
     except OSError as error:
         raise DataError(f"cannot read {shown}: {error.strerror or error}") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise DataError(
+            f"{shown} holds more than {MAX_FILE_BYTES / 2**30:.0f} GiB",
+            advice="split it into several files and train on a part, or sample it",
+        )
     if not data.strip():
         raise DataError(f"{shown} is empty", advice="the dataset file has no content")
     try:
@@ -123,6 +212,12 @@ def _parse_jsonl(text: str, shown: str) -> RawFile:
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
+        if len(line) > MAX_RECORD_BYTES:
+            # Not even parsed: the parse alone of a huge line costs many times its size.
+            detail = f"a line of {len(line) / 2**20:.0f} MiB; records may hold at most "
+            detail += f"{MAX_RECORD_BYTES >> 20} MiB of text, split it into several records"
+            raw.problems.append(RecordProblem(shown, number, "too_large", None, detail))
+            continue
         try:
             raw.records.append(RawRecord(number, json.loads(line)))
         except json.JSONDecodeError as error:
@@ -131,6 +226,9 @@ def _parse_jsonl(text: str, shown: str) -> RawFile:
                     shown, number, "bad_json", None, f"{error.msg} (column {error.colno})"
                 )
             )
+        except RecursionError:
+            detail = f"nested deeper than {MAX_RECORD_DEPTH} levels"
+            raw.problems.append(RecordProblem(shown, number, "too_deep", None, detail))
     return raw
 
 
@@ -140,6 +238,13 @@ def _parse_jsonl(text: str, shown: str) -> RawFile:
 def _parse_json(text: str, shown: str) -> RawFile:
     try:
         document = json.loads(text)
+    except RecursionError:
+        raise DataError(
+            f"the JSON is nested too deeply to read (records may nest {MAX_RECORD_DEPTH} "
+            "levels at most)",
+            location=shown,
+            advice="check how the file was made; a dataset is an array of flat records",
+        ) from None
     except json.JSONDecodeError as error:
         hint = "is this JSON Lines? then name the file .jsonl" if _looks_like_jsonl(text) else None
         raise DataError(

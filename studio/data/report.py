@@ -10,7 +10,14 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 ProblemReason = Literal[
-    "bad_json", "missing_field", "empty_field", "wrong_type", "unknown_format", "bad_role"
+    "bad_json",
+    "missing_field",
+    "empty_field",
+    "wrong_type",
+    "unknown_format",
+    "bad_role",
+    "too_large",
+    "too_deep",
 ]
 PROBLEM_REASONS: tuple[str, ...] = (
     "bad_json",
@@ -19,6 +26,8 @@ PROBLEM_REASONS: tuple[str, ...] = (
     "wrong_type",
     "unknown_format",
     "bad_role",
+    "too_large",  # a record over readers.MAX_RECORD_BYTES
+    "too_deep",  # a record nested deeper than readers.MAX_RECORD_DEPTH
 )
 # Records that are well formed but removed by cleaning; they never stop a run.
 CLEANING_REASONS: tuple[str, ...] = ("too_short", "duplicate", "same_answers")

@@ -53,6 +53,8 @@ class EngineCallback(TrainerCallback):
         self.publish(StateChanged(RunState.RUNNING, f"training for {state.max_steps} steps"))
 
     def on_step_end(self, args, state, control, **kwargs):
+        if self.user_control.failure is not None:
+            raise self.user_control.failure
         if self.first_step_time is None:
             self.first_step_time = time.monotonic()
         if self.user_control.paused and not self.user_control.stop_requested:
@@ -175,7 +177,10 @@ class RunCallback(TrainerCallback):
 
         folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         if folder.is_dir():
-            mark_complete(folder, state.global_step)
+            run = self.session.run_dir
+            if run is not None:  # the Trainer's files follow the umask; the run's are private
+                run.apply_modes(folder)
+            mark_complete(folder, state.global_step, run.file_mode if run else None)
             prune_checkpoints(folder.parent, self.keep, protect=state.best_model_checkpoint)
             self.session.on_checkpoint(state.global_step, folder)
 

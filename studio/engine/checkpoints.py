@@ -8,11 +8,17 @@ writes `ftstudio_complete.json` into the folder after the Trainer reports the sa
 with that marker. Pruning to the newest `training.save_total_limit` happens after the marker is
 written too, so a crash while saving never costs the last good checkpoint.
 
+The marker lists every file of the folder with its size and SHA-256, so a checkpoint damaged
+after it was written (a truncated copy, a bad disk, a hand edit) is told apart from a whole one:
+resume goes on from the newest checkpoint that verifies, and moves a damaged one aside (never
+deletes it). The trained adapter/ carries the same marker; chat and export verify it first.
+
 No torch here: listing is cheap enough for the Runs screen.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -22,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from studio.engine.run_dir import RunDirectory, read_metrics, restore_replaced, write_atomic
+from studio.engine.run_files import int_field, read_json_object
 
 CHECKPOINT_NAME = re.compile(r"^checkpoint-(\d+)$")
 COMPLETE_MARKER = "ftstudio_complete.json"
@@ -73,16 +80,66 @@ def last_complete_checkpoint(run: RunDirectory | Path | str) -> Checkpoint | Non
     return complete[-1] if complete else None
 
 
-def mark_complete(folder: Path, step: int) -> None:
-    """Record that the Trainer finished writing `folder` (call only after it has)."""
-    # Flush what the Trainer wrote before the marker can claim it is there.
-    for entry in folder.iterdir():
-        if entry.is_file():
+def mark_complete(folder: Path, step: int | None, mode: int | None = None) -> None:
+    """Record that `folder` is whole (call only after the Trainer or a save finished writing
+    it): every file with its size and SHA-256, in `COMPLETE_MARKER`."""
+    files = {}
+    for entry in sorted(folder.rglob("*")):
+        if entry.is_file() and not entry.is_symlink() and entry.name != COMPLETE_MARKER:
+            # Flushed before the marker can claim it is there.
             _fsync(entry)
-    write_atomic(
-        folder / COMPLETE_MARKER,
-        json.dumps({"step": step, "time": time.time()}, indent=2),
-    )
+            files[entry.relative_to(folder).as_posix()] = {
+                "bytes": entry.stat().st_size,
+                "sha256": file_sha256(entry),
+            }
+    marker = {"step": step, "time": time.time(), "files": files}
+    write_atomic(folder / COMPLETE_MARKER, json.dumps(marker, indent=2), mode)
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        while chunk := stream.read(4 * 2**20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def verify_complete(folder: Path, *, checksums: bool = True) -> str | None:
+    """What is wrong with a marked folder (a checkpoint or adapter/), or None when every file
+    its marker lists is there with the same size (and, with `checksums`, the same SHA-256).
+
+    A folder without a marker, or with an older marker that lists no files, is not judged
+    (None): runs written before markers carried checksums stay usable."""
+    marker = read_json_object(folder / COMPLETE_MARKER)
+    if marker.missing:
+        return None
+    if marker.problem:
+        return marker.problem
+    files = marker.data.get("files")
+    if files is None:
+        return None
+    if not isinstance(files, dict):
+        return f"{COMPLETE_MARKER} lists no files"
+    root = folder.resolve()
+    for name, expected in files.items():
+        path = (folder / str(name)).resolve()
+        if root not in path.parents:
+            return f"{COMPLETE_MARKER} names a file outside the folder: {name}"
+        size = int_field(expected, "bytes")
+        try:
+            actual = path.stat().st_size
+        except OSError:
+            return f"{name} is missing"
+        if size is not None and actual != size:
+            return f"{name} is damaged: {actual:,} bytes, {size:,} when it was saved"
+        wanted = expected.get("sha256") if isinstance(expected, dict) else None
+        if checksums and isinstance(wanted, str):
+            try:
+                if file_sha256(path) != wanted:
+                    return f"{name} is damaged: its checksum differs from when it was saved"
+            except OSError as error:
+                return f"cannot read {name}: {error.strerror or error}"
+    return None
 
 
 def _fsync(path: Path) -> None:
@@ -148,6 +205,8 @@ class ResumePoint:
 
     checkpoint: Checkpoint | None
     removed: tuple[Path, ...] = ()
+    # Marked checkpoints that failed verification: (where it was moved aside, why).
+    damaged: tuple[tuple[Path, str], ...] = ()
 
     @property
     def step(self) -> int:
@@ -181,9 +240,26 @@ def prepare_resume(run: RunDirectory) -> ResumePoint:
         shutil.rmtree(debris, ignore_errors=True)
     for leftover in run.checkpoints_dir.glob(".deleting-*"):
         shutil.rmtree(leftover, ignore_errors=True)
-    checkpoint = last_complete_checkpoint(run)
+    checkpoint, damaged = newest_verified_checkpoint(run)
     truncate_metrics(run.metrics_path, checkpoint.step if checkpoint else 0)
-    return ResumePoint(checkpoint, tuple(removed))
+    return ResumePoint(checkpoint, tuple(removed), tuple(damaged))
+
+
+def newest_verified_checkpoint(
+    run: RunDirectory,
+) -> tuple[Checkpoint | None, list[tuple[Path, str]]]:
+    """The newest complete checkpoint whose files verify; damaged newer ones are moved aside
+    to `checkpoints/.damaged-checkpoint-N` (kept for a look, never deleted)."""
+    damaged = []
+    for checkpoint in reversed(complete_checkpoints(run)):
+        problem = verify_complete(checkpoint.path)
+        if problem is None:
+            return checkpoint, damaged
+        aside = checkpoint.path.with_name(f".damaged-{checkpoint.path.name}")
+        shutil.rmtree(aside, ignore_errors=True)
+        checkpoint.path.rename(aside)
+        damaged.append((aside, problem))
+    return None, damaged
 
 
 def truncate_metrics(path: Path, last_step: int) -> int:
@@ -191,7 +267,7 @@ def truncate_metrics(path: Path, last_step: int) -> int:
     if not path.exists():
         return 0
     records = read_metrics(path)
-    kept = [record for record in records if int(record.get("step") or 0) <= last_step]
+    kept = [record for record in records if (int_field(record, "step") or 0) <= last_step]
     dropped = len(records) - len(kept)
     text = "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in kept)
     write_atomic(path, text)

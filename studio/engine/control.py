@@ -14,10 +14,21 @@ class TrainingControl:
         self._save_now = threading.Event()
         self._running = threading.Event()  # cleared while paused
         self._running.set()
+        self._failure: BaseException | None = None
 
     def stop(self) -> None:
         self._stop.set()
         self._running.set()  # a paused run must wake up to stop
+
+    def fail(self, error: BaseException) -> None:
+        """End the run with `error` at the next step boundary, without saving (for a run
+        folder that was removed: saving would only make it again, half)."""
+        self._failure = error
+        self.stop()
+
+    @property
+    def failure(self) -> BaseException | None:
+        return self._failure
 
     def pause(self) -> None:
         self._running.clear()

@@ -61,7 +61,7 @@ def detach_from_terminal(log_path: str | Path | None) -> None:
             stream.flush()
     if log_path is not None:
         Path(log_path).parent.mkdir(parents=True, exist_ok=True)
-        target = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        target = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     else:
         target = os.open(os.devnull, os.O_WRONLY)
     empty = os.open(os.devnull, os.O_RDONLY)

@@ -37,6 +37,7 @@ from studio.engine.events import (
 )
 from studio.engine.liveness import INTERRUPTED, TERMINAL_STATES, effective_state
 from studio.engine.run_dir import RunDirectory
+from studio.engine.run_files import int_field, str_field, str_list_field
 
 _STEP_FIELDS = {
     "step",
@@ -92,7 +93,7 @@ def _float(value: Any) -> float | None:
 def metric_event(record: dict[str, Any], started: float | None = None) -> RunEvent | None:
     """The event a metrics.jsonl record was written from."""
     when = _float(record.get("time")) or time.time()
-    step = int(record.get("step") or 0)
+    step = int_field(record, "step", 0) or 0
     extra = {
         key: number
         for key, value in record.items()
@@ -113,7 +114,7 @@ def metric_event(record: dict[str, Any], started: float | None = None) -> RunEve
         elapsed = max(when - started, 0.0) if started else 0.0
     return StepMetrics(
         step=step,
-        max_steps=int(record.get("max_steps") or 0),
+        max_steps=int_field(record, "max_steps", 0) or 0,
         epoch=_float(record.get("epoch")) or 0.0,
         loss=_float(record.get("loss")),
         learning_rate=_float(record.get("learning_rate")),
@@ -225,7 +226,7 @@ class RunFollower:
                         "resume it from its last checkpoint: ftstudio train --resume "
                         f"{self.run.path}",
                     ),
-                    step=status.get("step"),
+                    step=int_field(status, "step"),
                 )
             )
         else:
@@ -235,18 +236,18 @@ class RunFollower:
                     RunError(
                         kind=str(error.get("kind", "internal")),
                         message=str(error.get("message", "")),
-                        advice=tuple(error.get("advice") or ()),
-                        step=error.get("step"),
+                        advice=tuple(str_list_field(error, "advice")),
+                        step=int_field(error, "step"),
                     )
                 )
         if self.state is not final:
-            events.append(StateChanged(final, f"after {status.get('step') or 0} steps"))
+            events.append(StateChanged(final, f"after {int_field(status, 'step', 0)} steps"))
             self.state = final
-        adapter = status.get("adapter_dir")
+        adapter = str_field(status, "adapter_dir")
         self.finished = RunFinished(
             state=final,
             run_dir=str(self.run.path),
-            steps=int(status.get("step") or 0),
+            steps=int_field(status, "step", 0) or 0,
             final_loss=_float(status.get("final_loss")),
             best_eval_loss=_float(status.get("best_eval_loss")),
             adapter_dir=adapter if adapter and Path(adapter).exists() else None,

@@ -29,12 +29,15 @@ class Heartbeat:
         poll_seconds: float = 0.5,
         heartbeat_seconds: float = HEARTBEAT_SECONDS,
         on_command: Callable[[str], None] | None = None,
+        on_refused: Callable[[str], None] | None = None,
     ) -> None:
         self.run = run
         self.control = control
         self.poll_seconds = poll_seconds
         self.heartbeat_seconds = heartbeat_seconds
         self.on_command = on_command
+        self.on_refused = on_refused
+        self._refused: str | None = None
         self.inbox = ControlInbox(run.control_path, skip_existing=True)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="ftstudio-heartbeat", daemon=True)
@@ -58,11 +61,19 @@ class Heartbeat:
                 if time.monotonic() - last_beat >= self.heartbeat_seconds:
                     self.run.write_status(heartbeat=time.time())
                     last_beat = time.monotonic()
-            except OSError:
-                continue  # a full disk or a vanished folder must not kill the run
+            except OSError as error:
+                # A full disk must not kill the run; a removed run folder ends it (at the
+                # next step, unsaved: saving would only make the folder again, half).
+                if not self.run.config_path.exists() and self.control.failure is None:
+                    self.control.fail(error)
+                continue
 
     def poll(self) -> None:
         commands = self.inbox.poll()
+        if self.inbox.refused != self._refused:
+            self._refused = self.inbox.refused
+            if self._refused and self.on_refused is not None:
+                self.on_refused(self._refused)
         for command in commands:
             name = str(command["command"])
             apply_command(self.control, name)

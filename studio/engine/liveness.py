@@ -17,6 +17,8 @@ import socket
 import time
 from typing import Any
 
+from studio.engine.run_files import int_field, number_field, str_field
+
 ACTIVE_STATES = frozenset({"preparing", "running", "paused", "stopping"})
 TERMINAL_STATES = frozenset({"finished", "stopped", "failed"})
 INTERRUPTED = "interrupted"
@@ -60,23 +62,24 @@ def _kill_zero(pid: int) -> bool:
 
 def run_process_alive(status: dict[str, Any], now: float | None = None) -> bool:
     """Whether the process named in a status.json is still training it."""
-    pid = status.get("pid")
-    if not isinstance(pid, int):
+    pid = int_field(status, "pid")
+    if pid is None:
         return False
     host = status.get("host")
     if host and host != this_host():
-        heartbeat = status.get("heartbeat") or status.get("updated") or 0.0
-        return (now or time.time()) - float(heartbeat) < HEARTBEAT_STALE_SECONDS
-    started = status.get("process_started") or status.get("started")
-    return process_alive(pid, float(started) if started else None)
+        heartbeat = number_field(status, "heartbeat") or number_field(status, "updated") or 0.0
+        return (now or time.time()) - heartbeat < HEARTBEAT_STALE_SECONDS
+    started = number_field(status, "process_started") or number_field(status, "started")
+    return process_alive(pid, started)
 
 
 def effective_state(status: dict[str, Any]) -> str:
     """The state to show: the recorded one, or `interrupted` for an active run whose process
-    is gone. An empty status (a folder still being created) reads as `preparing`."""
-    if not status:
-        return "preparing"
-    state = str(status.get("state") or "preparing")
+    is gone. An empty status (missing, torn or not an object: a run folder always gets one
+    before its config.yaml) is `interrupted` too, so it can be resumed or deleted."""
+    if not isinstance(status, dict) or not status:
+        return INTERRUPTED
+    state = str_field(status, "state") or "preparing"
     if state in ACTIVE_STATES and not run_process_alive(status):
         return INTERRUPTED
     return state

@@ -8,6 +8,11 @@ keys of the Train screen — and acknowledges the last one in status.json (`cont
 
 `RemoteControl` has the same stop / pause / resume / request_save methods as
 `TrainingControl`, so the Train screen drives an attached run with the same code.
+
+Only the run's owner commands it. The training process creates control.jsonl 0600 before
+anyone else can (see `RunDirectory.create_control_file`), a client never creates it with more,
+and `ControlInbox` ignores the file while it is owned by another user or writable by group or
+others (someone loosened it): a command in it could come from anyone.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from studio.engine.control import TrainingControl
+from studio.engine.run_files import read_json_object
+from studio.errors import ConfigError
 
 COMMANDS = ("stop", "pause", "resume", "save")
 CONTROL_FILE = "control.jsonl"
@@ -31,7 +38,15 @@ def send_command(run_dir: str | Path, command: str) -> str:
         raise ValueError(f"unknown command '{command}'; known: {', '.join(COMMANDS)}")
     command_id = uuid.uuid4().hex[:12]
     line = json.dumps({"id": command_id, "command": command, "time": time.time()}) + "\n"
-    descriptor = os.open(Path(run_dir) / CONTROL_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    path = Path(run_dir) / CONTROL_FILE
+    _check_owner(Path(run_dir))
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    except PermissionError:
+        raise ConfigError(
+            f"you may not control the run in {run_dir}: {path} is not writable for you",
+            advice="only the user who started a run can stop, pause or save it",
+        ) from None
     try:
         os.write(descriptor, line.encode("utf-8"))
     finally:
@@ -39,11 +54,21 @@ def send_command(run_dir: str | Path, command: str) -> str:
     return command_id
 
 
-def read_ack(run_dir: str | Path) -> dict[str, Any]:
+def _check_owner(run_dir: Path) -> None:
+    """Refuse up front to command a run another user owns (root may: it can anyway)."""
     try:
-        status = json.loads((Path(run_dir) / "status.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
+        owner = run_dir.stat().st_uid
+    except OSError:
+        return  # gone or unreadable: the open below says so
+    if owner != os.geteuid() and os.geteuid() != 0:
+        raise ConfigError(
+            f"the run in {run_dir} belongs to another user (uid {owner})",
+            advice="only the user who started a run can stop, pause or save it",
+        )
+
+
+def read_ack(run_dir: str | Path) -> dict[str, Any]:
+    status = read_json_object(Path(run_dir) / "status.json").data
     ack = status.get("control_ack")
     return ack if isinstance(ack, dict) else {}
 
@@ -92,6 +117,17 @@ class ControlInbox:
         self.path = path
         self.offset = self._size() if skip_existing else 0
         self._partial = b""
+        # Why commands are being ignored (the file is not the owner's alone), or None.
+        self.refused: str | None = None
+
+    def _trusted(self, info: os.stat_result) -> bool:
+        if info.st_uid != os.geteuid():
+            self.refused = f"{self.path} is owned by uid {info.st_uid}, not by this run's user"
+        elif info.st_mode & 0o022:
+            self.refused = f"{self.path} is writable by other users (mode {info.st_mode & 0o777:o})"
+        else:
+            self.refused = None
+        return self.refused is None
 
     def _size(self) -> int:
         try:
@@ -106,9 +142,13 @@ class ControlInbox:
         if size == self.offset:
             return []
         with self.path.open("rb") as stream:
+            trusted = self._trusted(os.fstat(stream.fileno()))
             stream.seek(self.offset)
             data = stream.read(size - self.offset)
         self.offset += len(data)
+        if not trusted:
+            self._partial = b""
+            return []  # read past, so they are never applied later either
         data = self._partial + data
         *lines, self._partial = data.split(b"\n")
         commands = []

@@ -14,10 +14,12 @@ that other processes append to control.jsonl (see `remote_control`).
 
 from __future__ import annotations
 
+import json
 import os
 import time
 import traceback
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +104,8 @@ class TrainingSession:
         self._best_loss: float | None = None
         self._last_loss: float | None = None
         self._previous_duration = 0.0
+        # The first run-folder write that failed (a full disk, a removed folder), if any.
+        self.write_error: OSError | None = None
 
     @classmethod
     def resume(
@@ -146,8 +150,33 @@ class TrainingSession:
     # ------------------------------------------------------------- events
 
     def publish(self, event: RunEvent) -> None:
-        self._record(event)
+        try:
+            self._record(event)
+        except OSError as error:
+            # A full disk, a removed run folder: the event still reaches the screen, and the
+            # run goes on (a checkpoint that cannot be written fails it with advice).
+            self._write_failed(error)
         self.bus.publish(event)
+
+    def _write_failed(self, error: OSError) -> None:
+        """Say once that the run folder cannot be written; never raises."""
+        removed = self.run_dir is not None and not self.run_dir.config_path.exists()
+        if removed and self.control.failure is None:
+            self.control.fail(error)  # the run folder was removed: end the run
+        if self.write_error is None:
+            self.write_error = error
+            where = self.run_dir.path if self.run_dir else "the run folder"
+            reason = error.strerror or str(error)
+            self.bus.publish(LogLine(text=f"cannot write to {where}: {reason}", level="warning"))
+
+    def _guarded(self, write: Any, *args: Any, **fields: Any) -> bool:
+        """Run one run-folder write on the failure path; False (and noted) when it fails."""
+        try:
+            write(*args, **fields)
+        except OSError as error:
+            self._write_failed(error)
+            return False
+        return True
 
     def log(self, text: str, level: str = "info") -> None:
         self.publish(LogLine(text=text, level=level))
@@ -228,7 +257,12 @@ class TrainingSession:
             self.run_dir = self._open_run_directory()
             from studio.engine.heartbeat import Heartbeat
 
-            heartbeat = Heartbeat(self.run_dir, self.control, on_command=self._on_command)
+            heartbeat = Heartbeat(
+                self.run_dir,
+                self.control,
+                on_command=self._on_command,
+                on_refused=self._on_refused_commands,
+            )
             heartbeat.start()
             self.publish(StateChanged(RunState.PREPARING, f"run directory {self.run_dir.path}"))
             self._log_resume()
@@ -247,9 +281,14 @@ class TrainingSession:
             error_record = None
         except Exception as error:
             final = RunState.FAILED
-            failure = classify_failure(error, self.config)
+            run_path = self.run_dir.path if self.run_dir else None
+            failure = classify_failure(error, self.config, run_path=run_path)
             if self.run_dir is not None and not isinstance(error, StudioError):
-                self.run_dir.log(traceback.format_exc(), "error")
+                logged = self._guarded(self.run_dir.log, traceback.format_exc(), "error")
+                if not logged and failure.kind == "internal":
+                    failure = replace(failure, advice=())  # the traceback is not in log.txt
+            elif self.run_dir is None and failure.kind == "internal":
+                failure = replace(failure, advice=())  # no run folder, so no log.txt
             step = self.current_step or self._step or None
             error_record = {
                 "kind": failure.kind,
@@ -266,7 +305,7 @@ class TrainingSession:
         if sampler is not None:
             sampler.close()
         if heartbeat is not None:
-            heartbeat.close()
+            self._guarded(heartbeat.close)
         duration = time.monotonic() - self._started + self._previous_duration
         final_loss = self._last_loss
         if trainer_callback is not None and trainer_callback.last_loss is not None:
@@ -282,7 +321,7 @@ class TrainingSession:
             duration_seconds=duration,
         )
         if self.run_dir is not None:
-            self.run_dir.write_status(
+            self._write_final_status(
                 state=final.value,
                 finished=time.time(),
                 duration_seconds=round(duration, 2),
@@ -296,17 +335,32 @@ class TrainingSession:
         self.publish(summary)
         return summary
 
+    def _write_final_status(self, **fields: Any) -> None:
+        """The end of the run in status.json, which must never be left saying `running`.
+
+        On a full disk the usual atomic rewrite (a new file, then a rename) has no room: the
+        fallback overwrites the old file in place with the few fields that matter, which fit
+        in the blocks the old, longer file frees."""
+        run = self.run_dir
+        assert run is not None
+        if self._guarded(run.write_status, **fields):
+            return
+        essential = {
+            key: fields.get(key) for key in ("state", "finished", "error", "final_loss")
+        }
+        status = {**run.read_status(), **essential, "updated": time.time()}
+        try:
+            with run.status_path.open("r+", encoding="utf-8") as stream:
+                stream.truncate(0)
+                stream.write(json.dumps(status))
+        except OSError as error:
+            self._write_failed(error)
+
     def _open_run_directory(self) -> RunDirectory:
         process = {"pid": os.getpid(), "host": this_host(), "process_started": time.time()}
         if self.resume_dir is None:
-            run = RunDirectory.create(self.config)
-            run.write_status(
-                state=RunState.PREPARING.value,
-                started=time.time(),
-                run_name=run.name,
-                **process,
-            )
-            return run
+            status = {"state": RunState.PREPARING.value, "started": time.time(), **process}
+            return RunDirectory.create(self.config, status=status)
         run = RunDirectory.open(self.resume_dir)
         problem = resume_problem(run)
         if problem:
@@ -326,6 +380,7 @@ class TrainingSession:
         self._step = point.step
         self._previous_duration = float(previous.get("duration_seconds") or 0.0)
         write_atomic(run.config_path, dump_config(self.config))
+        run.create_control_file()
         resumes = list(previous.get("resumes") or [])
         resumes.append({"time": time.time(), "from_step": point.step, "changes": self.changes})
         run.write_status(
@@ -348,6 +403,8 @@ class TrainingSession:
             return
         for path in point.removed:
             self.log(f"removed incomplete checkpoint {path.name}", "warning")
+        for path, problem in point.damaged:
+            self.log(f"skipped a damaged checkpoint ({problem}); kept it as {path}", "warning")
         if point.checkpoint is None:
             self.log("no complete checkpoint: training again from step 0", "warning")
         else:
@@ -358,6 +415,9 @@ class TrainingSession:
 
     def _on_command(self, command: str) -> None:
         self.log(f"command from another process: {command}")
+
+    def _on_refused_commands(self, reason: str) -> None:
+        self.log(f"commands ignored: {reason}; only this run's user may control it", "warning")
 
     def _start_telemetry(self) -> Any:
         """Sample GPU / host memory about once a second into telemetry.jsonl and events."""

@@ -186,6 +186,10 @@ def train(session: TrainingSession) -> EngineCallback:
     shutil.rmtree(staging, ignore_errors=True)
     save_trained(model, config.method, staging)
     tokenizer.save_pretrained(str(staging))
+    from studio.engine.checkpoints import mark_complete
+
+    run.apply_modes(staging)
+    mark_complete(staging, session.current_step or None, run.file_mode)  # chat/export verify it
     replace_directory(staging, run.adapter_dir)
     session.log(f"saved {method.title} result to {run.adapter_dir}")
     return callbacks[0]

@@ -27,7 +27,7 @@ from types import ModuleType
 from typing import Any
 
 from studio.config_methods import METHOD_SETTINGS, METHOD_TRAINING_TYPES
-from studio.errors import ConfigError
+from studio.errors import ConfigError, ModelError
 
 METHOD_FILE = "ftstudio_method.json"
 
@@ -220,14 +220,27 @@ def save_trained(model: Any, settings: Any, folder: Path) -> None:
 
 def read_method_settings(folder: Path) -> Any:
     """The method settings saved beside an adapter (defaults to LoRA for plain PEFT folders)."""
-    from pydantic import TypeAdapter
+    from pydantic import TypeAdapter, ValidationError
 
     from studio.config_methods import MethodSettings
+    from studio.engine.run_files import read_json_object
 
     note = folder / METHOD_FILE
     if note.exists():
-        data = json.loads(note.read_text(encoding="utf-8"))["method"]
-        return TypeAdapter(MethodSettings).validate_python(data)
+        # Read without trusting it: a damaged note is a ModelError naming it, not a traceback.
+        read = read_json_object(note)
+        data = read.data.get("method")
+        problem = read.problem or (None if isinstance(data, dict) else "it has no method object")
+        if problem is None:
+            try:
+                return TypeAdapter(MethodSettings).validate_python(data)
+            except ValidationError as error:
+                problem = f"its method settings are invalid ({error.errors()[0]['msg']})"
+        raise ModelError(
+            f"cannot read the method note {note}: {problem}",
+            advice="the trained folder is damaged; export or chat from a checkpoint of the "
+            "run, or train it again",
+        )
     return METHOD_SETTINGS["lora"]()
 
 

@@ -4,11 +4,15 @@ Reading a run touches only small files (status.json, config.yaml, the adapter fo
 metrics.jsonl only for runs written before status.json carried a best loss), never torch, so a
 folder of hundreds of runs lists at once. A run whose status.json says it is active but whose
 process is gone shows as `interrupted`, never as running.
+
+No file of a run folder is trusted (see `engine.run_files`): a missing, torn or hand-edited
+status.json, a config.yaml that is not a mapping or not UTF-8, a metrics line that is not an
+object, all make that run show as `damaged` with the reason (`RunSummary.damage`); every other
+run lists as usual.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Iterable
@@ -20,9 +24,33 @@ from typing import Any
 from studio.engine.checkpoints import complete_checkpoints, resume_problem
 from studio.engine.liveness import ACTIVE_STATES, INTERRUPTED, effective_state
 from studio.engine.run_dir import RunDirectory, read_metrics
+from studio.engine.run_files import (
+    int_field,
+    mapping_field,
+    number_field,
+    str_field,
+    wrong_field,
+)
 from studio.errors import ConfigError, yaml_error_location
 
-STATUSES = ("running", "finished", "stopped", "failed", INTERRUPTED)
+DAMAGED = "damaged"
+NOT_UTF8 = "not UTF-8 text"
+# The fields of status.json a listing reads, and their types.
+STATUS_FIELDS: dict[str, type] = {
+    "state": str,
+    "step": int,
+    "max_steps": int,
+    "pid": int,
+    "started": float,
+    "process_started": float,
+    "duration_seconds": float,
+    "loss": float,
+    "final_loss": float,
+    "best_loss": float,
+    "best_eval_loss": float,
+    "error": dict,
+}
+STATUSES = ("running", "finished", "stopped", "failed", INTERRUPTED, DAMAGED)
 SORT_KEYS = (
     "date",
     "name",
@@ -63,6 +91,9 @@ class RunSummary:
     error_kind: str | None = None
     error_message: str | None = None
     resumable: bool = False
+    # Why the run folder cannot be read as it should (status.json torn, config.yaml not a
+    # mapping, ...); None for a healthy run.
+    damage: str | None = None
 
     @property
     def date(self) -> str:
@@ -84,13 +115,21 @@ class RunSummary:
 def read_config_mapping(run: Path) -> dict[str, Any]:
     """A run's config.yaml as written, not validated: its mapping, or {} when it holds none.
 
-    Raises OSError (or UnicodeDecodeError) when it cannot be read, and a `ConfigError` naming
-    the file and line when it is not YAML."""
+    Raises OSError when it cannot be read, and a `ConfigError` naming the file and line when it
+    is not UTF-8 or not YAML."""
     import yaml
 
     path = run / "config.yaml"
+    raw = path.read_bytes()
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = raw[: error.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{path}, line {line}: {NOT_UTF8}", advice="fix or remove the run's config.yaml"
+        ) from None
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as error:
         where, problem = yaml_error_location(path, error)
         raise ConfigError(
@@ -99,12 +138,24 @@ def read_config_mapping(run: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def _read_config_fields(path: Path) -> dict[str, Any]:
-    """What the runs list shows of the config; a broken one shows as unknown ("?")."""
+def _read_config_fields(path: Path) -> tuple[dict[str, Any], str | None]:
+    """What the runs list shows of the config, and what is wrong with it; a broken one shows
+    as unknown ("?")."""
     try:
-        return read_config_mapping(path)
-    except (OSError, ValueError, ConfigError):
-        return {}
+        data = read_config_mapping(path)
+    except OSError as error:
+        return {}, f"cannot read config.yaml: {error.strerror or error}"
+    except ConfigError as error:
+        return {}, f"config.yaml is {NOT_UTF8}" if NOT_UTF8 in error.message else error.message
+    except (ValueError, RecursionError):
+        return {}, "config.yaml is not valid YAML"
+    if not data:
+        return {}, "config.yaml holds no settings"
+    for section in ("model", "method", "data", "training", "output"):
+        allowed = (dict, str) if section == "method" else (dict,)  # `method: lora` is fine
+        if data.get(section) is not None and not isinstance(data[section], allowed):
+            return data, f"config.yaml: `{section}` is not a section"
+    return data, None
 
 
 def folder_bytes(path: Path) -> int:
@@ -119,40 +170,53 @@ def folder_bytes(path: Path) -> int:
 
 
 def _number(value: Any) -> float | None:
-    return float(value) if isinstance(value, (int, float)) else None
+    return number_field({"value": value}, "value")
+
+
+def _text(value: Any, default: str = "?") -> str:
+    return value if isinstance(value, str) and value else default
 
 
 def read_run(path: str | Path) -> RunSummary:
-    """The summary of one run folder."""
+    """The summary of one run folder; a damaged one reads as `damaged` with the reason."""
     path = Path(path)
     run = RunDirectory(path)
-    status = run.read_status()
-    config = _read_config_fields(path)
+    status_file = run.status_file()
+    status = status_file.data
+    config, config_problem = _read_config_fields(path)
+    status_problem = wrong_field(status, STATUS_FIELDS)
+    damage = (
+        status_file.problem
+        or (f"status.json: {status_problem}" if status_problem else None)
+        or config_problem
+    )
     method = config.get("method")
-    method_name = method.get("name") if isinstance(method, dict) else method
+    method_name = str_field(method, "name") if isinstance(method, dict) else method
     shown = effective_state(status)
-    raw_state = str(status.get("state") or "preparing")
+    raw_state = str_field(status, "state") or "preparing"
     if shown in ACTIVE_STATES:
         shown = "running"
-    best_loss = _number(status.get("best_loss"))
-    final_loss = _number(status.get("final_loss"))
+    if damage and shown != "running":
+        shown = DAMAGED
+    best_loss = number_field(status, "best_loss")
+    final_loss = number_field(status, "final_loss")
     if final_loss is None:
-        final_loss = _number(status.get("loss"))
+        final_loss = number_field(status, "loss")
     if best_loss is None and status.get("state") and run.metrics_path.exists():
         losses = [
-            record["loss"]
+            loss
             for record in read_metrics(run.metrics_path)
-            if record.get("type") == "train" and isinstance(record.get("loss"), (int, float))
+            if record.get("type") == "train" and (loss := number_field(record, "loss")) is not None
         ]
         best_loss = min(losses) if losses else None
-    duration = _number(status.get("duration_seconds"))
-    started = _number(status.get("started"))
+    duration = number_field(status, "duration_seconds")
+    started = number_field(status, "started")
     if shown == "running":
-        since = _number(status.get("process_started")) or started
+        since = number_field(status, "process_started") or started
         duration = (duration or 0.0) + (time.time() - since) if since else None
     adapter = path / "adapter"
     checkpoints = complete_checkpoints(path)
-    error = status.get("error") if isinstance(status.get("error"), dict) else {}
+    error = mapping_field(status, "error")
     if started is None:
         try:
             started = (path / "config.yaml").stat().st_mtime
@@ -164,11 +228,11 @@ def read_run(path: str | Path) -> RunSummary:
         status=shown,
         state=raw_state,
         started=started,
-        model=str((config.get("model") or {}).get("source", "?")),
-        method=str(method_name or "?"),
-        training_type=str(config.get("training_type", "?")),
-        step=int(status.get("step") or 0),
-        max_steps=status.get("max_steps"),
+        model=_text(str_field(mapping_field(config, "model"), "source")),
+        method=_text(method_name),
+        training_type=_text(config.get("training_type")),
+        step=int_field(status, "step", 0) or 0,
+        max_steps=int_field(status, "max_steps"),
         final_loss=final_loss,
         best_loss=best_loss,
         best_eval_loss=_number(status.get("best_eval_loss")),
@@ -176,10 +240,12 @@ def read_run(path: str | Path) -> RunSummary:
         adapter_bytes=folder_bytes(adapter) if adapter.is_dir() else None,
         checkpoints=len(checkpoints),
         last_checkpoint=checkpoints[-1].step if checkpoints else None,
-        pid=status.get("pid") if isinstance(status.get("pid"), int) else None,
-        error_kind=error.get("kind") or (INTERRUPTED if shown == INTERRUPTED else None),
-        error_message=error.get("message"),
-        resumable=shown in ("stopped", "failed", INTERRUPTED),
+        pid=int_field(status, "pid"),
+        error_kind=str_field(error, "kind") or (INTERRUPTED if shown == INTERRUPTED else None),
+        error_message=str_field(error, "message"),
+        resumable=shown in ("stopped", "failed", INTERRUPTED)
+        or (shown == DAMAGED and config_problem is None),
+        damage=damage,
     )
 
 
@@ -302,20 +368,26 @@ class RunCurves:
 
 
 def read_curves(run: str | Path) -> RunCurves:
-    records = read_metrics(Path(run) / "metrics.jsonl")
+    records = [
+        record
+        for record in read_metrics(Path(run) / "metrics.jsonl")
+        if int_field(record, "step") is not None
+    ]
     train = [record for record in records if record.get("type") == "train"]
+
+    def series(chosen: list[dict[str, Any]], key: str) -> list[tuple[int, float]]:
+        points = []
+        for record in chosen:
+            value = number_field(record, key)
+            if value is not None:
+                points.append((int_field(record, "step") or 0, value))
+        return points
+
+    evals = [record for record in records if record.get("type") == "eval"]
     return RunCurves(
-        train_loss=[(r["step"], r["loss"]) for r in train if _number(r.get("loss")) is not None],
-        eval_loss=[
-            (r["step"], r["loss"])
-            for r in records
-            if r.get("type") == "eval" and _number(r.get("loss")) is not None
-        ],
-        learning_rate=[
-            (r["step"], r["learning_rate"])
-            for r in train
-            if _number(r.get("learning_rate")) is not None
-        ],
+        train_loss=series(train, "loss"),
+        eval_loss=series(evals, "loss"),
+        learning_rate=series(train, "learning_rate"),
     )
 
 
@@ -325,8 +397,5 @@ def resume_blocker(run: str | Path) -> str | None:
 
 
 def run_status(run: str | Path) -> dict[str, Any]:
-    """A run's raw status.json."""
-    try:
-        return json.loads((Path(run) / "status.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
+    """A run's status.json object ({} when it is missing or damaged)."""
+    return RunDirectory(Path(run)).read_status()

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from studio.engine.checkpoints import last_complete_checkpoint
+from studio.engine.checkpoints import last_complete_checkpoint, verify_complete
 from studio.engine.run_dir import replace_directory
 from studio.errors import ConfigError, ModelError
 from studio.runs.catalog import load_run_config, read_run
@@ -67,7 +67,31 @@ def trained_folder(run: Path) -> tuple[Path, int | None]:
     )
 
 
+def _check_source(source: Path) -> None:
+    """Refuse to export a trained folder whose files differ from what its marker says."""
+    problem = verify_complete(source)
+    if problem is not None:
+        raise ModelError(
+            f"{source} is damaged: {problem}",
+            advice="nothing was exported; resume the run or export from a checkpoint after "
+            "removing the damaged folder",
+        )
+
+
 def _check_target(target: Path) -> None:
+    if target.is_symlink() or (target.exists() and not target.is_dir()):
+        raise ConfigError(
+            f"{target} exists and is not a folder",
+            advice="-o names the folder to write the export into: choose a new name",
+        )
+    for parent in target.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ConfigError(
+                    f"cannot write {target}: {parent} is a file, not a folder",
+                    advice="choose another folder with -o",
+                )
+            break
     if target.exists() and any(target.iterdir()) and not (target / EXPORT_NOTE).exists():
         raise ConfigError(
             f"{target} exists and is not an ftstudio export",
@@ -89,11 +113,12 @@ def export_run(
     source, step = trained_folder(run)
     target = Path(output).expanduser() if output else default_export_dir(run, merged)
     _check_target(target)
+    _check_source(source)
     source_kind = _source_kind(config.model.source)
     staging = target.with_name(f".{target.name}.exporting")
     shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
     try:
+        staging.mkdir(parents=True)
         if merged:
             _write_merged(config, source, staging, dtype=dtype, device=device)
         else:
@@ -118,6 +143,13 @@ def export_run(
         }
         (staging / EXPORT_NOTE).write_text(json.dumps(note, indent=2), encoding="utf-8")
         replace_directory(staging, target)
+    except OSError as error:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise ConfigError(
+            f"cannot write the export to {target}: {error.strerror or error}",
+            advice="check that the folder is writable and its disk has room; nothing was "
+            "left half-written",
+        ) from None
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -13,7 +13,8 @@ def read_telemetry_jsonl(path: str | Path) -> list[TelemetrySnapshot]:
     """Snapshots in file order. A line that is not a snapshot (e.g. the torn last line of a
     run that was killed) is skipped rather than failing the whole replay."""
     snapshots: list[TelemetrySnapshot] = []
-    with open(path, encoding="utf-8") as lines:
+    # errors="replace": a damaged line is skipped below, it does not end the replay.
+    with open(path, encoding="utf-8", errors="replace") as lines:
         for line in lines:
             if not line.strip():
                 continue

@@ -6,7 +6,6 @@ opens at once; the choice becomes a `studio.chat.ChatTarget` when picked.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,11 +42,9 @@ def list_runs(runs_dir: Path) -> list[Path]:
 
 
 def run_state(run_dir: Path) -> str:
-    try:
-        status = json.loads((run_dir / "status.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return "unknown"
-    return str(status.get("state", "unknown"))
+    from studio.engine.run_files import read_json_object, str_field
+
+    return str_field(read_json_object(run_dir / "status.json").data, "state") or "unknown"
 
 
 def chat_choices(runs_dir: Path, base_source: str) -> list[ChatChoice]:

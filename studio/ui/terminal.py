@@ -124,6 +124,23 @@ class HangupHandler:
             self.loop.call_soon_threadsafe(self.app.terminal_hung_up)
 
 
+class TerminateHandler:
+    """SIGTERM (kill, systemd, a scheduler's preemption) while the studio is open: a run this
+    process trains stops after its step and saves, as on "stop and quit", and the studio
+    leaves. A second SIGTERM ends the process at once (the default action)."""
+
+    def __init__(self, app: StudioApp, loop: asyncio.AbstractEventLoop) -> None:
+        self.app = app
+        self.loop = loop
+
+    def __call__(self, signum: int, frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        if _local_run(self.app) is not None and self.app.control is not None:
+            self.app.control.stop()  # a run attached to goes on in its own process
+        with contextlib.suppress(RuntimeError):  # the loop is closed: the app has gone
+            self.loop.call_soon_threadsafe(self.app.leave, "stop")
+
+
 def run_in_terminal(app: StudioApp) -> int:
     """Run `app` in this terminal; returns the exit status once the app — and any run it
     left going — has ended. Call from the main thread, on a POSIX system."""
@@ -131,6 +148,7 @@ def run_in_terminal(app: StudioApp) -> int:
     loop = asyncio.new_event_loop()
     hangup = HangupHandler(app, loop)
     previous = on_hangup(hangup)
+    previous_terminate = signal.signal(signal.SIGTERM, TerminateHandler(app, loop))
     try:
         result = app.run(loop=loop)
         # Textual's suspend / resume handlers would restart a closed app.
@@ -145,6 +163,8 @@ def run_in_terminal(app: StudioApp) -> int:
             loop.close()
         if not hangup.happened:
             signal.signal(signal.SIGHUP, previous)
+        with contextlib.suppress(ValueError, TypeError):
+            signal.signal(signal.SIGTERM, previous_terminate)
 
 
 def _after_exit(app: StudioApp, loop: asyncio.AbstractEventLoop, code: int) -> int:
@@ -185,6 +205,11 @@ def _after_exit(app: StudioApp, loop: asyncio.AbstractEventLoop, code: int) -> i
         note = "the studio quit and left the run going headless"
     else:
         note = "terminal hung up: training goes on headless"
+    if app.control is not None:
+        # SIGTERM (kill, systemd, a scheduler's preemption): stop after the step and save,
+        # as `ftstudio train` does, instead of dying with an unfinished checkpoint.
+        stopping = app.control
+        signal.signal(signal.SIGTERM, lambda signum, frame: stopping.stop())
     if run_dir:
         _log(Path(run_dir), f"{note} (pid {os.getpid()}); ftstudio runs follow {run_dir}")
     continue_headless(wait_for_workers, Path(run_dir) / "log.txt" if run_dir else None)

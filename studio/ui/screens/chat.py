@@ -8,6 +8,7 @@ thread worker; `escape` stops one after the current token.
 
 from __future__ import annotations
 
+import re
 import threading
 from dataclasses import dataclass, field
 from itertools import count
@@ -21,6 +22,7 @@ from textual.message import Message
 from textual.widgets import Button, Input, Label, Static
 
 from studio.chat.settings import ChatMessage, GenerationSettings
+from studio.terminal_text import printable
 from studio.ui.chat_choices import ChatChoice
 from studio.ui.screens.base import StudioScreen
 from studio.ui.screens.chat_dialogs import ChooseChatModelScreen
@@ -48,20 +50,13 @@ def visible_text(text: str) -> str:
     An untrained model emits any token, control bytes included; written raw they would move
     the cursor or garble the screen.
     """
-    out = []
-    for char in text:
-        code = ord(char)
-        if char == "\n":
-            out.append(char)
-        elif char == "\t":
-            out.append("    ")
-        elif code < 0x20:
-            out.append(chr(0x2400 + code))  # ␀..␟ control pictures
-        elif code == 0x7F or 0x80 <= code < 0xA0:
-            out.append("\ufffd")
-        else:
-            out.append(char)
-    return "".join(out)
+    # C0 controls as their pictures (␀..␟) read better in a reply than escapes; the rest
+    # (DEL, C1, bidi overrides) goes through the one terminal-safety function.
+    pictured = _C0_CONTROLS.sub(lambda match: chr(0x2400 + ord(match.group())), text)
+    return printable(pictured.replace("\t", "    "))
+
+
+_C0_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f]")
 
 
 class ReplyText(Static):

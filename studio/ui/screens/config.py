@@ -22,6 +22,7 @@ from textual.widgets.option_list import Option
 from studio.config import RunConfig, dump_config
 from studio.config_fields import FieldSpec
 from studio.errors import ConfigError
+from studio.terminal_text import printable
 from studio.ui.command_line import train_command
 from studio.ui.dataset_preview import PROBLEMS_SHOWN, DatasetPreview
 from studio.ui.screens.base import StudioScreen
@@ -341,8 +342,8 @@ def preview_texts(preview: DatasetPreview) -> tuple[Text, Text]:
     """(summary, records) for the Dataset tab."""
     summary = Text()
     if preview.error is not None:
-        summary.append(f"{preview.path}\n", style="bold")
-        summary.append(preview.error)
+        summary.append(f"{printable(preview.path)}\n", style="bold")
+        summary.append(printable(preview.error))
         return summary, Text()
     report = preview.report
     assert report is not None
@@ -355,7 +356,7 @@ def preview_texts(preview: DatasetPreview) -> tuple[Text, Text]:
         reasons = ", ".join(f"{reason} {count}" for reason, count in sorted(report.dropped.items()))
         summary.append(f"\ndropped: {reasons}")
         for line in report.problem_lines(limit=PROBLEMS_SHOWN):
-            summary.append(f"\n  {line.replace(report.path + ':', 'line ', 1)}")
+            summary.append(f"\n  {printable(line.replace(report.path + ':', 'line ', 1))}")
     for note in report.notes:
         summary.append(f"\nnote: {note}", style="italic")
     if preview.note:
@@ -366,5 +367,5 @@ def preview_texts(preview: DatasetPreview) -> tuple[Text, Text]:
     for index, record in enumerate(preview.records, start=1):
         tokens = f" · {record.tokens} tokens" if record.tokens is not None else ""
         records.append(f"\n── record {index}{tokens} ──\n", style="bold")
-        records.append(record.text.rstrip("\n"))
+        records.append(printable(record.text.rstrip("\n")))
     return summary, records

@@ -20,6 +20,7 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Footer, Label, Static, TabbedContent, TabPane
 
 from studio.runs.catalog import RunSummary, read_curves
+from studio.terminal_text import printable
 from studio.ui.number_format import format_bytes, format_duration, format_loss
 from studio.ui.widgets.metric_plot import MetricPlot, Series, small_number_scale
 from studio.ui.widgets.run_table import status_text, steps_text
@@ -148,9 +149,12 @@ class CompareScreen(ModalScreen[None]):
         table = self.query_one("#compare-table", DataTable)
         table.add_column("config key", key="key")
         for index, run in enumerate(self.comparison.runs, 1):
-            table.add_column(Text(f"{index} {run.name}"[:LABEL_LENGTH]), key=str(index))
+            table.add_column(Text(printable(f"{index} {run.name}")[:LABEL_LENGTH]), key=str(index))
         for difference in self.comparison.differences:
-            table.add_row(Text(difference.key), *(Text(str(v)) for v in difference.values))
+            table.add_row(
+                Text(printable(difference.key)),
+                *(Text(printable(v)) for v in difference.values),
+            )
         if not self.comparison.differences:
             table.add_row(Text("the configs are the same"), *("" for _ in self.comparison.runs))
 

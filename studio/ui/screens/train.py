@@ -19,6 +19,7 @@ from textual.content import Content
 from textual.widgets import Button, RichLog, Static
 
 from studio.engine.events import RunState
+from studio.terminal_text import printable
 from studio.ui.number_format import (
     format_duration,
     format_loss,
@@ -124,7 +125,7 @@ class TrainScreen(StudioScreen):
             log = self.query_one("#train-log", RichLog)
             for line in view.new_log_lines:
                 prefix = f"{line.level}: " if line.level in ("warning", "error") else ""
-                log.write(prefix + line.text)
+                log.write(printable(prefix + line.text))
             self._log_seen = view.log_total
 
     def _draw_plots(self) -> None:
@@ -230,9 +231,9 @@ def stats_text(view: MonitorView | None, app) -> Content:  # app: StudioApp
 def error_text(view: MonitorView) -> Content:
     error = view.error
     assert error is not None
-    parts: list[str | tuple[str, str]] = [(f"✗ {error.kind}: {error.message}", "bold")]
+    parts: list[str | tuple[str, str]] = [(printable(f"✗ {error.kind}: {error.message}"), "bold")]
     for advice in error.advice:
-        parts.append(f"\n  try: {advice}")
+        parts.append(printable(f"\n  try: {advice}"))
     return Content.assemble(*parts)
 
 

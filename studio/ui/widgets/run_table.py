@@ -16,6 +16,7 @@ from textual.message import Message
 from textual.widgets import DataTable
 
 from studio.runs.catalog import RunSummary
+from studio.terminal_text import printable
 from studio.ui.number_format import format_bytes, format_duration, format_loss
 
 # (column key, label, the list_runs sort key it sorts by, or None, width in cells). Fixed
@@ -70,7 +71,8 @@ def status_style(run: RunSummary, variables: dict[str, str]) -> str:
 
 
 def row_cells(run: RunSummary, marked: bool, variables: dict[str, str]) -> list[Text]:
-    name = run.name if len(run.name) <= NAME_WIDTH else run.name[: NAME_WIDTH - 1] + "…"
+    name = printable(run.name)
+    name = name if len(name) <= NAME_WIDTH else name[: NAME_WIDTH - 1] + "…"
     size = format_bytes(run.adapter_bytes) if run.adapter_bytes is not None else "-"
     duration = format_duration(run.duration_seconds) if run.duration_seconds is not None else "-"
     cells = {
@@ -80,9 +82,9 @@ def row_cells(run: RunSummary, marked: bool, variables: dict[str, str]) -> list[
         "steps": Text(steps_text(run), justify="right"),
         "loss": Text(format_loss(run.final_loss), justify="right"),
         "best": Text(format_loss(run.best_loss), justify="right"),
-        "method": Text(run.method),
-        "type": Text(run.training_type),
-        "model": Text(run.model),
+        "method": Text(printable(run.method)),
+        "type": Text(printable(run.training_type)),
+        "model": Text(printable(run.model)),
         "date": Text(run.date),
         "time": Text(duration, justify="right"),
         "size": Text(size, justify="right"),
