@@ -30,11 +30,14 @@ def peft_config(settings: IA3Settings, model: Any = None) -> Any:
     if model is not None and targets:
         check_names(model, list(targets), "target_modules", experts_too=False)
     model_type = getattr(getattr(model, "config", None), "model_type", None)
-    if model is not None and not targets:
-        if model_type not in TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING:
-            # Phi-3, mixtures of experts...: peft would ask for target_modules.
-            targets, found_feedforward = ia3_default_targets(model)
-            feedforward = feedforward or found_feedforward
+    if (
+        model is not None
+        and not targets
+        and model_type not in TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING
+    ):
+        # Phi-3, mixtures of experts...: peft would ask for target_modules.
+        targets, found_feedforward = ia3_default_targets(model)
+        feedforward = feedforward or found_feedforward
     if targets and feedforward is None:
         # peft would fall back to the model's default feed-forward names, which need not be
         # among the chosen targets; pick the feed-forward layers out of the targets instead.

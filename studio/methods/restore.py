@@ -73,7 +73,9 @@ def unrestored_tensors(model: Any, folder: Path, *, whole_model: bool) -> list[s
         expected = get_peft_model_state_dict(model)
     else:
         expected = {
-            name: parameter for name, parameter in model.named_parameters() if parameter.requires_grad
+            name: parameter
+            for name, parameter in model.named_parameters()
+            if parameter.requires_grad
         }
     unrestored = []
     for name, tensor in expected.items():

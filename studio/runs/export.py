@@ -3,7 +3,8 @@
 `export_run(run)` copies the trained adapter (or the method's saved result) with a model card;
 `export_run(run, merged=True)` folds the adapter into the base weights and writes a standalone
 model in safetensors that loads with plain `transformers` (methods whose registry entry
-`can_export`: merged adapters, and the whole models that full and freeze runs train). Both are written into a temporary folder and renamed into place, so a failed
+`can_export`: merged adapters, and the whole models that full and freeze runs train). Both
+are written into a temporary folder and renamed into place, so a failed
 export never leaves a half-written folder under the name asked for. `push_to_hub` uploads an
 export with huggingface_hub.
 """
