@@ -1,6 +1,6 @@
 """Tiny random-weight models of the architectures users bring, built by the tests.
 
-Each is 2 layers of width 64 with the built-in tiny model's tokenizer (1,028 tokens), saved with
+Each is 2 layers of width 64 with the built-in tiny model's tokenizer (921 tokens), saved with
 `save_pretrained` like a downloaded model, so the whole studio reads it as a local folder.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-VOCAB = 1028  # len() of the tiny model's tokenizer
+VOCAB = 921  # len() of the tiny model's tokenizer
 COMMON: dict[str, Any] = {
     "vocab_size": VOCAB,
     "hidden_size": 64,

@@ -37,3 +37,20 @@ def tiny_tokenizer(tiny_model_dir: Path):
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(tiny_model_dir)
+
+
+@pytest.fixture(scope="session")
+def architecture_dir(tmp_path_factory, tiny_tokenizer):
+    """`architecture_dir("gpt2")`: the folder of a tiny random model of that architecture
+    (tests/architectures.py), built once per test session."""
+    from tests.architectures import build_architecture
+
+    root = tmp_path_factory.mktemp("architectures")
+    built: dict[str, Path] = {}
+
+    def folder(model_type: str) -> Path:
+        if model_type not in built:
+            built[model_type] = build_architecture(model_type, root / model_type, tiny_tokenizer)
+        return built[model_type]
+
+    return folder
