@@ -57,15 +57,12 @@ def load_weights(model: Any, folder: Path) -> None:
     would skip that; `from_pretrained` applies it, and its loading report says whether any
     tensor of the model was left out, which fails here instead of keeping base weights.
     """
-    from transformers import AutoModelForCausalLM
-
     folder = Path(folder)
     if not any(folder.glob("*.safetensors")) and not any(folder.glob("*.bin")):
         raise FileNotFoundError(f"no model weights (*.safetensors) in {folder}")
     dtype = next(model.parameters()).dtype
-    loaded, report = AutoModelForCausalLM.from_pretrained(
-        str(folder), dtype=dtype, output_loading_info=True
-    )
+    # The model's own class: the same renames, also for models with custom code.
+    loaded, report = type(model).from_pretrained(str(folder), dtype=dtype, output_loading_info=True)
     problems = [
         f"{what}: {', '.join(sorted(names)[:5])}"
         for what, names in (
