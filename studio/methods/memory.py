@@ -6,9 +6,15 @@ feed-forward size, tied embeddings, experts) comes from a transformers config ob
 `config.json` dict or folder, or a `ModelInfo` (approximate when it lacks the full shape), and
 the parts are counted the way transformers, peft and bitsandbytes lay them out:
 
+- parameters: as the architecture lays them out (`ModelShape.layout`): separate or fused
+  q/k/v and gate/up projections (Phi-3, GPT-2's Conv1D, GPT-NeoX), biases, extra norms
+  (Gemma, q/k norms), learned position embeddings (GPT-2), and a mixture's experts as the
+  fused 3-D tensors transformers 5 keeps (plus a shared expert and the router);
 - weights: every base parameter in the load dtype (bf16 on a GPU, fp32 on CPU); QLoRA's
   linear layers at 4 bits plus their quantization constants, with the rest upcast to fp32 by
-  `prepare_model_for_kbit_training`; adapter weights in fp32 (as peft keeps them);
+  `prepare_model_for_kbit_training` and fused experts unquantized (bitsandbytes quantizes
+  linear layers only; QLoRA refuses such models); adapter weights in fp32 (as peft keeps
+  them), LoRA on fused experts as peft's ParamWrapper makes it (rank x experts);
 - gradients: one per trainable parameter, in its dtype;
 - optimizer state: AdamW keeps two moments per trainable parameter (8-bit variants 1 byte
   each, paged 32-bit 4 bytes each, SGD none);
