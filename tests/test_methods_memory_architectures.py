@@ -164,7 +164,7 @@ def measured_methods(model_type: str) -> list[Any]:
 
 
 PROBE = r"""
-import gc, json, re, sys
+import ctypes, gc, json, re, sys
 import torch
 torch.set_num_threads(1)
 import transformers
@@ -205,6 +205,9 @@ for spec in json.loads(sys.argv[1]):
     train(warm, 1, 1, 16, spec["config"]["vocab_size"])
     del warm
     gc.collect()
+    # Hand freed heap pages back first: else glibc may trim them during the measurement and
+    # the peak shows less than the baseline.
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
     baseline = status("VmRSS")
     model = implementation.apply(build(spec), settings, MethodContext())
     open("/proc/self/clear_refs", "w").write("5")
@@ -266,6 +269,7 @@ def test_estimate_is_close_to_measured_cpu_peak_per_architecture(
         measured = measured_architectures[(model_type, settings.name)]
         ratio = estimate.total / measured
         print(f"{model_type} {settings.name}: estimate {estimate.total:,} measured {measured:,}")
-        # Measured here: 0.82 (Gemma2 LoRA, eager attention) to 1.21 (GPT-NeoX full). The
-        # stated tolerance, as for the Llama methods in test_methods_memory.py: 0.75 to 1.35.
+        # Measured here: 0.85 (Gemma2 full with eager attention, Qwen2-MoE LoRA) to 1.17
+        # (GPT-NeoX full). The stated tolerance, as for the Llama methods in
+        # test_methods_memory.py: 0.75 to 1.35.
         assert 0.75 < ratio < 1.35, (model_type, settings.name, ratio, estimate.summary())

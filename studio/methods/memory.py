@@ -620,10 +620,10 @@ def _layer_activation_bytes(shape: ModelShape, act: int, *, weight_grads: bool) 
     """
     h, q, inter = shape.hidden_size, shape.q_size, shape.intermediate_size
     # With padding in the batch, transformers repeats keys/values to every head before SDPA.
-    # A gated MLP keeps gate output, its activation and up output; an ungated one two tensors.
-    mlp = (
-        3 if shape.gated_mlp else 2
-    ) * inter * shape.active_experts + 3 * shape.shared_expert_size
+    # A gated MLP keeps gate output, its activation and up output; an ungated one two tensors,
+    # or four with GPT-2's gelu_new (tanh approximation in separate torch ops, each keeping one).
+    kept_per_unit = 3 if shape.gated_mlp else (4 if shape.layout == "gpt2" else 2)
+    mlp = kept_per_unit * inter * shape.active_experts + 3 * shape.shared_expert_size
     kept = 2 * 4 * h + act * (q + 2 * q + q) + act * mlp
     if weight_grads:
         kept += 2 * act * h  # norm weights' inputs
