@@ -128,8 +128,9 @@ def test_mixtral_qlora_counts_the_unquantized_experts() -> None:
     assert shape.expert_parameters * 2 / GIB == 84  # the experts alone, in bf16
     assert estimate.weights > shape.expert_parameters * 2
     lora = estimate_memory(mixtral, LoraSettings(rank=16, dropout=0.0), precision="bf16")
-    # Experts adapted: 8 x 16 x (4096 + 28672) + 8 x 16 x (14336 + 4096) per layer, plus attention.
-    experts = 32 * 8 * 16 * ((4096 + 28672) + (14336 + 4096))
+    # Experts adapted as peft converts Mixtral: gate_up_proj at rank 2r (w1 and w3 had r each),
+    # down_proj at r, both x 8 experts; the router at r; plus attention.
+    experts = 32 * (8 * 32 * (4096 + 28672) + 8 * 16 * (14336 + 4096) + 16 * (4096 + 8))
     attention = 32 * 16 * ((4096 + 4096) + 2 * (4096 + 1024) + (4096 + 4096))
     assert lora.trainable_parameters == experts + attention
 
@@ -273,3 +274,41 @@ def test_estimate_is_close_to_measured_cpu_peak_per_architecture(
         # (GPT-NeoX full). The stated tolerance, as for the Llama methods in
         # test_methods_memory.py: 0.75 to 1.35.
         assert 0.75 < ratio < 1.35, (model_type, settings.name, ratio, estimate.summary())
+
+
+@pytest.mark.parametrize(
+    ("class_name", "experts"),
+    [
+        ("MixtralConfig", {"num_local_experts": 4, "num_experts_per_tok": 2}),
+        (
+            "Qwen3MoeConfig",
+            {
+                "num_experts": 4,
+                "num_experts_per_tok": 2,
+                "head_dim": 16,
+                "moe_intermediate_size": 32,
+            },
+        ),
+    ],
+)
+def test_other_mixtures_of_experts_counted_exactly(class_name: str, experts: dict) -> None:
+    """Mixtral and Qwen3-MoE (no shared expert): parameters, and LoRA on their experts."""
+    import transformers
+
+    from studio.methods import lora
+    from studio.methods.registry import trainable_parameters
+
+    config = getattr(transformers, class_name)(
+        vocab_size=256,
+        hidden_size=64,
+        intermediate_size=96,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        **experts,
+    )
+    model = transformers.AutoModelForCausalLM.from_config(config)
+    assert ModelShape.from_model(config).num_parameters == model.num_parameters()
+    settings = LoraSettings(rank=4, dropout=0.0)
+    trainable, _ = trainable_parameters(lora.apply(model, settings))
+    assert estimate_memory(config, settings, device="cpu").trainable_parameters == trainable

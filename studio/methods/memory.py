@@ -419,16 +419,58 @@ def _matches(layer: str, target: str) -> bool:
     return layer == target or layer.endswith("." + target)
 
 
-def _expert_targets(shape: ModelShape, targets: Any) -> list[tuple[str, int, int]]:
-    """The fused expert tensors LoRA adapts (`studio.methods.targets.lora_targets`)."""
-    experts = shape.expert_tensors()
+# Mixtures of experts whose transformers 4 checkpoints peft 0.21 converts (transformers'
+# `_MODEL_TO_CONVERSION_PATTERN` to "mixtral" or "qwen2_moe"): for "all-linear" it also adapts
+# the router and gives the fused gate_up_proj rank 2r (the two matrices it replaces had r each).
+PEFT_CONVERTED_MOE = frozenset(
+    [
+        "mixtral",
+        "minimax",
+        "minimax_m2",
+        "afmoe",
+        "deepseek_v2",
+        "deepseek_v3",
+        "deepseek_v32",
+        "dots1",
+        "ernie4_5_moe",
+        "glm4_moe",
+        "glm4_moe_lite",
+        "glm_moe_dsa",
+        "glm4v_moe",
+        "longcat_flash",
+        "solar_open",
+        "mellum",
+        "qwen3_moe",
+        "beam",
+        "qwen3_omni_moe",
+        "qwen3_omni_moe_thinker",
+        "qwen3_omni_moe_text",
+        "qwen3_next",
+        "hunyuan_v1_moe",
+        "flex_olmo",
+        "olmoe",
+        "sarvam_mla",
+        "exaone_moe",
+        "cohere2_moe",
+    ]
+)
+
+
+def _expert_targets(shape: ModelShape, targets: Any) -> list[tuple[str, int, int, int]]:
+    """(name, in, out, rank multiple) of the fused expert tensors LoRA adapts
+    (`studio.methods.targets.lora_targets`, and peft's own conversion)."""
+    converted = shape.model_type in PEFT_CONVERTED_MOE
+    experts = [
+        (name, fan_in, fan_out, 2 if converted and name.endswith("gate_up_proj") else 1)
+        for name, fan_in, fan_out in shape.expert_tensors()
+    ]
     if targets == "all-linear":
         return experts
     names = tuple(targets or ())
     return [
-        item
-        for item in experts
-        if any(name in EXPERT_ALIASES[item[0].split(".")[-1]] for name in names)
+        (name, fan_in, fan_out, 1)
+        for name, fan_in, fan_out, _ in experts
+        if any(target in EXPERT_ALIASES[name.split(".")[-1]] for target in names)
     ]
 
 
@@ -539,8 +581,15 @@ def _plan(shape: ModelShape, settings: Any, act: int) -> _Plan:
         # peft's ParamWrapper on a fused expert tensor: A (r x experts, in), B (out, r x experts).
         experts = _expert_targets(shape, settings.target_modules)
         per_layer += sum(
-            rank * shape.num_experts * (fan_in + fan_out) for _, fan_in, fan_out in experts
+            rank * multiple * shape.num_experts * (fan_in + fan_out)
+            for _, fan_in, fan_out, multiple in experts
         )
+        if (
+            experts
+            and settings.target_modules == "all-linear"
+            and (shape.model_type in PEFT_CONVERTED_MOE)
+        ):
+            per_layer += rank * (shape.hidden_size + shape.num_experts)  # the router
         if settings.use_dora:
             per_layer += sum(fan_out for _, _, fan_out in modules)
         # lora_A keeps its input: without dropout one copy per distinct input tensor (q, k
