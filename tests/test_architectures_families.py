@@ -12,6 +12,7 @@ from tests.architecture_matrix import check_case
 FAST = {
     ("gemma2", "lora"),  # no SDPA: attention auto must pick eager
     ("phi3", "ia3"),  # fused qkv_proj / gate_up_proj: no peft default
+    ("gpt_neox", "full"),  # embed_out -> lm_head renamed on load
 }
 ARCHITECTURES = ("qwen2", "qwen3", "gemma2", "gemma3_text", "phi3", "mistral", "gpt_neox")
 LAYOUT_METHODS = ("lora", "qlora", "ia3", "full", "freeze")

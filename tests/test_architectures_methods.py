@@ -26,7 +26,6 @@ import pytest
 from tests.architecture_matrix import METHODS, check_case
 
 FAST = {
-    ("gpt_neox", "full"),  # embed_out -> lm_head renamed on load
     ("qwen2_moe", "full"),  # per-expert weights -> fused tensors on load
     ("qwen2_moe", "freeze"),
     ("qwen2_moe", "lora"),  # experts adapted through target_parameters
