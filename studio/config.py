@@ -87,7 +87,8 @@ class ModelSettings(Section):
     attn_implementation: Literal["auto", "sdpa", "eager", "flash_attention_2"] = Field(
         "auto",
         description="Attention kernel. 'auto' picks FlashAttention 2 on a GPU where the "
-        "flash-attn package is installed, else SDPA (fast, built into torch).",
+        "flash-attn package is installed, else SDPA (fast, built into torch), among what the "
+        "architecture supports (eager for Gemma2).",
     )
     chat_template: str | None = Field(
         None,

@@ -77,3 +77,20 @@ def hostile_reference_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tests.hostile_world import train_reference
 
     return train_reference(tmp_path_factory.mktemp("hostile") / "runs")
+
+
+@pytest.fixture(scope="session")
+def architecture_dir(tmp_path_factory, tiny_tokenizer):
+    """`architecture_dir("gpt2")`: the folder of a tiny random model of that architecture
+    (tests/architectures.py), built once per test session."""
+    from tests.architectures import build_architecture
+
+    root = tmp_path_factory.mktemp("architectures")
+    built: dict[str, Path] = {}
+
+    def folder(model_type: str) -> Path:
+        if model_type not in built:
+            built[model_type] = build_architecture(model_type, root / model_type, tiny_tokenizer)
+        return built[model_type]
+
+    return folder

@@ -49,3 +49,35 @@ def test_hub_cache_scan_lists_cached_models(tmp_path: Path, tiny_model_dir: Path
     assert cached.size_bytes > 3_000_000
     assert inspect_model_folder(cached.path).architecture == "LlamaForCausalLM"
     assert scan_hub_cache(tmp_path / "empty") == []
+
+
+def test_models_command_lists_folders_added_in_the_studio(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    """Headless `ftstudio models` shows what the Models screen added, from the same settings."""
+    import os
+    import subprocess
+    import sys
+
+    from studio.user_settings import UserSettings, save_settings
+    from tests.conftest import REPO
+
+    config_home = tmp_path / "config"
+    added = str(tiny_model_dir)
+    problem = save_settings(
+        UserSettings(added_models=[added, "acme/not-downloaded"]),
+        config_home / "ftstudio" / "settings.yaml",
+    )
+    assert problem is None
+    env = {**os.environ, "XDG_CONFIG_HOME": str(config_home), "HF_HOME": str(tmp_path / "hf")}
+    result = subprocess.run(
+        [sys.executable, "-m", "studio", "models"],
+        capture_output=True, text=True, cwd=REPO, env=env, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("tiny-demo") and "built-in" in lines[0]
+    folder = next(line for line in lines if line.startswith(added))
+    assert " folder " in folder and "MiB" in folder
+    hub = next(line for line in lines if line.startswith("acme/not-downloaded"))
+    assert "hub id" in hub and "not on disk" in hub

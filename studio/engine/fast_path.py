@@ -261,8 +261,26 @@ def inspect_model(model: Any) -> ModelFacts:
 # ---------------------------------------------------------------- decisions
 
 
-def choose_attention(requested: str, plan: Any, machine: Machine) -> Choice:
-    """The attention implementation to load the model with (decided before loading)."""
+def choose_attention(
+    requested: str, plan: Any, machine: Machine, supported: frozenset[str] | None = None
+) -> Choice:
+    """The attention implementation to load the model with (decided before loading).
+
+    `supported`: the kernels the architecture implements (`studio.models.attention`), None
+    when unknown; a kernel it lacks is never chosen (Gemma2 has no SDPA path)."""
+    choice = _requested_attention(requested, plan, machine, supported)
+    if supported is None or choice.value in supported:
+        return choice
+    fallback = "sdpa" if "sdpa" in supported else "eager"
+    reason = f"this architecture does not support {choice.value}"
+    if requested == "auto":
+        return _attention(fallback, reason)
+    return _attention(fallback, f"{requested}: {reason}", warn=True)
+
+
+def _requested_attention(
+    requested: str, plan: Any, machine: Machine, supported: frozenset[str] | None
+) -> Choice:
     half = plan.dtype_name in ("bfloat16", "float16")
     if requested in FLASH_ATTENTION:
         problem = None
@@ -287,7 +305,8 @@ def choose_attention(requested: str, plan: Any, machine: Machine) -> Choice:
         return _attention(requested, "model.attn_implementation")
     if requested != "auto":
         return _attention(requested, "model.attn_implementation")
-    if machine.cuda and machine.flash_attention and half:
+    flash_fits = supported is None or FLASH_ATTENTION[0] in supported
+    if machine.cuda and machine.flash_attention and half and flash_fits:
         return _attention(FLASH_ATTENTION[0], "flash-attn is installed")
     return _attention("sdpa", "flash-attn is not installed" if machine.cuda else "CPU")
 

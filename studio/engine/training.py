@@ -108,9 +108,16 @@ def train(session: TrainingSession) -> EngineCallback:
     # 2. Model and method, with the speed switches that must be known before loading.
     plan = plan_device(config.model, config.training.precision)
     machine = probe_machine()
-    attention = choose_attention(config.model.attn_implementation, plan, machine)
     checkpointing, _ = choose_checkpointing(config.training, machine)
     source = resolve_model_source(config.model.source)
+    from studio.models.attention import supported_attention
+
+    attention = choose_attention(
+        config.model.attn_implementation,
+        plan,
+        machine,
+        supported_attention(source.location, config.model),
+    )
     if source.is_local:
         from studio.engine.memory_check import warn_if_it_will_not_fit
 
@@ -173,9 +180,12 @@ def train(session: TrainingSession) -> EngineCallback:
         trainer = builder.build_trainer(job)
         from transformers import PrinterCallback
 
+        from studio.methods.restore import restore_on_resume
+
         # Our own events replace the Trainer's printed log dicts.
         trainer.remove_callback(PrinterCallback)
         attach_run_callbacks(trainer, session)  # checkpoint markers and pruning, resume details
+        restore_on_resume(trainer, config.method)  # every trained tensor, or a loud failure
         try:
             trainer.train(resume_from_checkpoint=session.resume_from)
         finally:

@@ -51,33 +51,40 @@ def save(model: Any, folder: Path, settings: FullSettings) -> None:
 
 
 def load_weights(model: Any, folder: Path) -> None:
-    """Load every `*.safetensors` file in `folder` (a save_pretrained folder) into `model`."""
-    from safetensors.torch import load_file
+    """Put the weights of a save_pretrained folder (a full or freeze run's result or Trainer
+    checkpoint) into `model`, every tensor of it, through transformers' own loading.
 
-    files = sorted(Path(folder).glob("*.safetensors"))
-    if not files:
-        raise FileNotFoundError(f"no *.safetensors weights in {folder}")
-    loaded: set[str] = set()
-    for file in files:
-        tensors = load_file(str(file))
-        result = model.load_state_dict(tensors, strict=False)
-        if result.unexpected_keys:
-            raise ValueError(
-                f"{file.name} holds tensors the base model lacks: "
-                f"{', '.join(result.unexpected_keys[:5])}"
-            )
-        loaded.update(tensors)
-    # A tied weight (lm_head sharing the embeddings) is saved once under one of its names.
-    loaded_storage = {
-        parameter.data_ptr() for name, parameter in model.named_parameters() if name in loaded
-    }
-    missing = [
-        name
-        for name, parameter in model.named_parameters(remove_duplicate=False)
-        if name not in loaded and parameter.data_ptr() not in loaded_storage
+    `save_pretrained` writes a model in its published layout, which transformers 5 renames on
+    loading (GPT-NeoX's `embed_out` is `lm_head` in memory, a mixture-of-experts' per-expert
+    matrices become one fused tensor). Reading the safetensors straight into `load_state_dict`
+    would skip that; `from_pretrained` applies it, and its loading report says whether any
+    tensor of the model was left out, which fails here instead of keeping base weights.
+    """
+    folder = Path(folder)
+    if not any(folder.glob("*.safetensors")) and not any(folder.glob("*.bin")):
+        raise FileNotFoundError(f"no model weights (*.safetensors) in {folder}")
+    dtype = next(model.parameters()).dtype
+    # The model's own class: the same renames, also for models with custom code.
+    loaded, report = type(model).from_pretrained(str(folder), dtype=dtype, output_loading_info=True)
+    problems = [
+        f"{what}: {', '.join(sorted(names)[:5])}"
+        for what, names in (
+            ("missing", report.get("missing_keys", ())),
+            ("unexpected", report.get("unexpected_keys", ())),
+            ("wrong shape", [str(item[0]) for item in report.get("mismatched_keys", ())]),
+        )
+        if names
     ]
-    if missing:
-        raise ValueError(f"{folder} lacks weights for: {', '.join(missing[:5])}")
+    if problems:
+        raise ValueError(f"{folder} does not hold this model's weights ({'; '.join(problems)})")
+    state = loaded.state_dict()
+    del loaded
+    result = model.load_state_dict(state, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        names = [*result.missing_keys, *result.unexpected_keys]
+        raise ValueError(
+            f"{folder} holds a different model than the base (e.g. {', '.join(names[:5])})"
+        )
 
 
 def load(base_model: Any, folder: Path, settings: FullSettings, *, trainable: bool = False) -> Any:

@@ -17,15 +17,35 @@ from studio.errors import ConfigError
 FEEDFORWARD_LAYER_NAMES = ("down_proj", "fc2", "w2", "dense_4h_to_h", "c_proj", "fc_out")
 
 
-def peft_config(settings: IA3Settings) -> Any:
+def peft_config(settings: IA3Settings, model: Any = None) -> Any:
+    """peft's IA3Config; with `model`, the targets are checked against (or, where peft has no
+    default for the architecture, found in) that model."""
     from peft import IA3Config, TaskType
+    from peft.utils.constants import TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING
+
+    from studio.methods.targets import check_names, ia3_default_targets
 
     targets = settings.target_modules
     feedforward = settings.feedforward_modules
+    if model is not None and targets:
+        check_names(model, list(targets), "target_modules", experts_too=False)
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    if (
+        model is not None
+        and not targets
+        and model_type not in TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING
+    ):
+        # Phi-3, mixtures of experts...: peft would ask for target_modules.
+        targets, found_feedforward = ia3_default_targets(model)
+        feedforward = feedforward or found_feedforward
     if targets and feedforward is None:
         # peft would fall back to the model's default feed-forward names, which need not be
         # among the chosen targets; pick the feed-forward layers out of the targets instead.
-        feedforward = [name for name in targets if name in FEEDFORWARD_LAYER_NAMES]
+        feedforward = [
+            name
+            for name in targets
+            if name.split(".")[-1] in FEEDFORWARD_LAYER_NAMES and not name.startswith("attn.")
+        ]
     if targets and feedforward and not set(feedforward) <= set(targets):
         raise ConfigError(
             "method.feedforward_modules must be a subset of method.target_modules",
@@ -41,13 +61,24 @@ def peft_config(settings: IA3Settings) -> Any:
 def apply(model: Any, settings: IA3Settings, context: Any = None) -> Any:
     from peft import get_peft_model
 
+    from studio.methods.targets import fused_experts
+
+    config = peft_config(settings, model)
+    if fused_experts(model) and context is not None:
+        context.note(
+            "IA3 rescales layers only: this model's fused expert tensors stay as they are "
+            "(peft's IA3 cannot wrap them); use LoRA to adapt the experts",
+            "warning",
+        )
     try:
-        return get_peft_model(model, peft_config(settings))
+        return get_peft_model(model, config)
     except ValueError as error:
+        from studio.methods.targets import layer_names
+
         raise ConfigError(
             f"IA3 cannot be applied: {error}",
-            advice="set method.target_modules (and feedforward_modules) to layer names of "
-            "this model, e.g. [k_proj, v_proj, down_proj]",
+            advice="set method.target_modules (and feedforward_modules) to names of this "
+            f"model's linear layers: {', '.join(layer_names(model))}",
         ) from None
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from studio.config_methods import LoraSettings, QLoraSettings
+from studio.errors import ConfigError
 
 
 def quantization_config(settings: LoraSettings, plan: Any) -> Any:
@@ -39,18 +40,51 @@ def quantization_config(settings: LoraSettings, plan: Any) -> Any:
     )
 
 
-def peft_config(settings: LoraSettings) -> Any:
+def peft_config(settings: LoraSettings, model: Any = None) -> Any:
+    """peft's LoraConfig; with `model`, its targets found and checked in that model (fused
+    projections, mixture-of-experts tensors: see `studio.methods.targets`)."""
     from peft import LoraConfig, TaskType
 
+    modules: Any = settings.target_modules
+    parameters: list[str] = []
+    if model is not None:
+        from studio.methods.targets import lora_targets
+
+        targets = lora_targets(model, settings.target_modules)
+        modules, parameters = targets.modules, targets.parameters
+        if parameters:
+            check_expert_settings(settings, parameters)
     return LoraConfig(
         task_type=TaskType.CAUSAL_LM,
         r=settings.rank,
         lora_alpha=settings.effective_alpha,
         lora_dropout=settings.dropout,
-        target_modules=settings.target_modules,
+        target_modules=modules,
+        target_parameters=parameters or None,
         use_rslora=settings.use_rslora,
         use_dora=settings.use_dora,
     )
+
+
+def check_expert_settings(settings: LoraSettings, parameters: list[str]) -> None:
+    """peft adapts fused expert tensors (`ParamWrapper`) without dropout or DoRA, and
+    bitsandbytes quantizes linear layers only: refuse what would not work as asked."""
+    experts = ", ".join(parameters)
+    if isinstance(settings, QLoraSettings):
+        raise ConfigError(
+            f"QLoRA cannot quantize this mixture-of-experts model: its experts are fused 3-D "
+            f"tensors ({experts}), which bitsandbytes does not quantize, so they would stay in "
+            "16 bits, most of the model's memory",
+            advice="use method lora (16-bit base, experts adapted), or a dense model for QLoRA",
+        )
+    if settings.dropout or settings.use_dora:
+        what = "dropout" if settings.dropout else "DoRA"
+        raise ConfigError(
+            f"LoRA on this model's fused expert tensors ({experts}) cannot use {what}: peft "
+            "adapts them through parameter wrappers that support neither",
+            advice="set method.dropout: 0 and method.use_dora: false, or list "
+            "method.target_modules without the experts (e.g. [q_proj, k_proj, v_proj, o_proj])",
+        )
 
 
 def is_quantized(model: Any) -> bool:
@@ -60,12 +94,13 @@ def is_quantized(model: Any) -> bool:
 def apply(model: Any, settings: LoraSettings, context: Any = None) -> Any:
     from peft import get_peft_model, prepare_model_for_kbit_training
 
+    config = peft_config(settings, model)  # checked before the model is prepared
     if isinstance(settings, QLoraSettings):
         model = prepare_model_for_kbit_training(
             model,
             use_gradient_checkpointing=bool(getattr(context, "gradient_checkpointing", False)),
         )
-    return get_peft_model(model, peft_config(settings))
+    return get_peft_model(model, config)
 
 
 def save(model: Any, folder: Path, settings: LoraSettings) -> None:

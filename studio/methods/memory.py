@@ -6,10 +6,16 @@ feed-forward size, tied embeddings, experts) comes from a transformers config ob
 `config.json` dict or folder, or a `ModelInfo` (approximate when it lacks the full shape), and
 the parts are counted the way transformers, peft and bitsandbytes lay them out:
 
+- parameters: as the architecture lays them out (`ModelShape.layout`): separate or fused
+  q/k/v and gate/up projections (Phi-3, GPT-2's Conv1D, GPT-NeoX), biases, extra norms
+  (Gemma, q/k norms), learned position embeddings (GPT-2), and a mixture's experts as the
+  fused 3-D tensors transformers 5 keeps (plus a shared expert and the router);
 - weights: every base parameter in the load dtype (bf16 on a GPU, fp32 on CPU); QLoRA's
   linear layers at 4 bits plus their quantization constants, with the rest upcast to fp32 by
-  `prepare_model_for_kbit_training`; adapter weights in fp32 (as peft keeps them), and so
-  are the base weights that full and freeze fine-tunes train (`studio.methods.precision`);
+  `prepare_model_for_kbit_training` and fused experts unquantized (bitsandbytes quantizes
+  linear layers only; QLoRA refuses such models); adapter weights in fp32 (as peft keeps
+  them), LoRA on fused experts as peft's ParamWrapper makes it (rank x experts); the base
+  weights that full and freeze fine-tunes train are fp32 too (`studio.methods.precision`);
 - gradients: one per trainable parameter, in fp32;
 - optimizer state: AdamW keeps two moments per trainable parameter (8-bit variants 1 byte
   each, paged 32-bit 4 bytes each, SGD none);
@@ -73,13 +79,27 @@ def human_bytes(count: float) -> str:
 # ------------------------------------------------------------------ the model's shape
 
 
+# How transformers lays out the decoder layer's linear layers, by model_type ("llama": separate
+# q/k/v and gate/up/down projections, the default).
+LAYOUTS = {"phi3": "fused", "gpt2": "gpt2", "gpt_neox": "gpt_neox"}
+LAYER_NORM_WITH_BIAS = ("gpt2", "gpt_neox", "opt", "phi", "falcon", "bloom")
+UNGATED_MLP = ("gpt2", "gpt_neox", "opt", "phi", "falcon", "bloom")
+FOUR_NORMS_PER_LAYER = ("gemma2", "gemma3", "gemma3_text")
+QUERY_KEY_NORMS = ("qwen3", "qwen3_moe", "gemma3", "gemma3_text")
+# Expert tensors by name, and the per-expert layer names users write for them.
+EXPERT_ALIASES = {
+    "gate_up_proj": ("gate_up_proj", "gate_proj", "up_proj", "w1", "w3"),
+    "down_proj": ("down_proj", "w2"),
+}
+
+
 @dataclass(frozen=True)
 class ModelShape:
     """The sizes of a decoder-only transformer that memory depends on."""
 
     vocab_size: int
     hidden_size: int
-    intermediate_size: int
+    intermediate_size: int  # of each expert in a mixture-of-experts
     num_layers: int
     num_heads: int
     num_kv_heads: int
@@ -91,6 +111,16 @@ class ModelShape:
     num_experts: int = 1
     active_experts: int = 1
     approximate: bool = False
+    model_type: str = ""
+    #: "llama", "fused" (Phi-3: qkv_proj, gate_up_proj), "gpt2" or "gpt_neox".
+    layout: str = "llama"
+    #: Learned position embeddings (GPT-2's `wpe`): rows of them.
+    position_embeddings: int = 0
+    norm_bias: bool = False
+    norms_per_layer: int = 2
+    query_key_norms: bool = False
+    output_bias: bool = False  # the attention output projection's bias (Llama's attention_bias)
+    shared_expert_size: int = 0  # Qwen2-MoE's always-active expert
 
     @property
     def q_size(self) -> int:
@@ -101,41 +131,91 @@ class ModelShape:
         return self.num_kv_heads * self.head_dim
 
     def layer_linears(self) -> list[tuple[str, int, int]]:
-        """(name, in_features, out_features) of each linear layer in one decoder layer."""
-        h, i = self.hidden_size, self.intermediate_size
-        attention = [
-            ("self_attn.q_proj", h, self.q_size),
-            ("self_attn.k_proj", h, self.kv_size),
-            ("self_attn.v_proj", h, self.kv_size),
-            ("self_attn.o_proj", self.q_size, h),
-        ]
-        mlp = [("mlp.gate_proj", h, i), ("mlp.up_proj", h, i), ("mlp.down_proj", i, h)]
-        if not self.gated_mlp:
-            mlp = [("mlp.up_proj", h, i), ("mlp.down_proj", i, h)]
-        if self.num_experts > 1:
-            mlp = [
-                (f"mlp.experts.{e}.{name.split('.')[-1]}", fan_in, fan_out)
-                for e in range(self.num_experts)
-                for name, fan_in, fan_out in mlp
+        """(name, in_features, out_features) of each linear layer in one decoder layer, named
+        as in transformers (a mixture's experts are tensors: see `expert_tensors`)."""
+        h, i, q, kv = self.hidden_size, self.intermediate_size, self.q_size, self.kv_size
+        if self.layout == "gpt2":
+            return [
+                ("attn.c_attn", h, q + 2 * kv),
+                ("attn.c_proj", q, h),
+                ("mlp.c_fc", h, i),
+                ("mlp.c_proj", i, h),
             ]
+        if self.layout == "gpt_neox":
+            return [
+                ("attention.query_key_value", h, q + 2 * kv),
+                ("attention.dense", q, h),
+                ("mlp.dense_h_to_4h", h, i),
+                ("mlp.dense_4h_to_h", i, h),
+            ]
+        if self.layout == "fused":
+            attention = [("self_attn.qkv_proj", h, q + 2 * kv), ("self_attn.o_proj", q, h)]
+            mlp = [("mlp.gate_up_proj", h, 2 * i), ("mlp.down_proj", i, h)]
+        else:
+            attention = [
+                ("self_attn.q_proj", h, q),
+                ("self_attn.k_proj", h, kv),
+                ("self_attn.v_proj", h, kv),
+                ("self_attn.o_proj", q, h),
+            ]
+            mlp = [("mlp.gate_proj", h, i), ("mlp.up_proj", h, i), ("mlp.down_proj", i, h)]
+            if not self.gated_mlp:
+                mlp = [("mlp.up_proj", h, i), ("mlp.down_proj", i, h)]
+        if self.num_experts > 1:
+            mlp = []
+            if self.shared_expert_size:
+                s = self.shared_expert_size
+                mlp = [
+                    ("mlp.shared_expert.gate_proj", h, s),
+                    ("mlp.shared_expert.up_proj", h, s),
+                    ("mlp.shared_expert.down_proj", s, h),
+                    ("mlp.shared_expert_gate", h, 1),
+                ]
         return attention + mlp
 
+    def expert_tensors(self) -> list[tuple[str, int, int]]:
+        """(name, in_features, out_features) of each fused expert tensor of one layer, per
+        expert: transformers 5 keeps every expert's matrices in one 3-D parameter."""
+        if self.num_experts <= 1:
+            return []
+        h, i = self.hidden_size, self.intermediate_size
+        return [("mlp.experts.gate_up_proj", h, 2 * i), ("mlp.experts.down_proj", i, h)]
+
+    def _has_bias(self, name: str) -> bool:
+        if self.layout == "gpt2":
+            return True
+        if self.layout == "gpt_neox":
+            return self.attention_bias if name.startswith("attention.") else True
+        if name.endswith("shared_expert_gate"):
+            return False
+        if name.startswith("self_attn."):
+            return self.output_bias if name.endswith("o_proj") else self.attention_bias
+        return self.mlp_bias
+
     def parameter_names(self) -> list[tuple[str, int]]:
-        """(name, count) of every parameter, named as in transformers' Llama."""
+        """(name, count) of every parameter; the layers named `model.layers.N.` whatever the
+        architecture calls them."""
         h = self.hidden_size
+        norm = h * (2 if self.norm_bias else 1)
         names = [("model.embed_tokens.weight", self.vocab_size * h)]
+        if self.position_embeddings:
+            names.append(("model.embed_positions.weight", self.position_embeddings * h))
         for index in range(self.num_layers):
             prefix = f"model.layers.{index}."
             for name, fan_in, fan_out in self.layer_linears():
                 names.append((f"{prefix}{name}.weight", fan_in * fan_out))
-                bias = self.attention_bias if name.startswith("self_attn") else self.mlp_bias
-                if bias and not name.endswith("o_proj"):
+                if self._has_bias(name):
                     names.append((f"{prefix}{name}.bias", fan_out))
+            for name, fan_in, fan_out in self.expert_tensors():
+                names.append((f"{prefix}{name}", self.num_experts * fan_in * fan_out))
             if self.num_experts > 1:
                 names.append((f"{prefix}mlp.gate.weight", h * self.num_experts))
-            names.append((f"{prefix}input_layernorm.weight", h))
-            names.append((f"{prefix}post_attention_layernorm.weight", h))
-        names.append(("model.norm.weight", h))
+            for number in range(self.norms_per_layer):
+                names.append((f"{prefix}norm_{number}", norm))
+            if self.query_key_norms:
+                names.append((f"{prefix}self_attn.q_norm.weight", self.head_dim))
+                names.append((f"{prefix}self_attn.k_norm.weight", self.head_dim))
+        names.append(("model.norm.weight", norm))
         if not self.tied_embeddings:
             names.append(("lm_head.weight", self.vocab_size * h))
         return names
@@ -149,6 +229,15 @@ class ModelShape:
         """Parameters in the decoder layers' linear weights (what 4-bit loading quantizes)."""
         return self.num_layers * sum(
             fan_in * fan_out for _, fan_in, fan_out in self.layer_linears()
+        )
+
+    @property
+    def expert_parameters(self) -> int:
+        """Parameters in fused expert tensors (which bitsandbytes does not quantize)."""
+        return (
+            self.num_layers
+            * self.num_experts
+            * sum(fan_in * fan_out for _, fan_in, fan_out in self.expert_tensors())
         )
 
     @classmethod
@@ -188,6 +277,11 @@ class ModelShape:
         intermediate = first("moe_intermediate_size") if experts > 1 else None
         intermediate = intermediate or first("intermediate_size", "n_inner", "ffn_dim")
         model_type = str(config.get("model_type", ""))
+        layout = LAYOUTS.get(model_type, "llama")
+        qwen2_family = model_type.startswith("qwen2")
+        attention_bias = config.get("attention_bias")
+        if attention_bias is None:  # Qwen2 and GPT-NeoX have q/k/v biases without saying so
+            attention_bias = qwen2_family or model_type == "gpt_neox"
         return cls(
             vocab_size=int(config["vocab_size"]),
             hidden_size=hidden,
@@ -197,11 +291,22 @@ class ModelShape:
             num_kv_heads=int(first("num_key_value_heads", "num_kv_heads", default=heads)),
             head_dim=head_dim,
             tied_embeddings=bool(config.get("tie_word_embeddings", False)),
-            attention_bias=bool(config.get("attention_bias", model_type.startswith("qwen2"))),
+            attention_bias=bool(attention_bias),
             mlp_bias=bool(config.get("mlp_bias", False)),
-            gated_mlp=model_type not in ("gpt2", "gpt_neox", "opt", "phi", "falcon", "bloom"),
+            gated_mlp=model_type not in UNGATED_MLP,
             num_experts=experts,
             active_experts=int(first("num_experts_per_tok", "moe_topk", default=1)),
+            model_type=model_type,
+            layout=layout,
+            position_embeddings=int(first("n_positions", default=0)) if layout == "gpt2" else 0,
+            norm_bias=model_type in LAYER_NORM_WITH_BIAS,
+            norms_per_layer=4 if model_type in FOUR_NORMS_PER_LAYER else 2,
+            query_key_norms=model_type in QUERY_KEY_NORMS,
+            # Llama-style models put attention_bias on o_proj too; the Qwen2 family does not.
+            output_bias=bool(attention_bias) and not qwen2_family,
+            shared_expert_size=int(first("shared_expert_intermediate_size", default=0))
+            if experts > 1
+            else 0,
         )
 
     @classmethod
@@ -307,7 +412,104 @@ def _targets(
     if targets == "all-linear":
         return shape.layer_linears()
     names = tuple(targets) if targets else default
-    return [item for item in shape.layer_linears() if item[0].split(".")[-1] in names]
+    return [item for item in shape.layer_linears() if any(_matches(item[0], n) for n in names)]
+
+
+def _matches(layer: str, target: str) -> bool:
+    """peft's rule: the layer's name is the target or ends in `.target`."""
+    return layer == target or layer.endswith("." + target)
+
+
+# Mixtures of experts whose transformers 4 checkpoints peft 0.21 converts (transformers'
+# `_MODEL_TO_CONVERSION_PATTERN` to "mixtral" or "qwen2_moe"): for "all-linear" it also adapts
+# the router and gives the fused gate_up_proj rank 2r (the two matrices it replaces had r each).
+PEFT_CONVERTED_MOE = frozenset(
+    [
+        "mixtral",
+        "minimax",
+        "minimax_m2",
+        "afmoe",
+        "deepseek_v2",
+        "deepseek_v3",
+        "deepseek_v32",
+        "dots1",
+        "ernie4_5_moe",
+        "glm4_moe",
+        "glm4_moe_lite",
+        "glm_moe_dsa",
+        "glm4v_moe",
+        "longcat_flash",
+        "solar_open",
+        "mellum",
+        "qwen3_moe",
+        "beam",
+        "qwen3_omni_moe",
+        "qwen3_omni_moe_thinker",
+        "qwen3_omni_moe_text",
+        "qwen3_next",
+        "hunyuan_v1_moe",
+        "flex_olmo",
+        "olmoe",
+        "sarvam_mla",
+        "exaone_moe",
+        "cohere2_moe",
+    ]
+)
+
+
+def _expert_targets(shape: ModelShape, targets: Any) -> list[tuple[str, int, int, int]]:
+    """(name, in, out, rank multiple) of the fused expert tensors LoRA adapts
+    (`studio.methods.targets.lora_targets`, and peft's own conversion)."""
+    converted = shape.model_type in PEFT_CONVERTED_MOE
+    experts = [
+        (name, fan_in, fan_out, 2 if converted and name.endswith("gate_up_proj") else 1)
+        for name, fan_in, fan_out in shape.expert_tensors()
+    ]
+    if targets == "all-linear":
+        return experts
+    names = tuple(targets or ())
+    return [
+        (name, fan_in, fan_out, 1)
+        for name, fan_in, fan_out, _ in experts
+        if any(target in EXPERT_ALIASES[name.split(".")[-1]] for target in names)
+    ]
+
+
+# IA3's default layers where peft has one (its TRANSFORMERS_MODELS_TO_IA3_* tables):
+# (targets, feed-forward targets); other architectures by role, as `methods.targets` finds them.
+IA3_DEFAULTS = {
+    "llama": (("k_proj", "v_proj", "down_proj"), ("down_proj",)),
+    "mistral": (("k_proj", "v_proj", "down_proj"), ("down_proj",)),
+    "gemma": (("q_proj", "v_proj", "down_proj"), ("down_proj",)),
+    "gemma2": (("q_proj", "v_proj", "down_proj"), ("down_proj",)),
+    "gemma3_text": (("q_proj", "v_proj", "down_proj"), ("down_proj",)),
+    "qwen2": (("q_proj", "v_proj", "down_proj"), ("down_proj",)),
+    "qwen3": (("q_proj", "v_proj", "down_proj"), ("down_proj",)),
+    "gpt2": (("c_attn", "mlp.c_proj"), ("mlp.c_proj",)),
+    "gpt_neox": (("query_key_value", "dense_4h_to_h"), ("dense_4h_to_h",)),
+}
+IA3_FEEDFORWARD = ("down_proj", "fc2", "w2", "dense_4h_to_h", "c_proj", "fc_out")
+
+
+def _ia3_targets(shape: ModelShape, settings: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    targets = tuple(settings.target_modules or ())
+    feedforward = tuple(settings.feedforward_modules or ())
+    if not targets:
+        default = IA3_DEFAULTS.get(shape.model_type)
+        if default is None:
+            names = [name for name, _, _ in shape.layer_linears()]
+            fused = next((n for n in names if n.endswith(("qkv_proj", "query_key_value"))), "")
+            key_value = (fused.split(".")[-1],) if fused else ("k_proj", "v_proj")
+            default = ((*key_value, "down_proj"), ("down_proj",))
+        targets = default[0]
+        feedforward = feedforward or default[1]
+    if not feedforward:
+        feedforward = tuple(
+            name
+            for name in targets
+            if name.split(".")[-1] in IA3_FEEDFORWARD and not name.startswith("attn.")
+        )
+    return targets, feedforward
 
 
 @dataclass(frozen=True)
@@ -341,7 +543,7 @@ def _plan(shape: ModelShape, settings: Any, act: int) -> _Plan:
                 trainable += count
                 if param.startswith("model.layers."):
                     lowest = min(lowest, int(param.split(".")[2]))
-                elif param.startswith("model.embed_tokens"):
+                elif param.startswith("model.embed"):
                     lowest = 0
         return _Plan(trainable, 0, True, layers - lowest, layers - lowest)
     if name == "prompt_tuning":
@@ -377,6 +579,18 @@ def _plan(shape: ModelShape, settings: Any, act: int) -> _Plan:
         modules = _targets(shape, settings.target_modules, ("q_proj", "v_proj"))
         rank = settings.rank
         per_layer = sum(rank * (fan_in + fan_out) for _, fan_in, fan_out in modules)
+        # peft's ParamWrapper on a fused expert tensor: A (r x experts, in), B (out, r x experts).
+        experts = _expert_targets(shape, settings.target_modules)
+        per_layer += sum(
+            rank * multiple * shape.num_experts * (fan_in + fan_out)
+            for _, fan_in, fan_out, multiple in experts
+        )
+        if (
+            experts
+            and settings.target_modules == "all-linear"
+            and (shape.model_type in PEFT_CONVERTED_MOE)
+        ):
+            per_layer += rank * (shape.hidden_size + shape.num_experts)  # the router
         if settings.use_dora:
             per_layer += sum(fan_out for _, _, fan_out in modules)
         # lora_A keeps its input: without dropout one copy per distinct input tensor (q, k
@@ -393,10 +607,10 @@ def _plan(shape: ModelShape, settings: Any, act: int) -> _Plan:
         trainable = layers * per_layer
         return _Plan(trainable, trainable, layers_with_grad=layers, per_token_layer=per_token)
     if name == "ia3":
-        modules = _targets(shape, settings.target_modules, ("k_proj", "v_proj", "down_proj"))
-        feedforward = set(settings.feedforward_modules or ("down_proj",))
+        names, feedforward = _ia3_targets(shape, settings)
+        modules = _targets(shape, list(names), names)
         sizes = [
-            fan_in if module.split(".")[-1] in feedforward else fan_out
+            fan_in if any(_matches(module, name) for name in feedforward) else fan_out
             for module, fan_in, fan_out in modules
         ]
         trainable = layers * sum(sizes)
@@ -406,18 +620,31 @@ def _plan(shape: ModelShape, settings: Any, act: int) -> _Plan:
     raise ValueError(f"no memory model for method '{name}'")
 
 
+FAN_IN = {
+    "q_proj": "attn_norm",
+    "k_proj": "attn_norm",
+    "v_proj": "attn_norm",
+    "qkv_proj": "attn_norm",
+    "c_attn": "attn_norm",
+    "query_key_value": "attn_norm",
+    "o_proj": "attn_out",
+    "attn.c_proj": "attn_out",
+    "dense": "attn_out",
+    "gate_proj": "mlp_norm",
+    "up_proj": "mlp_norm",
+    "gate_up_proj": "mlp_norm",
+    "c_fc": "mlp_norm",
+    "dense_h_to_4h": "mlp_norm",
+    "down_proj": "mlp_hidden",
+    "mlp.c_proj": "mlp_hidden",
+    "dense_4h_to_h": "mlp_hidden",
+}
+
+
 def fan_in_name(module: tuple[str, int, int]) -> str:
     """Which tensor feeds a linear layer: the layers fed by the same tensor share one copy."""
-    short = module[0].split(".")[-1]
-    return {
-        "q_proj": "attn_norm",
-        "k_proj": "attn_norm",
-        "v_proj": "attn_norm",
-        "o_proj": "attn_out",
-        "gate_proj": "mlp_norm",
-        "up_proj": "mlp_norm",
-        "down_proj": "mlp_hidden",
-    }.get(short, module[0])
+    name = module[0]
+    return FAN_IN.get(".".join(name.split(".")[-2:]), FAN_IN.get(name.split(".")[-1], name))
 
 
 def inputs_sizes(shape: ModelShape, inputs: set[str]) -> list[int]:
@@ -443,7 +670,11 @@ def _layer_activation_bytes(shape: ModelShape, act: int, *, weight_grads: bool) 
     """
     h, q, inter = shape.hidden_size, shape.q_size, shape.intermediate_size
     # With padding in the batch, transformers repeats keys/values to every head before SDPA.
-    kept = 2 * 4 * h + act * (q + 2 * q + q) + act * 3 * inter * shape.active_experts
+    # A gated MLP keeps gate output, its activation and up output; an ungated one two tensors,
+    # or four with GPT-2's gelu_new (tanh approximation in separate torch ops, each keeping one).
+    kept_per_unit = 3 if shape.gated_mlp else (4 if shape.layout == "gpt2" else 2)
+    mlp = kept_per_unit * inter * shape.active_experts + 3 * shape.shared_expert_size
+    kept = 2 * 4 * h + act * (q + 2 * q + q) + act * mlp
     if weight_grads:
         kept += 2 * act * h  # norm weights' inputs
         kept += 2 * act * h + act * inter  # inputs of q/k/v, gate/up and down projections
@@ -526,8 +757,15 @@ def estimate_memory(
             if settings.double_quant
             else 4 / QUANT_BLOCK
         )
-        weights = int(quantized * (0.5 + scale)) + (total - quantized) * 4
+        experts = shape.expert_parameters
+        rest = total - quantized - experts
+        weights = int(quantized * (0.5 + scale)) + rest * 4 + experts * weight_bytes
         notes.append("QLoRA: linear layers in 4 bits; embeddings, norms and head upcast to fp32")
+        if experts:
+            notes.append(
+                f"QLoRA is refused on this model: bitsandbytes does not quantize its fused "
+                f"experts ({experts:,} parameters), counted here unquantized; use LoRA"
+            )
     else:
         weights = total * weight_bytes
         if plan.trains_base:  # full / freeze train float32 master weights (methods/precision)

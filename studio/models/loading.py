@@ -101,7 +101,12 @@ def load_base_model(
     }
     attention = attn_implementation or settings.attn_implementation
     if attention != "auto":
-        kwargs["attn_implementation"] = attention
+        from studio.models.attention import supported_attention
+
+        supported = supported_attention(source.location, settings)
+        # A kernel the architecture lacks would fail the load: transformers then picks.
+        if supported is None or attention in supported:
+            kwargs["attn_implementation"] = attention
     if quantization_config is not None:
         kwargs["quantization_config"] = quantization_config
         kwargs["device_map"] = {"": 0} if plan.device == "cuda" else {"": "cpu"}
@@ -138,6 +143,8 @@ def _load_error(what: str, source: ModelSource, error: Exception) -> ModelError:
             "check the hub id; with HF_HUB_OFFLINE=1 or no network only models already in "
             "the Hugging Face cache load; gated models need `huggingface-cli login`"
         )
+    elif "attention" in text.lower():
+        advice = "set model.attn_implementation to auto (or eager), which this model supports"
     else:
         advice = f"check that {source.location} holds a complete model saved with save_pretrained"
     return ModelError(f"cannot load {what} from '{source.name}': {text}", advice=advice)

@@ -3,7 +3,8 @@
 `export_run(run)` copies the trained adapter (or the method's saved result) with a model card;
 `export_run(run, merged=True)` folds the adapter into the base weights and writes a standalone
 model in safetensors that loads with plain `transformers` (methods whose registry entry
-`can_merge`). Both are written into a temporary folder and renamed into place, so a failed
+`can_export`: merged adapters, and the whole models that full and freeze runs train). Both
+are written into a temporary folder and renamed into place, so a failed
 export never leaves a half-written folder under the name asked for. `push_to_hub` uploads an
 export with huggingface_hub.
 """
@@ -203,9 +204,10 @@ def _write_merged(
     # A checkpoint has no method note beside it: the run's config says which method it was.
     settings = read_method_settings(source) if (source / METHOD_FILE).exists() else config.method
     spec = get_method(settings.name)
-    if not spec.can_merge:
+    if not spec.can_export:
         raise ConfigError(
-            f"{spec.title} cannot be merged into the base model",
+            f"{spec.title} cannot be merged into the base model: it adds computation the "
+            "base weights cannot hold",
             advice="export the adapter instead (without --merged)",
         )
     quiet_libraries()

@@ -216,6 +216,7 @@ def can_merge(method: str) -> bool:
     from studio.methods.registry import get_method
 
     try:
-        return get_method(method).can_merge
+        # Full and freeze runs are whole models: they export as standalone models too.
+        return get_method(method).can_export
     except (StudioError, KeyError, ValueError):
         return False
