@@ -5,13 +5,13 @@ the names that exist, and a resume that would not restore every trained tensor r
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
 
 from studio.config_methods import IA3Settings, LoraSettings, QLoraSettings
 from studio.errors import ConfigError, ModelError
+from studio.methods.registry import MethodContext
 
 
 def load(folder: Path):
@@ -132,9 +132,18 @@ def test_lora_adapts_fused_experts(architecture_dir) -> None:
 def test_lora_settings_the_experts_cannot_take_are_refused(architecture_dir) -> None:
     from studio.methods import lora
 
-    with pytest.raises(ConfigError, match="cannot use dropout") as caught:
-        lora.apply(load(architecture_dir("qwen2_moe")), LoraSettings(dropout=0.05))
-    assert "method.dropout: 0" in caught.value.advice
+    with pytest.raises(ConfigError, match="cannot use DoRA") as caught:
+        lora.apply(load(architecture_dir("qwen2_moe")), LoraSettings(dropout=0.0, use_dora=True))
+    assert "method.use_dora: false" in caught.value.advice
+    # The default dropout trains with none on the experts, and says so in the log.
+    notes: list[tuple[str, str]] = []
+    context = MethodContext(log=lambda line, level="info": notes.append((level, line)))
+    model = lora.apply(load(architecture_dir("qwen2_moe")), LoraSettings(dropout=0.05), context)
+    assert model.peft_config["default"].target_parameters
+    assert model.peft_config["default"].lora_dropout == 0.0
+    assert [level for level, line in notes if "method.dropout 0.05 not applied" in line] == [
+        "warning"
+    ]
     with pytest.raises(ConfigError, match="QLoRA cannot quantize this mixture-of-experts"):
         lora.apply(load(architecture_dir("qwen2_moe")), QLoraSettings(dropout=0.0))
     # Attention only: no experts, dropout is fine.

@@ -58,7 +58,7 @@ def peft_config(settings: LoraSettings, model: Any = None) -> Any:
         task_type=TaskType.CAUSAL_LM,
         r=settings.rank,
         lora_alpha=settings.effective_alpha,
-        lora_dropout=settings.dropout,
+        lora_dropout=0.0 if parameters else settings.dropout,
         target_modules=modules,
         target_parameters=parameters or None,
         use_rslora=settings.use_rslora,
@@ -77,14 +77,26 @@ def check_expert_settings(settings: LoraSettings, parameters: list[str]) -> None
             "16 bits, most of the model's memory",
             advice="use method lora (16-bit base, experts adapted), or a dense model for QLoRA",
         )
-    if settings.dropout or settings.use_dora:
-        what = "dropout" if settings.dropout else "DoRA"
+    if settings.use_dora:
         raise ConfigError(
-            f"LoRA on this model's fused expert tensors ({experts}) cannot use {what}: peft "
-            "adapts them through parameter wrappers that support neither",
-            advice="set method.dropout: 0 and method.use_dora: false, or list "
-            "method.target_modules without the experts (e.g. [q_proj, k_proj, v_proj, o_proj])",
+            f"LoRA on this model's fused expert tensors ({experts}) cannot use DoRA: peft "
+            "adapts them through parameter wrappers that do not support it",
+            advice="set method.use_dora: false, or list method.target_modules without the "
+            "experts (e.g. [q_proj, k_proj, v_proj, o_proj])",
         )
+
+
+def expert_dropout_note(settings: LoraSettings, config: Any) -> str | None:
+    """Why the run trains without the dropout asked for, or None. peft's expert wrappers take
+    no dropout and one LoraConfig serves every target, so a mixture-of-experts model trains
+    with none: a regulariser lost is better than refusing the default settings."""
+    if settings.dropout and config.lora_dropout != settings.dropout:
+        return (
+            f"method.dropout {settings.dropout} not applied: peft adapts this model's fused "
+            "expert tensors without dropout, so the run uses 0 (list method.target_modules "
+            "without the experts to keep it)"
+        )
+    return None
 
 
 def is_quantized(model: Any) -> bool:
@@ -95,6 +107,9 @@ def apply(model: Any, settings: LoraSettings, context: Any = None) -> Any:
     from peft import get_peft_model, prepare_model_for_kbit_training
 
     config = peft_config(settings, model)  # checked before the model is prepared
+    note = expert_dropout_note(settings, config)
+    if note is not None and context is not None:
+        context.note(note, "warning")
     if isinstance(settings, QLoraSettings):
         model = prepare_model_for_kbit_training(
             model,
