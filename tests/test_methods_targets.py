@@ -5,6 +5,7 @@ the names that exist, and a resume that would not restore every trained tensor r
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
