@@ -173,6 +173,9 @@ class RunCallback(TrainerCallback):
     def on_save(self, args, state, control, **kwargs):
         from studio.engine.checkpoints import mark_complete, prune_checkpoints
 
+        if not state.is_world_process_zero:
+            return  # in a torchrun group rank 0 keeps the books for everyone
+
         folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         if folder.is_dir():
             mark_complete(folder, state.global_step)

@@ -77,8 +77,11 @@ class TrainingSession:
         resume_dir: str | Path | None = None,
         keep_optimizer_state: bool = True,
         changes: Mapping[str, Any] | None = None,
+        rank: Any = None,
     ) -> None:
         self.config = config
+        # A studio.engine.distributed.RankContext when this is one rank of a torchrun group.
+        self.rank = rank
         self.bus = bus or EventBus()
         self.control = control or TrainingControl()
         self.base_dir = base_dir
@@ -152,9 +155,17 @@ class TrainingSession:
     def log(self, text: str, level: str = "info") -> None:
         self.publish(LogLine(text=text, level=level))
 
+    @property
+    def records_run(self) -> bool:
+        """Whether this process writes the run folder (not a torchrun rank other than 0)."""
+        return self.rank is None or self.rank.is_main
+
     def _record(self, event: RunEvent) -> None:
         run = self.run_dir
         if run is None:
+            return
+        if not self.records_run:
+            self.rank.record(event)
             return
         if isinstance(event, StepMetrics):
             self._step = event.step
@@ -228,8 +239,9 @@ class TrainingSession:
             self.run_dir = self._open_run_directory()
             from studio.engine.heartbeat import Heartbeat
 
-            heartbeat = Heartbeat(self.run_dir, self.control, on_command=self._on_command)
-            heartbeat.start()
+            if self.records_run:
+                heartbeat = Heartbeat(self.run_dir, self.control, on_command=self._on_command)
+                heartbeat.start()
             self.publish(StateChanged(RunState.PREPARING, f"run directory {self.run_dir.path}"))
             self._log_resume()
             sampler = self._start_telemetry()
@@ -249,7 +261,10 @@ class TrainingSession:
             final = RunState.FAILED
             failure = classify_failure(error, self.config)
             if self.run_dir is not None and not isinstance(error, StudioError):
-                self.run_dir.log(traceback.format_exc(), "error")
+                if self.records_run:
+                    self.run_dir.log(traceback.format_exc(), "error")
+                else:
+                    self.rank.record(LogLine(text=traceback.format_exc(), level="error"))
             step = self.current_step or self._step or None
             error_record = {
                 "kind": failure.kind,
@@ -281,7 +296,7 @@ class TrainingSession:
             adapter_dir=adapter_dir,
             duration_seconds=duration,
         )
-        if self.run_dir is not None:
+        if self.run_dir is not None and self.records_run:
             self.run_dir.write_status(
                 state=final.value,
                 finished=time.time(),
@@ -297,6 +312,10 @@ class TrainingSession:
         return summary
 
     def _open_run_directory(self) -> RunDirectory:
+        if self.rank is not None:
+            from studio.engine.distributed import open_rank_run_directory
+
+            return open_rank_run_directory(self)
         process = {"pid": os.getpid(), "host": this_host(), "process_started": time.time()}
         if self.resume_dir is None:
             run = RunDirectory.create(self.config)
@@ -361,7 +380,7 @@ class TrainingSession:
 
     def _start_telemetry(self) -> Any:
         """Sample GPU / host memory about once a second into telemetry.jsonl and events."""
-        if self.telemetry_interval is None:
+        if self.telemetry_interval is None or not self.records_run:
             return None
         from studio.telemetry import TelemetrySampler
 

@@ -147,9 +147,17 @@ def train(session: TrainingSession) -> EngineCallback:
 
     # 3. The trainer for this training type.
     callbacks: list[EngineCallback] = []
+    group_control = None
+    engine_control = session.control
+    if session.rank is not None:
+        from studio.engine.distributed import group_control_callback
+
+        # In a torchrun group the engine obeys what the ranks agreed on at each step end.
+        group_control = group_control_callback(session)
+        engine_control = group_control.agreed
 
     def callback_factory(tokens_seen: Any) -> EngineCallback:
-        callback = EngineCallback(session.publish, session.control, tokens_seen)
+        callback = EngineCallback(session.publish, engine_control, tokens_seen)
         callbacks.append(callback)
         return callback
 
@@ -159,14 +167,27 @@ def train(session: TrainingSession) -> EngineCallback:
 
     # Our own events replace the Trainer's printed log dicts.
     trainer.remove_callback(PrinterCallback)
+    if group_control is not None:
+        # First, so every rank agrees on stop / save before the engine's callback reads them.
+        trainer.callback_handler.callbacks.insert(0, group_control)
+    else:
+        from studio.engine.devices import keep_to_one_device
+
+        keep_to_one_device(trainer, session.log)
     attach_run_callbacks(trainer, session)  # checkpoint markers and pruning, resume details
     trainer.train(resume_from_checkpoint=session.resume_from)
 
     # 4. Save the result atomically: a crash mid-save leaves no half-written adapter behind.
     staging = run.path / ".adapter.saving"
-    shutil.rmtree(staging, ignore_errors=True)
-    save_trained(model, config.method, staging)
-    tokenizer.save_pretrained(str(staging))
-    replace_directory(staging, run.adapter_dir)
-    session.log(f"saved {method.title} result to {run.adapter_dir}")
+    if session.rank is not None:
+        from studio.engine.distributed import save_group_result
+
+        save_group_result(session, trainer, model, staging)
+    else:
+        shutil.rmtree(staging, ignore_errors=True)
+        save_trained(model, config.method, staging)
+    if session.records_run:
+        tokenizer.save_pretrained(str(staging))
+        replace_directory(staging, run.adapter_dir)
+        session.log(f"saved {method.title} result to {run.adapter_dir}")
     return callbacks[0]
