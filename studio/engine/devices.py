@@ -15,7 +15,7 @@ from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from studio.errors import ConfigError
+from studio.errors import ConfigError, StudioError
 from studio.telemetry.fit_check import check_fit
 from studio.telemetry.snapshots import GpuSnapshot, TelemetrySnapshot
 from studio.telemetry.status_line import gib
@@ -135,8 +135,19 @@ def choose_devices(
         strategy = choose_strategy(settings.strategy, method, processes)
         if processes == 1:
             return DeviceChoice((), 1, "single", "CPU: no GPU is visible")
+        notes: tuple[str, ...] = ()
+        if strategy == "fsdp":
+            # accelerate shards only on accelerator groups (MULTI_CPU never becomes FSDP).
+            notes = (
+                "FSDP needs GPUs: the CPU processes train with DDP, each holding the whole model",
+            )
+            strategy = "ddp"
         return DeviceChoice(
-            (), processes, strategy, f"CPU: {processes} processes ({strategy}, gloo), no GPU"
+            (),
+            processes,
+            strategy,
+            f"CPU: {processes} processes ({strategy}, gloo), no GPU",
+            notes,
         )
     if asked is not None:
         missing = [index for index in asked if snapshot.gpu(index) is None]
@@ -252,3 +263,62 @@ def keep_to_one_device(trainer: Any, log: Callable[[str, str], None] | None = No
     if log is not None:
         log(f"{seen} GPUs visible: training on one (no DataParallel)", "info")
     return True
+
+
+# ------------------------------------------------------------ the machine, now
+
+
+def cuda_started() -> bool:
+    """Whether this process has already started CUDA (then its visible GPUs are fixed)."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return False
+    try:
+        return bool(torch.cuda.is_initialized())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def estimate_for(config: Any, base_dir: Any = None) -> int | None:
+    """The run's memory estimate in bytes, when the model is local (None otherwise)."""
+    from studio.models.sources import resolve_model_source
+
+    try:
+        source = resolve_model_source(config.model.source)
+        if not source.is_local:
+            return None
+        from studio.methods.memory import estimate_run
+
+        return int(estimate_run(config, source.location, device="cuda").total)
+    except (OSError, ValueError, KeyError, TypeError, StudioError):
+        return None
+
+
+def decide_devices(
+    config: Any,
+    *,
+    snapshot: TelemetrySnapshot | None = None,
+    estimate_bytes: int | None = None,
+) -> DeviceChoice:
+    """`choose_devices` for `config` on this machine as it is now."""
+    import os
+
+    if snapshot is None:
+        from studio.telemetry import TelemetrySampler
+
+        sampler = TelemetrySampler()
+        try:
+            snapshot = sampler.sample_once()
+        finally:
+            sampler.close()
+    if estimate_bytes is None and snapshot.gpus:
+        estimate_bytes = estimate_for(config)
+    return choose_devices(
+        config.devices,
+        snapshot,
+        method=config.method.name,
+        estimate_bytes=estimate_bytes,
+        own_pids=frozenset({os.getpid()}),
+    )

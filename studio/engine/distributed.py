@@ -228,8 +228,8 @@ def group_control_callback(session: TrainingSession) -> Any:
         import torch
         import torch.distributed as dist
 
-        on_gpu = dist.get_backend() == "nccl"
-        device = torch.device("cuda", torch.cuda.current_device()) if on_gpu else "cpu"
+        cpu_backend = "gloo" in str(dist.get_backend())
+        device = "cpu" if cpu_backend else torch.device("cuda", torch.cuda.current_device())
         flags = torch.zeros(3, dtype=torch.int32, device=device)
         if rank.is_main:
             stop = requests.stop_requested

@@ -248,6 +248,7 @@ class GroupSession:
         self.extra_environment = dict(extra_environment or {})
         self.run_dir: RunDirectory | None = None
         self.process: subprocess.Popen[bytes] | None = None
+        self.device_notes: list[tuple[str, str]] = []
 
     def publish(self, event: RunEvent) -> None:
         self.bus.publish(event)
@@ -337,6 +338,8 @@ class GroupSession:
             finished = RunFinished(RunState.FAILED, "", 0, None, None, None, 0.0)
             self.publish(finished)
             return finished
+        for level, line in self.device_notes:
+            self.log(line, level)
         self.log(
             f"starting {self.spec.processes} processes: "
             + shlex.join(["torchrun", *self.command()[3:]])
@@ -412,3 +415,74 @@ class _ControlForwarder:
 
 if __name__ == "__main__":
     sys.exit(group_main(sys.argv[1:]))
+
+
+# ------------------------------------------------------------ one session or a group
+
+
+def session_for_config(
+    config: Any,
+    bus: EventBus | None = None,
+    control: TrainingControl | None = None,
+    *,
+    resume_dir: str | Path | None = None,
+    changes: Mapping[str, Any] | None = None,
+    snapshot: Any = None,
+    **options: Any,
+) -> Any:
+    """The session that trains `config` on the devices its `devices` section chooses.
+
+    One device: the in-process `TrainingSession`, shown only that GPU (when CUDA has not
+    started yet) and kept off DataParallel. Several: a `GroupSession` through torchrun.
+    `options` are TrainingSession's (base_dir, telemetry_interval).
+    """
+    from studio.engine.devices import cuda_started, decide_devices, pin_visible_devices
+    from studio.engine.session import TrainingSession
+
+    choice = decide_devices(config, snapshot=snapshot)
+    notes = choice.log_lines()
+    if choice.distributed:
+        session: Any = GroupSession(
+            config,
+            NodeSpec(choice.processes),
+            bus,
+            control,
+            visible_devices=choice.visible_devices,
+            resume_dir=resume_dir,
+            base_dir=options.get("base_dir"),
+        )
+    else:
+        pinned = pin_visible_devices(choice, os.environ, cuda_started())
+        if pinned:
+            notes.append(("info", f"devices: {pinned}"))
+        session = TrainingSession(
+            config, bus, control, resume_dir=resume_dir, changes=changes, **options
+        )
+    session.device_notes = notes
+    return session
+
+
+def session_for_resume(
+    run_dir: str | Path,
+    bus: EventBus | None = None,
+    control: TrainingControl | None = None,
+    *,
+    changes: Mapping[str, Any] | None = None,
+    **options: Any,
+) -> Any:
+    """Go on with a run from its last checkpoint on the devices its config chooses now."""
+    from studio.config import load_config
+    from studio.engine.checkpoints import resume_problem
+    from studio.engine.session import config_with_changes
+
+    run = RunDirectory.open(run_dir)
+    problem = resume_problem(run)
+    if problem:
+        raise ConfigError(
+            f"cannot resume: {problem}",
+            advice="resume a stopped, failed or interrupted run; `ftstudio runs` lists them",
+        )
+    config = load_config(run.config_path)
+    if changes:
+        config = config_with_changes(config, changes)
+    return session_for_config(config, bus, control, resume_dir=run.path, changes=changes, **options)

@@ -33,7 +33,9 @@ def join_process_group(rank: RankContext) -> None:
 
     if torch.cuda.is_available():
         torch.cuda.set_device(rank.local_rank)
-        dist.init_process_group("nccl", device_id=torch.device("cuda", rank.local_rank))
+        # gloo beside NCCL: FSDP2's CPU offload and CPU-side collectives need it (accelerate
+        # picks the same pair when it makes the group itself).
+        dist.init_process_group("cuda:nccl,cpu:gloo")
     else:
         dist.init_process_group("gloo")
 

@@ -82,6 +82,8 @@ class TrainingSession:
         self.config = config
         # A studio.engine.distributed.RankContext when this is one rank of a torchrun group.
         self.rank = rank
+        # (level, line) pairs about the device choice, logged once the run folder is open.
+        self.device_notes: list[tuple[str, str]] = []
         self.bus = bus or EventBus()
         self.control = control or TrainingControl()
         self.base_dir = base_dir
@@ -244,6 +246,8 @@ class TrainingSession:
                 heartbeat.start()
             self.publish(StateChanged(RunState.PREPARING, f"run directory {self.run_dir.path}"))
             self._log_resume()
+            for level, line in self.device_notes:
+                self.log(line, level)
             sampler = self._start_telemetry()
             from transformers import set_seed
 
