@@ -105,6 +105,7 @@ def slurm_script(
     port: int = DEFAULT_PORT,
     time_limit: str | None = None,
     partition: str | None = None,
+    base_dir: str | Path | None = None,
 ) -> str:
     """An sbatch script: one torchrun per node (srun), meeting at the job's first node.
 
@@ -112,7 +113,7 @@ def slurm_script(
     `config_path` and writes it, the other ranks write only their logs under `ranks/`.
     """
     spec = NodeSpec(gpus_per_node, nodes, 0, f"$head_node:{port}", "$SLURM_JOB_ID")
-    arguments = torchrun_arguments(spec, run_dir, config_path=config_path)
+    arguments = torchrun_arguments(spec, run_dir, config_path=config_path, base_dir=base_dir)
     # --node-rank comes from Slurm at run time; the rest is the same on every node.
     arguments = [a for a in arguments if not a.startswith("--node-rank=")]
     arguments.insert(2, "--node-rank=$SLURM_NODEID")
@@ -132,7 +133,7 @@ def slurm_script(
     body = [
         "set -euo pipefail",
         "# torchrun on every node; they meet at the first node of the allocation.",
-        'head_node=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)',
+        'export head_node=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)',
         "export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}",
         f"srun --kill-on-bad-exit=1 bash -c 'torchrun {quoted}'",
     ]
