@@ -141,7 +141,7 @@ def test_group_failure_names_the_rank_and_its_error_or_its_signal(tmp_path: Path
     later = SimpleNamespace(pid=4320, exitcode=-signal.SIGTERM, timestamp=12)
     record = group_failure(tmp_path, {0: later, 1: failure})
     assert record["rank"] == 1 and record["kind"] == "out_of_memory"
-    assert record["message"] == "rank 1 failed: CUDA out of memory (ranks 0 failed after it)"
+    assert record["message"] == "rank 1 failed: CUDA out of memory (rank 0 failed with it)"
     assert record["advice"] == ["halve batch_size"] and record["step"] == 7
 
     killed = SimpleNamespace(pid=99, exitcode=-signal.SIGKILL, timestamp=5)
@@ -150,3 +150,28 @@ def test_group_failure_names_the_rank_and_its_error_or_its_signal(tmp_path: Path
     assert any("out-of-memory killer" in advice for advice in record["advice"])
     assert any("--resume" in advice for advice in record["advice"])
     assert os.fspath(tmp_path) in record["advice"][-1]
+
+
+def test_the_cause_is_the_killed_rank_not_the_one_that_lost_its_peer(tmp_path: Path) -> None:
+    """Rank 0 fails first in the same second with a gloo error about its lost peer."""
+    ranks = tmp_path / "ranks"
+    ranks.mkdir()
+    (ranks / "rank-0.json").write_text(
+        '{"rank": 0, "error": {"kind": "internal", "message": "RuntimeError: [gloo] Read '
+        'error: Connection reset by peer"}}',
+        encoding="utf-8",
+    )
+    lost_peer = SimpleNamespace(pid=1, exitcode=1, timestamp=100)
+    killed = SimpleNamespace(pid=2, exitcode=-signal.SIGKILL, timestamp=100)
+    record = group_failure(tmp_path, {0: lost_peer, 1: killed})
+    assert record["rank"] == 1
+    assert record["message"] == "rank 1 (pid 2) was killed by SIGKILL (rank 0 failed with it)"
+    # A rank's own error comes before another rank's lost-peer error, whatever the order.
+    (ranks / "rank-1.json").write_text(
+        '{"rank": 1, "error": {"kind": "data", "message": "bad record"}}', encoding="utf-8"
+    )
+    record = group_failure(tmp_path, {0: lost_peer, 1: SimpleNamespace(pid=2, exitcode=1)})
+    assert record["rank"] == 1 and record["kind"] == "data"
+    # torchrun's own SIGTERM to the survivors is never the cause.
+    terminated = SimpleNamespace(pid=3, exitcode=-signal.SIGTERM, timestamp=1)
+    assert group_failure(tmp_path, {0: terminated, 1: killed})["rank"] == 1

@@ -35,6 +35,8 @@ from studio.errors import ConfigError
 
 DEFAULT_PORT = 29500
 RANK_MODULE = "studio.engine.rank"
+# Signals torchrun itself sends to the ranks left when one fails: never the cause.
+TORCHRUN_SIGNALS = frozenset({15, 2})  # SIGTERM, SIGINT
 
 
 @dataclass(frozen=True)
@@ -150,24 +152,62 @@ def _shell_word(word: str) -> str:
 # ------------------------------------------------------------ the group process
 
 
-def group_failure(run_dir: Path, failures: Mapping[int, Any]) -> dict[str, Any]:
-    """The error record for status.json: the first rank that failed, and why.
+# Errors a rank gets because another rank went away: a consequence, not the cause.
+PEER_LOST = (
+    "connection reset by peer",
+    "connection closed by peer",
+    "broken pipe",
+    "socket timeout",
+    "remote worker",
+    "collective operation timeout",
+    "communicator was aborted",
+)
 
-    `failures` is torchrun's ChildFailedError.failures (global rank -> ProcessFailure). A rank
-    that failed with a Python error left it in ranks/rank-N.json; one killed by a signal left
-    nothing, and torchrun's exit code says which signal.
+
+def _is_peer_lost(message: str) -> bool:
+    lowered = message.lower()
+    return any(sign in lowered for sign in PEER_LOST)
+
+
+def group_failure(run_dir: Path, failures: Mapping[int, Any]) -> dict[str, Any]:
+    """The error record for status.json: the rank whose failure ended the group, and why.
+
+    `failures` is torchrun's ChildFailedError.failures (global rank -> ProcessFailure). When
+    one rank dies the others fail too (their collectives lose a peer, torchrun sends SIGTERM),
+    often within the same second, so the cause is picked by kind before time: a rank killed
+    by a signal torchrun does not send (SIGKILL: the out-of-memory killer, a user), then a
+    rank's own error (recorded in ranks/rank-N.json), then an error about a lost peer.
     """
     import signal
 
     results = read_rank_results(run_dir)
-    order = sorted(failures.items(), key=lambda item: (getattr(item[1], "timestamp", 0), item[0]))
+
+    def recorded_error(rank: int) -> dict[str, Any] | None:
+        error = (results.get(rank) or {}).get("error")
+        return error if isinstance(error, dict) and error.get("message") else None
+
+    def priority(item: tuple[int, Any]) -> tuple[int, float, int]:
+        rank, failure = item
+        exitcode = getattr(failure, "exitcode", None)
+        error = recorded_error(rank)
+        if isinstance(exitcode, int) and exitcode < 0 and -exitcode not in TORCHRUN_SIGNALS:
+            kind = 0
+        elif error is not None and not _is_peer_lost(str(error["message"])):
+            kind = 1
+        elif error is not None:
+            kind = 2
+        else:
+            kind = 3
+        return kind, float(getattr(failure, "timestamp", 0) or 0), rank
+
+    order = sorted(failures.items(), key=priority)
     rank, failure = order[0]
-    recorded = (results.get(rank) or {}).get("error")
+    recorded = recorded_error(rank)
     pid = getattr(failure, "pid", None)
     exitcode = getattr(failure, "exitcode", None)
     others = [str(other) for other, _ in order[1:]]
-    also = f" (ranks {', '.join(others)} failed after it)" if others else ""
-    if isinstance(recorded, dict) and recorded.get("message"):
+    also = f" (rank {', '.join(others)} failed with it)" if others else ""
+    if recorded is not None:
         return {
             "kind": str(recorded.get("kind", "internal")),
             "message": f"rank {rank} failed: {recorded['message']}{also}",
@@ -186,8 +226,8 @@ def group_failure(run_dir: Path, failures: Mapping[int, Any]) -> dict[str, Any]:
     if exitcode == -signal.SIGKILL:
         advice.insert(
             0,
-            "a rank killed without warning is often the kernel's out-of-memory "
-            "killer: check `dmesg`, and host memory per process",
+            "a rank killed without warning is often the kernel's out-of-memory killer: "
+            "check `dmesg`, and host memory per process",
         )
     advice.append(f"resume from the last checkpoint: ftstudio train --resume {run_dir}")
     return {

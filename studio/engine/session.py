@@ -167,6 +167,8 @@ class TrainingSession:
         if run is None:
             return
         if not self.records_run:
+            if isinstance(event, StepMetrics):
+                self._step = event.step
             self.rank.record(event)
             return
         if isinstance(event, StepMetrics):
