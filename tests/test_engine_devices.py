@@ -159,3 +159,41 @@ def test_a_one_device_run_is_kept_off_data_parallel() -> None:
     assert args.n_gpu == 1 and trainer._train_batch_size == 2
     assert lines == ["4 GPUs visible: training on one (no DataParallel)"]
     assert keep_to_one_device(trainer) is False
+
+
+def test_the_session_is_in_process_for_one_device_and_a_group_for_several(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from studio.engine import devices as device_module
+    from studio.engine.launcher import GroupSession, session_for_config
+    from studio.engine.session import TrainingSession
+
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.delenv("CUDA_DEVICE_ORDER", raising=False)
+    config = config_from_dict({"model": {"source": "tiny-demo"}})
+    cpu = session_for_config(config, snapshot=machine())
+    assert isinstance(cpu, TrainingSession)
+    assert cpu.device_notes == [("info", "devices: CPU: no GPU is visible")]
+    group = session_for_config(
+        config_from_dict({"devices": {"cpu_processes": 2}}), snapshot=machine()
+    )
+    assert isinstance(group, GroupSession) and group.spec.processes == 2
+    assert group.visible_devices is None
+
+    # One GPU before CUDA started: this process is narrowed to it and trains in-process.
+    monkeypatch.setattr(device_module, "cuda_started", lambda: False)
+    one = session_for_config(config, snapshot=SHARED)
+    assert isinstance(one, TrainingSession)
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "2"
+    assert ("info", "devices: CUDA_VISIBLE_DEVICES=2") in one.device_notes
+    # CUDA already running here (on GPU 2): GPU 1 gets a process of its own that sees only it.
+    monkeypatch.setattr(device_module, "cuda_started", lambda: True)
+    other = session_for_config(config_from_dict({"devices": {"gpus": "1"}}), snapshot=SHARED)
+    assert isinstance(other, GroupSession) and other.spec.processes == 1
+    assert other.visible_devices == "1"
+    assert any("process of its own" in line for _, line in other.device_notes)
+    # Two GPUs: a DDP group shown exactly those two.
+    pair = session_for_config(config_from_dict({"devices": {"gpus": "3,1"}}), snapshot=SHARED)
+    assert isinstance(pair, GroupSession) and pair.spec.processes == 2
+    assert pair.environment()["CUDA_VISIBLE_DEVICES"] == "3,1"
+    assert pair.environment()["CUDA_DEVICE_ORDER"] == "PCI_BUS_ID"

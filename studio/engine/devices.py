@@ -269,16 +269,27 @@ def keep_to_one_device(trainer: Any, log: Callable[[str, str], None] | None = No
 
 
 def cuda_started() -> bool:
-    """Whether this process has already started CUDA (then its visible GPUs are fixed)."""
+    """Whether this process may have started CUDA, after which CUDA_VISIBLE_DEVICES is fixed.
+
+    `torch.cuda.is_initialized()` is not enough: `torch.cuda.is_available()` already starts the
+    driver (cuInit reads CUDA_VISIBLE_DEVICES) without initialising torch's CUDA state. The
+    driver library being loaded says it may have run; without /proc, torch being imported
+    counts as started.
+    """
     import sys
 
     torch = sys.modules.get("torch")
-    if torch is None:
-        return False
+    if torch is not None:
+        try:
+            if torch.cuda.is_initialized():
+                return True
+        except (AttributeError, RuntimeError):
+            return True
     try:
-        return bool(torch.cuda.is_initialized())
-    except (AttributeError, RuntimeError):
-        return False
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
+            return any("libcuda.so" in line for line in maps)
+    except OSError:
+        return torch is not None
 
 
 def estimate_for(config: Any, base_dir: Any = None) -> int | None:

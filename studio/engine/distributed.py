@@ -228,6 +228,10 @@ def group_control_callback(session: TrainingSession) -> Any:
         import torch
         import torch.distributed as dist
 
+        if not dist.is_initialized():  # a group of one: its own requests are the decision
+            stop = requests.stop_requested
+            return stop, requests.take_save_request(), requests.paused and not stop
+
         cpu_backend = "gloo" in str(dist.get_backend())
         device = "cpu" if cpu_backend else torch.device("cuda", torch.cuda.current_device())
         flags = torch.zeros(3, dtype=torch.int32, device=device)

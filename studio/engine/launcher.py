@@ -482,7 +482,20 @@ def session_for_config(
 
     choice = decide_devices(config, snapshot=snapshot)
     notes = choice.log_lines()
-    if choice.distributed:
+    wanted = choice.visible_devices
+    own_process = (
+        wanted is not None and os.environ.get("CUDA_VISIBLE_DEVICES") != wanted and cuda_started()
+    )
+    if own_process:
+        # CUDA runs here on other GPUs already and cannot be narrowed to the chosen one: the
+        # run gets a process of its own that sees exactly that GPU.
+        notes.append(
+            (
+                "info",
+                f"devices: CUDA already started here; GPU {wanted} trains in a process of its own",
+            )
+        )
+    if choice.distributed or own_process:
         session: Any = GroupSession(
             config,
             NodeSpec(choice.processes),

@@ -64,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     options = _parser().parse_args(argv)
     run_dir = Path(options.run_dir)
     rank = RankContext.from_environ(run_dir)
-    join_process_group(rank)
+    if rank.world_size > 1:  # a group of one (a GPU of its own) needs no collectives
+        join_process_group(rank)
     if rank.is_main and options.config and not (run_dir / "config.yaml").is_file():
         create_run_folder(run_dir, options.config)
     rank.barrier()
