@@ -175,3 +175,38 @@ def test_the_cause_is_the_killed_rank_not_the_one_that_lost_its_peer(tmp_path: P
     # torchrun's own SIGTERM to the survivors is never the cause.
     terminated = SimpleNamespace(pid=3, exitcode=-signal.SIGTERM, timestamp=1)
     assert group_failure(tmp_path, {0: terminated, 1: killed})["rank"] == 1
+
+
+def test_group_arguments_ddp_for_adapters_fsdp2_for_full_finetunes_on_gpus(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from transformers import TrainingArguments
+
+    from studio.config import config_from_dict
+    from studio.engine.distributed import group_argument_values
+
+    gpu, cpu = SimpleNamespace(device="cuda"), SimpleNamespace(device="cpu")
+    lora, full = config_from_dict({"method": "lora"}), config_from_dict({"method": "full"})
+    assert group_argument_values(full, gpu) == {}  # not in a group: nothing changes
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert group_argument_values(lora, gpu) == {
+        "ddp_backend": "nccl",
+        "ddp_find_unused_parameters": False,
+    }
+    assert group_argument_values(full, cpu)["ddp_backend"] == "gloo"
+    assert "fsdp" not in group_argument_values(full, cpu)  # accelerate does not shard on CPU
+    values = group_argument_values(full, gpu)
+    assert values["fsdp"] is True and values["fsdp_config"]["version"] == 2
+    forced = config_from_dict({"method": "lora", "devices": {"strategy": "fsdp"}})
+    assert group_argument_values(forced, gpu)["fsdp"] is True
+    # What transformers makes of them: accelerate's FSDP2 plugin, one unit per decoder layer.
+    monkeypatch.delenv("WORLD_SIZE")
+    fsdp = {key: values[key] for key in ("fsdp", "fsdp_config")}
+    arguments = TrainingArguments(output_dir="unused", use_cpu=True, **fsdp)
+    assert arguments.fsdp_plugin_args == {
+        "fsdp_version": 2,
+        "auto_wrap_policy": "TRANSFORMER_BASED_WRAP",
+        "cpu_ram_efficient_loading": False,
+        "state_dict_type": "FULL_STATE_DICT",
+        "reshard_after_forward": True,
+    }

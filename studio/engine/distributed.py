@@ -186,7 +186,7 @@ def group_argument_values(config: Any, plan: Any) -> dict[str, Any]:
         values["ddp_find_unused_parameters"] = False
     strategy = choose_strategy(config.devices.strategy, config.method.name, size)
     if strategy == "fsdp" and plan.device == "cuda":
-        values["fsdp"] = "full_shard auto_wrap"
+        values["fsdp"] = True  # the string form is deprecated in transformers 5
         values["fsdp_config"] = fsdp_config()
     return values
 
