@@ -197,3 +197,12 @@ def test_the_session_is_in_process_for_one_device_and_a_group_for_several(
     assert isinstance(pair, GroupSession) and pair.spec.processes == 2
     assert pair.environment()["CUDA_VISIBLE_DEVICES"] == "3,1"
     assert pair.environment()["CUDA_DEVICE_ORDER"] == "PCI_BUS_ID"
+
+
+def test_the_fit_check_looks_at_the_gpu_this_process_was_given() -> None:
+    from studio.engine.devices import nvml_index_for
+
+    assert nvml_index_for(0, {"CUDA_VISIBLE_DEVICES": "3"}) == 3
+    assert nvml_index_for(1, {"CUDA_VISIBLE_DEVICES": "3,1"}) == 1
+    assert nvml_index_for(0, {}) == 0 and nvml_index_for(1, {}) == 1
+    assert nvml_index_for(0, {"CUDA_VISIBLE_DEVICES": "GPU-1234"}) == 0  # UUIDs: unknown

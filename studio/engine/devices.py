@@ -11,7 +11,7 @@ without them transformers' Trainer wraps the model in `nn.DataParallel` over eve
 
 from __future__ import annotations
 
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -333,3 +333,18 @@ def decide_devices(
         estimate_bytes=estimate_bytes,
         own_pids=frozenset({os.getpid()}),
     )
+
+
+def nvml_index_for(local_rank: int = 0, environ: Mapping[str, str] | None = None) -> int:
+    """NVML's index of the GPU this process trains on (CUDA device `local_rank`).
+
+    The launcher shows each process its GPUs through CUDA_VISIBLE_DEVICES in PCI bus order,
+    so the n-th visible device is the n-th index listed there; without it they agree.
+    """
+    import os
+
+    environ = os.environ if environ is None else environ
+    listed = [part.strip() for part in environ.get("CUDA_VISIBLE_DEVICES", "").split(",")]
+    if len(listed) > local_rank and all(part.isdigit() for part in listed):
+        return int(listed[local_rank])
+    return local_rank

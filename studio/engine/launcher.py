@@ -248,6 +248,11 @@ def group_main(argv: list[str]) -> int:
     run_dir = Path(
         arguments.training_script_args[arguments.training_script_args.index("--run-dir") + 1]
     )
+    # The group process is the run's process from now on: liveness checks follow its pid.
+    if (run_dir / "config.yaml").is_file():
+        RunDirectory(run_dir).write_status(
+            pid=os.getpid(), host=this_host(), process_started=time.time()
+        )
     try:
         run(arguments)
     except ChildFailedError as error:
@@ -277,6 +282,7 @@ class GroupSession:
         base_dir: str | Path | None = None,
         poll_seconds: float = 0.5,
         extra_environment: Mapping[str, str] | None = None,
+        changes: Mapping[str, Any] | None = None,
     ) -> None:
         self.config = config
         self.spec = spec
@@ -287,6 +293,7 @@ class GroupSession:
         self.base_dir = Path(base_dir) if base_dir is not None else None
         self.poll_seconds = poll_seconds
         self.extra_environment = dict(extra_environment or {})
+        self.changes = dict(changes or {})
         self.run_dir: RunDirectory | None = None
         self.process: subprocess.Popen[bytes] | None = None
         self.device_notes: list[tuple[str, str]] = []
@@ -329,7 +336,7 @@ class GroupSession:
         point = prepare_resume(run)
         write_atomic(run.config_path, dump_config(self.config))
         resumes = list(previous.get("resumes") or [])
-        resumes.append({"time": time.time(), "from_step": point.step, "changes": {}})
+        resumes.append({"time": time.time(), "from_step": point.step, "changes": self.changes})
         run.write_status(
             state=RunState.PREPARING.value,
             step=point.step,
@@ -388,12 +395,15 @@ class GroupSession:
         log_path = self.run_dir.path / "ranks" / "torchrun.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with log_path.open("ab") as output:
+            # A session of its own: the terminal's Ctrl-C and hang-up reach this process, which
+            # stops the group through its control file, never torchrun and the ranks directly.
             self.process = subprocess.Popen(
                 self.command(),
                 env=self.environment(),
                 stdout=output,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
+                start_new_session=True,
             )
         follower = RunFollower(self.run_dir.path, poll_seconds=self.poll_seconds)
         forwarder = _ControlForwarder(self.control, self.run_dir.path)
@@ -504,6 +514,7 @@ def session_for_config(
             visible_devices=choice.visible_devices,
             resume_dir=resume_dir,
             base_dir=options.get("base_dir"),
+            changes=changes,
         )
     else:
         pinned = pin_visible_devices(choice, os.environ, cuda_started())
