@@ -42,7 +42,7 @@ from tests.conftest import REPO, SAMPLE_DATA
 pytestmark = pytest.mark.slow
 
 STEPS = 24
-SAVE_STEPS = 2
+SAVE_STEPS = 7  # periodic checkpoints at 7, 14, 21: the kill waits for one
 # Same examples and the same arithmetic up to the order of float sums (measured: about 1e-7).
 LOSS_TOLERANCE = 1e-4
 
@@ -122,12 +122,21 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     seen["one"] = Path(one.run_dir)
     seen["seconds"]["one process"] = time.monotonic() - started
 
-    # 1. Train, and stop through the control file once step 2 is logged.
+    # 1. Train; once step 2 is logged pause, save while paused, resume, and stop, all through
+    # the control file (as `ftstudio runs` and an attached studio send them).
     started = time.monotonic()
     config = config_from_dict(settings(runs, save_steps=SAVE_STEPS))
     group = Group(session_for_config(config, EventBus(), base_dir=REPO))
     run = seen["run"] = group.run_dir()
     group.wait_for(lambda: max(losses(run), default=0) >= 2, "step 2")
+    send_command(run, "pause")
+    group.wait_for(lambda: status_of(run).get("state") == "paused", "the pause")
+    paused_at = max(losses(run))
+    time.sleep(2.0)
+    seen["paused"] = (paused_at, max(losses(run)))
+    send_command(run, "save")
+    send_command(run, "resume")
+    group.wait_for(lambda: max(losses(run)) > paused_at, "a step after the pause")
     send_command(run, "stop")
     seen["stop"] = (group, group.finish())
     seen["stop_checkpoint"] = last_complete_checkpoint(run)
@@ -161,6 +170,13 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     seen["seconds"]["resumed to the end"] = time.monotonic() - started
     print("distributed chain timings:", seen["seconds"])
     return seen
+
+
+def status_of(run: Path) -> dict[str, Any]:
+    try:
+        return json.loads((run / "status.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
 
 
 def ranks_of(run: Path) -> dict[int, dict[str, Any]]:
@@ -199,6 +215,16 @@ def test_stop_through_the_control_file_ends_both_ranks_with_a_checkpoint(chain) 
         assert ranked["state"] == "stopped" and ranked["steps"] == step
     full = losses(chain["one"])
     assert_same_losses(chain["stop_losses"], {s: v for s, v in full.items() if s <= step})
+
+
+def test_pause_holds_every_rank_and_save_while_paused_checkpoints_that_step(chain) -> None:
+    paused_at, after_two_seconds = chain["paused"]
+    assert after_two_seconds == paused_at  # no rank went on training while paused
+    log = (chain["run"] / "log.txt").read_text(encoding="utf-8")
+    assert f"state: paused paused at step {paused_at}" in log
+    # The save command is a checkpoint of the step it was paused at (not a periodic one).
+    assert paused_at % SAVE_STEPS != 0
+    assert f"checkpoint saved at step {paused_at}" in log
 
 
 def test_a_killed_rank_fails_the_run_naming_it_and_leaves_a_resumable_checkpoint(chain) -> None:

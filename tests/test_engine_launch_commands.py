@@ -134,7 +134,7 @@ def test_group_failure_names_the_rank_and_its_error_or_its_signal(tmp_path: Path
     ranks.mkdir()
     (ranks / "rank-1.json").write_text(
         '{"rank": 1, "error": {"kind": "out_of_memory", "message": "CUDA out of memory", '
-        '"advice": ["halve batch_size"], "step": 7}}',
+        '"advice": ["halve batch_size"], "step": 7, "batch_shape": [4, 512]}}',
         encoding="utf-8",
     )
     failure = SimpleNamespace(pid=4321, exitcode=1, timestamp=10)
@@ -143,6 +143,7 @@ def test_group_failure_names_the_rank_and_its_error_or_its_signal(tmp_path: Path
     assert record["rank"] == 1 and record["kind"] == "out_of_memory"
     assert record["message"] == "rank 1 failed: CUDA out of memory (rank 0 failed with it)"
     assert record["advice"] == ["halve batch_size"] and record["step"] == 7
+    assert record["batch_shape"] == [4, 512]  # what the out-of-memory triage needs
 
     killed = SimpleNamespace(pid=99, exitcode=-signal.SIGKILL, timestamp=5)
     record = group_failure(tmp_path, {0: killed})

@@ -213,6 +213,7 @@ def group_failure(run_dir: Path, failures: Mapping[int, Any]) -> dict[str, Any]:
             "message": f"rank {rank} failed: {recorded['message']}{also}",
             "advice": list(recorded.get("advice") or ()),
             "step": recorded.get("step"),
+            "batch_shape": recorded.get("batch_shape"),
             "rank": rank,
         }
     if isinstance(exitcode, int) and exitcode < 0:

@@ -99,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
             "message": error.message,
             "advice": list(error.advice),
             "step": error.step,
+            # What the rank was training when it failed: the out-of-memory triage reads it.
+            "batch_shape": list(session.batch_shape) if session.batch_shape else None,
         },
     )
     import torch.distributed as dist
