@@ -244,3 +244,36 @@ def test_resume_after_the_stop_and_after_the_kill_goes_on_exactly(chain) -> None
     """The chain's losses are the uninterrupted one-process run's, step for step."""
     assert_same_losses(losses(chain["run"]), losses(chain["one"]))
     assert chain["final"][1].steps == STEPS
+
+
+def test_a_node_command_creates_and_trains_the_shared_run_folder(tmp_path: Path) -> None:
+    """What `ftstudio train --nodes ... --launch` runs on a node, here a one-node group meeting
+    at a c10d rendezvous: global rank 0 creates the run folder from the config and trains."""
+    import socket
+    import subprocess
+    import sys
+
+    from studio.config import save_config
+    from studio.engine.launcher import NodeSpec, torchrun_arguments
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    data = settings(tmp_path / "runs", max_steps=2)
+    data["output"]["run_name"] = "shared"
+    data["devices"] = {"cpu_processes": 1}
+    config_path = tmp_path / "shared.config.yaml"
+    save_config(config_from_dict(data), config_path)
+    run = tmp_path / "runs" / "shared"
+    spec = NodeSpec(1, nodes=1, node_rank=0, rendezvous=f"127.0.0.1:{port}", run_id="t")
+    arguments = torchrun_arguments(spec, run, config_path=config_path, base_dir=REPO)
+    assert "--rdzv-backend=c10d" in arguments
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", *arguments],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    status = json.loads((run / "status.json").read_text(encoding="utf-8"))
+    assert status["state"] == "finished" and status["step"] == 2
+    assert (run / "adapter" / "adapter_config.json").is_file()
+    assert sorted(losses(run)) == [1, 2]
