@@ -137,16 +137,17 @@ def train_command(
 ) -> int:
     """Train `config_path`, or with `resume` go on with a stopped / failed run from its last
     checkpoint (`overrides` then change its config)."""
-    from studio.engine.session import TrainingSession
+    # One device trains in-process; several go through torchrun (studio.engine.launcher).
+    from studio.engine.launcher import session_for_config, session_for_resume
 
     if resume is None:
         config = load_config(config_path, overrides)
-        return run_in_terminal(lambda bus, control: TrainingSession(config, bus, control), quiet)
+        return run_in_terminal(lambda bus, control: session_for_config(config, bus, control), quiet)
     from studio.runs.catalog import find_run
 
     run_dir, changes = find_run(resume), override_changes(overrides)
     return run_in_terminal(
-        lambda bus, control: TrainingSession.resume(run_dir, bus, control, changes=changes), quiet
+        lambda bus, control: session_for_resume(run_dir, bus, control, changes=changes), quiet
     )
 
 

@@ -404,6 +404,62 @@ class OutputSettings(Section):
         return value
 
 
+def _device_list_text(value: Any) -> Any:
+    # YAML may say `gpus: 3` or `gpus: [0, 1]`; the field keeps one text form, "0,1".
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(item).strip() for item in value)
+    return value.strip() if isinstance(value, str) else value
+
+
+class DeviceSettings(Section):
+    """Which devices train the run: one GPU in-process, several through torchrun."""
+
+    gpus: Annotated[str, BeforeValidator(_device_list_text)] = Field(
+        "auto",
+        description="GPUs to train on: auto (the freest GPUs that fit the run) or NVML indices "
+        "as nvidia-smi shows them, e.g. 0 or 0,1,3. Several GPUs train as one torchrun group.",
+    )
+    gpu_count: int = Field(
+        1, ge=1, le=64, description="How many GPUs `auto` picks (with gpus: auto)."
+    )
+    strategy: Literal["auto", "ddp", "fsdp"] = Field(
+        "auto",
+        description="How several processes share the work: ddp copies the model to each "
+        "(adapter methods), fsdp shards weights, gradients and optimizer state (full "
+        "fine-tunes, models larger than one GPU); auto picks by method.",
+    )
+    cpu_processes: int = Field(
+        1,
+        ge=1,
+        le=16,
+        description="On a machine without a GPU: more than 1 trains as a torchrun group of that "
+        "many CPU processes (gloo), to try the multi-process path anywhere.",
+    )
+
+    @field_validator("gpus")
+    @classmethod
+    def _gpu_indices(cls, value: str) -> str:
+        if value == "auto":
+            return value
+        parts = [part.strip() for part in value.split(",")]
+        if not parts or not all(part.isdigit() for part in parts):
+            raise ValueError("use auto or GPU indices separated by commas, e.g. 0 or 0,1")
+        if len(set(parts)) != len(parts):
+            raise ValueError(f"a GPU is listed twice in '{value}'")
+        return ",".join(str(int(part)) for part in parts)
+
+    @property
+    def indices(self) -> tuple[int, ...] | None:
+        """The GPU indices asked for, or None for auto."""
+        if self.gpus == "auto":
+            return None
+        return tuple(int(part) for part in self.gpus.split(","))
+
+
 class RunConfig(Section):
     """Everything about one fine-tuning run."""
 
@@ -425,6 +481,9 @@ class RunConfig(Section):
         default_factory=PreferenceSettings, description="DPO / ORPO settings."
     )
     output: OutputSettings = Field(default_factory=OutputSettings, description="Output.")
+    devices: DeviceSettings = Field(
+        default_factory=DeviceSettings, description="GPUs and processes that train the run."
+    )
     report_to: Literal["none", "tensorboard", "wandb"] = Field(
         "none", description="Also send metrics to TensorBoard or Weights & Biases."
     )

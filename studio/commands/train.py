@@ -25,6 +25,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="override a config field, e.g. --set training.learning_rate=1e-4 (repeatable)",
     )
     parser.add_argument("--quiet", action="store_true", help="print only the final summary")
+    nodes = parser.add_argument_group("several machines (torchrun on every node)")
+    nodes.add_argument("--nodes", type=int, help="print the torchrun command for a run on N nodes")
+    nodes.add_argument("--node-rank", type=int, default=0, help="this node's number, 0 .. N-1")
+    nodes.add_argument("--rendezvous", metavar="HOST:PORT", help="where the nodes meet (node 0)")
+    nodes.add_argument("--launch", action="store_true", help="run the printed command here")
+    nodes.add_argument(
+        "--slurm-script", metavar="FILE", help="write an sbatch script for --nodes N instead"
+    )
+    nodes.add_argument("--port", type=int, default=29500, help="rendezvous port in the script")
     parser.set_defaults(handler=run)
 
 
@@ -37,5 +46,17 @@ def run(args: argparse.Namespace) -> int:
             "give either a run config file or --resume RUN_DIR",
             advice="ftstudio train sample_data/configs/quickstart.yaml, or "
             "ftstudio train --resume runs/NAME",
+        )
+    if args.nodes is not None or args.slurm_script:
+        from studio.cli_nodes import print_or_launch, write_slurm_script
+
+        if args.config is None:
+            raise ConfigError("a multi-node run starts from a run config file, not --resume")
+        if args.slurm_script:
+            return write_slurm_script(
+                args.config, args.overrides, args.nodes or 1, args.slurm_script, args.port
+            )
+        return print_or_launch(
+            args.config, args.overrides, args.nodes, args.node_rank, args.rendezvous, args.launch
         )
     return train_command(args.config, args.overrides, quiet=args.quiet, resume=args.resume)

@@ -84,6 +84,9 @@ def argument_values(
     }
     if fast_path is not None:
         values.update(fast_path.argument_values(_checkpointing_argument()))
+    from studio.engine.distributed import group_argument_values
+
+    values.update(group_argument_values(config, plan))  # {} outside a torchrun group
     return values
 
 

@@ -175,6 +175,9 @@ class RunCallback(TrainerCallback):
     def on_save(self, args, state, control, **kwargs):
         from studio.engine.checkpoints import mark_complete, prune_checkpoints
 
+        if not state.is_world_process_zero:
+            return  # in a torchrun group rank 0 keeps the books for everyone
+
         folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         if folder.is_dir():
             run = self.session.run_dir

@@ -256,6 +256,16 @@ class RunFollower:
         events.append(self.finished)
         return events
 
+    def final_events(self) -> list[RunEvent]:
+        """Only the run's ending (error, final state, RunFinished) when status.json has one,
+        without its history: for a launcher that held the ending back until its group exited
+        and the group's final word was written."""
+        status = self.run.read_status()
+        state = effective_state(status)
+        if state in TERMINAL_STATES or state == INTERRUPTED:
+            return self._ending(status, state)
+        return []
+
     # ------------------------------------------------------------ following
 
     def follow(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -26,9 +27,14 @@ def warn_if_it_will_not_fit(config: Any, model_folder: str, device: str, log: Ca
     finally:
         sampler.close()
     training = config.training
+    from studio.engine.devices import nvml_index_for
+
+    # The GPU this process trains on (the chosen one), not whichever NVML lists first.
+    device_index = nvml_index_for(int(os.environ.get("LOCAL_RANK", "0")))
     advice = check_fit(
         estimate.total,
         snapshot,
+        device_index,
         method=config.method.name,
         batch_size=training.batch_size,
         gradient_accumulation=training.gradient_accumulation,

@@ -79,8 +79,13 @@ class TrainingSession:
         resume_dir: str | Path | None = None,
         keep_optimizer_state: bool = True,
         changes: Mapping[str, Any] | None = None,
+        rank: Any = None,
     ) -> None:
         self.config = config
+        # A studio.engine.distributed.RankContext when this is one rank of a torchrun group.
+        self.rank = rank
+        # (level, line) pairs about the device choice, logged once the run folder is open.
+        self.device_notes: list[tuple[str, str]] = []
         self.bus = bus or EventBus()
         self.control = control or TrainingControl()
         self.base_dir = base_dir
@@ -181,9 +186,19 @@ class TrainingSession:
     def log(self, text: str, level: str = "info") -> None:
         self.publish(LogLine(text=text, level=level))
 
+    @property
+    def records_run(self) -> bool:
+        """Whether this process writes the run folder (not a torchrun rank other than 0)."""
+        return self.rank is None or self.rank.is_main
+
     def _record(self, event: RunEvent) -> None:
         run = self.run_dir
         if run is None:
+            return
+        if not self.records_run:
+            if isinstance(event, StepMetrics):
+                self._step = event.step
+            self.rank.record(event)
             return
         if isinstance(event, StepMetrics):
             self._step = event.step
@@ -257,15 +272,18 @@ class TrainingSession:
             self.run_dir = self._open_run_directory()
             from studio.engine.heartbeat import Heartbeat
 
-            heartbeat = Heartbeat(
-                self.run_dir,
-                self.control,
-                on_command=self._on_command,
-                on_refused=self._on_refused_commands,
-            )
-            heartbeat.start()
+            if self.records_run:
+                heartbeat = Heartbeat(
+                    self.run_dir,
+                    self.control,
+                    on_command=self._on_command,
+                    on_refused=self._on_refused_commands,
+                )
+                heartbeat.start()
             self.publish(StateChanged(RunState.PREPARING, f"run directory {self.run_dir.path}"))
             self._log_resume()
+            for level, line in self.device_notes:
+                self.log(line, level)
             sampler = self._start_telemetry()
             from transformers import set_seed
 
@@ -284,9 +302,12 @@ class TrainingSession:
             run_path = self.run_dir.path if self.run_dir else None
             failure = classify_failure(error, self.config, run_path=run_path)
             if self.run_dir is not None and not isinstance(error, StudioError):
-                logged = self._guarded(self.run_dir.log, traceback.format_exc(), "error")
-                if not logged and failure.kind == "internal":
-                    failure = replace(failure, advice=())  # the traceback is not in log.txt
+                if self.records_run:
+                    logged = self._guarded(self.run_dir.log, traceback.format_exc(), "error")
+                    if not logged and failure.kind == "internal":
+                        failure = replace(failure, advice=())  # the traceback is not in log.txt
+                else:
+                    self.rank.record(LogLine(text=traceback.format_exc(), level="error"))
             elif self.run_dir is None and failure.kind == "internal":
                 failure = replace(failure, advice=())  # no run folder, so no log.txt
             step = self.current_step or self._step or None
@@ -320,7 +341,7 @@ class TrainingSession:
             adapter_dir=adapter_dir,
             duration_seconds=duration,
         )
-        if self.run_dir is not None:
+        if self.run_dir is not None and self.records_run:
             self._write_final_status(
                 state=final.value,
                 finished=time.time(),
@@ -357,6 +378,10 @@ class TrainingSession:
             self._write_failed(error)
 
     def _open_run_directory(self) -> RunDirectory:
+        if self.rank is not None:
+            from studio.engine.distributed import open_rank_run_directory
+
+            return open_rank_run_directory(self)
         process = {"pid": os.getpid(), "host": this_host(), "process_started": time.time()}
         if self.resume_dir is None:
             status = {"state": RunState.PREPARING.value, "started": time.time(), **process}
@@ -421,7 +446,7 @@ class TrainingSession:
 
     def _start_telemetry(self) -> Any:
         """Sample GPU / host memory about once a second into telemetry.jsonl and events."""
-        if self.telemetry_interval is None:
+        if self.telemetry_interval is None or not self.records_run:
             return None
         from studio.telemetry import TelemetrySampler
 

@@ -166,9 +166,17 @@ def train(session: TrainingSession) -> EngineCallback:
 
     # 3. The trainer for this training type.
     callbacks: list[EngineCallback] = []
+    group_control = None
+    engine_control = session.control
+    if session.rank is not None:
+        from studio.engine.distributed import group_control_callback
+
+        # In a torchrun group the engine obeys what the ranks agreed on at each step end.
+        group_control = group_control_callback(session)
+        engine_control = group_control.agreed
 
     def callback_factory(tokens_seen: Any) -> EngineCallback:
-        callback = EngineCallback(session.publish, session.control, tokens_seen)
+        callback = EngineCallback(session.publish, engine_control, tokens_seen)
         callbacks.append(callback)
         return callback
 
@@ -184,6 +192,13 @@ def train(session: TrainingSession) -> EngineCallback:
 
         # Our own events replace the Trainer's printed log dicts.
         trainer.remove_callback(PrinterCallback)
+        if group_control is not None:
+            # First, so every rank agrees on stop / save before the engine's callback reads them.
+            trainer.callback_handler.callbacks.insert(0, group_control)
+        else:
+            from studio.engine.devices import keep_to_one_device
+
+            keep_to_one_device(trainer, session.log)
         attach_run_callbacks(trainer, session)  # checkpoint markers and pruning, resume details
         restore_on_resume(trainer, config.method)  # every trained tensor, or a loud failure
         try:
@@ -193,15 +208,21 @@ def train(session: TrainingSession) -> EngineCallback:
 
     # 4. Save the result atomically: a crash mid-save leaves no half-written adapter behind.
     staging = run.path / ".adapter.saving"
-    shutil.rmtree(staging, ignore_errors=True)
-    save_trained(model, config.method, staging)
-    tokenizer.save_pretrained(str(staging))
-    from studio.engine.checkpoints import mark_complete
+    if session.rank is not None:
+        from studio.engine.distributed import save_group_result
 
-    run.apply_modes(staging)
-    mark_complete(staging, session.current_step or None, run.file_mode)  # chat/export verify it
-    replace_directory(staging, run.adapter_dir)
-    session.log(f"saved {method.title} result to {run.adapter_dir}")
+        save_group_result(session, trainer, model, staging)
+    else:
+        shutil.rmtree(staging, ignore_errors=True)
+        save_trained(model, config.method, staging)
+    if session.records_run:
+        from studio.engine.checkpoints import mark_complete
+
+        tokenizer.save_pretrained(str(staging))
+        run.apply_modes(staging)
+        mark_complete(staging, session.current_step or None, run.file_mode)  # chat/export verify it
+        replace_directory(staging, run.adapter_dir)
+        session.log(f"saved {method.title} result to {run.adapter_dir}")
     return callbacks[0]
 
 

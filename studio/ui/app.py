@@ -302,9 +302,10 @@ class StudioApp(App[int]):
         options = self._session_options()
 
         def make(bus: EventBus, control: TrainingControl) -> TrainingSession:
-            from studio.engine.session import TrainingSession
+            # One device in-process, several as a torchrun group (config.devices).
+            from studio.engine.launcher import session_for_config
 
-            return TrainingSession(config, bus, control, **options)
+            return session_for_config(config, bus, control, **options)
 
         monitor, control = RunMonitor(), TrainingControl()
         self._replace_run(monitor, control)

@@ -29,9 +29,10 @@ def resume_factory(run: Path, changes: Mapping[str, Any] | None, **options: Any)
     overrides = dict(changes or {})
 
     def make(bus: EventBus, control: Any) -> Any:
-        from studio.engine.session import TrainingSession
+        # In-process, or as a torchrun group when the run's devices say so.
+        from studio.engine.launcher import session_for_resume
 
-        return TrainingSession.resume(run, bus, control, changes=overrides, **options)
+        return session_for_resume(run, bus, control, changes=overrides, **options)
 
     return make
 

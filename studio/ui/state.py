@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from studio.config import RunConfig
 from studio.ui.starter import starter_config
@@ -27,6 +28,8 @@ class StudioServices:
     """Folder of the user's theme files; None: $XDG_CONFIG_HOME/ftstudio/themes."""
     telemetry_interval: float | None = 1.0
     """Seconds between telemetry samples during a run; None turns telemetry off."""
+    nvml_module: Any = None
+    """What the device picker reads GPUs through; None: pynvml (tests: telemetry.fake_nvml)."""
 
     def resolve(self, path: str | Path) -> Path:
         """A path as the user wrote it, made absolute against the working folder."""

@@ -25,6 +25,7 @@ from studio.ui.model_catalog import TINY_ENTRY, ModelDetails, ModelEntry
 from studio.ui.number_format import format_bytes, format_count
 from studio.ui.screens.base import StudioScreen
 from studio.ui.starter import with_base_model
+from studio.ui.widgets.device_picker import DevicePicker
 from studio.ui.widgets.memory_estimate import MemoryEstimatePanel
 
 
@@ -66,6 +67,7 @@ class ModelsScreen(StudioScreen):
                 yield Label("", id="model-title", classes="pane-title")
                 yield Static("", id="model-summary")
                 yield MemoryEstimatePanel(id="memory-estimate")
+                yield DevicePicker(id="device-picker")
 
     @property
     def model_list(self) -> OptionList:

@@ -28,6 +28,7 @@ from studio.ui.number_format import (
 from studio.ui.run_monitor import MonitorView, RunMonitor
 from studio.ui.screens.base import StudioScreen
 from studio.ui.throttle import Throttle
+from studio.ui.widgets.device_picker import DevicePicker
 from studio.ui.widgets.memory_panel import MemoryPanel
 from studio.ui.widgets.metric_plot import MetricPlot, Series, small_number_scale
 
@@ -61,6 +62,7 @@ class TrainScreen(StudioScreen):
             yield Button("Stop x", id="stop", compact=True)
             yield Button("Save now c", id="save-now", compact=True)
         yield Static("", id="run-error", classes="hidden")
+        yield DevicePicker(id="device-picker")
         with Grid(id="train-grid"):
             yield MetricPlot("loss", id="loss-plot")
             yield MetricPlot("learning rate", id="lr-plot")

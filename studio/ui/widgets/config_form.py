@@ -31,6 +31,7 @@ SECTIONS: tuple[tuple[str, str], ...] = (
     ("training", "Training"),
     ("preference", "Preference training (DPO / ORPO)"),
     ("output", "Output"),
+    ("devices", "Devices (GPUs, processes)"),
 )
 FieldEvent = Input.Changed | Select.Changed | Checkbox.Changed
 # Top-level fields shown inside a section.
