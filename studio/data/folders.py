@@ -17,7 +17,6 @@ from typing import Any
 from studio.data.readers import SUPPORTED_SUFFIXES, RawFile, RawRecord, read_dataset_file
 from studio.errors import DataError
 
-HUB_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _STRUCTURED = frozenset({".json", ".jsonl", ".ndjson", ".csv", ".parquet"})
 _SPLIT_NAMES = frozenset({"train", "test", "validation", "valid", "dev", "eval"})
 
@@ -132,7 +131,7 @@ def read_hub_dataset(
         advice = (
             "HF_HUB_OFFLINE is set: only datasets already in the cache can be loaded"
             if offline
-            else "check the name and split, your network and `huggingface-cli login` for "
+            else "check the name and split, your network and `hf auth login` for "
             "gated datasets; or give a local file path"
         )
         raise DataError(

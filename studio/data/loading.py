@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 from studio.data.cleaning import LineRecord, clean_records
 from studio.data.control_tokens import control_token_note
-from studio.data.folders import HUB_NAME, read_dataset_folder, read_hub_dataset
-from studio.data.readers import SUPPORTED_SUFFIXES, RawFile, read_dataset_file
+from studio.data.folders import read_dataset_folder, read_hub_dataset
+from studio.data.readers import HUB_NAME, SUPPORTED_SUFFIXES, RawFile, read_dataset_file
 from studio.data.report import DataReport
 from studio.data.training_fit import fit_training_type
 from studio.data.validation import detect_file_format, validate_records

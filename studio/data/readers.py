@@ -37,7 +37,7 @@ SUPPORTED_SUFFIXES: dict[str, str] = {
 _JSON_CELL_FIELDS = frozenset(
     {"messages", "conversations", "history", "prompt", "chosen", "rejected"}
 )
-_HUB_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+HUB_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 # Bounds on what one dataset file and one record may hold (see the module docstring).
 MAX_FILE_BYTES = 8 * 2**30
 MAX_RECORD_BYTES = 16 * 2**20
@@ -76,8 +76,10 @@ def read_dataset_file(
         local = base_dir / local
     suffix = local.suffix.lower()
     if not local.exists():
-        if suffix not in SUPPORTED_SUFFIXES and _HUB_NAME.match(shown):
-            return _read_hub(shown, split)
+        if suffix not in SUPPORTED_SUFFIXES and HUB_NAME.match(shown):
+            from studio.data.folders import read_hub_dataset  # it reads rows with this module
+
+            return read_hub_dataset(shown, split)
         raise DataError(
             f"dataset file not found: {shown}",
             advice="check the path (relative paths are read from the folder you run ftstudio "
@@ -428,27 +430,3 @@ def _read_parquet(path: Path, shown: str) -> RawFile:
     except Exception as error:  # pyarrow raises many types for corrupt files
         raise DataError(f"cannot read Parquet file: {error}", location=shown) from None
     return RawFile(shown, "parquet", [RawRecord(n, row) for n, row in enumerate(rows, start=1)])
-
-
-def _read_hub(name: str, split: str) -> RawFile:
-    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes"}
-    try:
-        import datasets
-
-        dataset = datasets.load_dataset(name, split=split)
-        rows = dataset.to_list()
-    except ImportError:
-        raise DataError(
-            "loading a hub dataset needs the 'datasets' package", advice="pip install datasets"
-        ) from None
-    except Exception as error:  # network, auth, missing split: user-fixable
-        advice = (
-            "HF_HUB_OFFLINE is set: only datasets already in the cache can be loaded"
-            if offline
-            else "check the name and split, your network and `huggingface-cli login` for "
-            "gated datasets; or give a local file path"
-        )
-        raise DataError(
-            f"cannot load hub dataset '{name}' (split '{split}'): {error}", advice=advice
-        ) from None
-    return RawFile(name, "hub", [RawRecord(n, row) for n, row in enumerate(rows, start=1)])

@@ -141,7 +141,7 @@ def _load_error(what: str, source: ModelSource, error: Exception) -> ModelError:
     if source.kind == "hub":
         advice = (
             "check the hub id; with HF_HUB_OFFLINE=1 or no network only models already in "
-            "the Hugging Face cache load; gated models need `huggingface-cli login`"
+            "the Hugging Face cache load; gated models need `hf auth login`"
         )
     elif "attention" in text.lower():
         advice = "set model.attn_implementation to auto (or eager), which this model supports"

@@ -238,7 +238,7 @@ def push_to_hub(
 ) -> str:
     """Upload an export folder to the Hugging Face hub; returns the repository URL.
 
-    Needs network access and a token (`huggingface-cli login` or HF_TOKEN)."""
+    Needs network access and a token (`hf auth login` or HF_TOKEN)."""
     from huggingface_hub import HfApi
 
     folder = export.path if isinstance(export, ExportResult) else Path(export)
