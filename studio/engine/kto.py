@@ -13,7 +13,12 @@ from typing import TYPE_CHECKING, Any
 
 from studio.engine.arguments import argument_values
 from studio.engine.evaluation import evaluation_callbacks
-from studio.engine.preference import PairStats, TokenCounter, prompt_limits
+from studio.engine.preference import (
+    PairStats,
+    TokenCounter,
+    prompt_limits,
+    use_base_as_reference,
+)
 from studio.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
@@ -31,7 +36,6 @@ def build_trainer(job: TrainingJob) -> Any:
         )
     import datasets
     from datasets import Dataset
-    from peft import PeftModel
     from trl import KTOConfig, KTOTrainer
 
     datasets.disable_progress_bars()
@@ -70,13 +74,7 @@ def build_trainer(job: TrainingJob) -> Any:
         processing_class=job.tokenizer,
         callbacks=callbacks,
     )
-    if isinstance(job.model, PeftModel):
-        if "ref" in job.model.peft_config:
-            # Without a "ref" adapter trl computes reference log-probs with adapters disabled.
-            job.model.delete_adapter("ref")
-        session.log("KTO reference model: the base model (adapters switched off)")
-    else:
-        session.log("KTO reference model: a frozen copy of the base model")
+    use_base_as_reference(job.model, session, "KTO")
     trainer.train_dataset, stats = cut_prompts(trainer.train_dataset, max_prompt_length, len(train))
     _log(session, "train set", stats)
     if len(trainer.train_dataset) < 2:

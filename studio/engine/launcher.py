@@ -535,18 +535,7 @@ def session_for_resume(
     **options: Any,
 ) -> Any:
     """Go on with a run from its last checkpoint on the devices its config chooses now."""
-    from studio.config import load_config
-    from studio.engine.checkpoints import resume_problem
-    from studio.engine.session import config_with_changes
+    from studio.engine.session import resumable_run
 
-    run = RunDirectory.open(run_dir)
-    problem = resume_problem(run)
-    if problem:
-        raise ConfigError(
-            f"cannot resume: {problem}",
-            advice="resume a stopped, failed or interrupted run; `ftstudio runs` lists them",
-        )
-    config = load_config(run.config_path)
-    if changes:
-        config = config_with_changes(config, changes)
+    run, config = resumable_run(run_dir, changes)
     return session_for_config(config, bus, control, resume_dir=run.path, changes=changes, **options)

@@ -129,7 +129,6 @@ def _dpo_trainer(
     callbacks: list[Any],
     limits: tuple[int, int],
 ) -> Any:
-    from peft import PeftModel
     from trl import DPOConfig, DPOTrainer
 
     config, session = job.config, job.session
@@ -149,13 +148,7 @@ def _dpo_trainer(
         processing_class=job.tokenizer,
         callbacks=callbacks,
     )
-    if isinstance(job.model, PeftModel):
-        if "ref" in job.model.peft_config:
-            # Without a "ref" adapter trl computes reference log-probs with adapters disabled.
-            job.model.delete_adapter("ref")
-        session.log("DPO reference model: the base model (adapters switched off)")
-    else:
-        session.log("DPO reference model: a frozen copy of the base model")
+    use_base_as_reference(job.model, session, "DPO")
     trainer.train_dataset, stats = fit_dpo_lengths(trainer.train_dataset, *limits)
     _log_pairs(session, "train set", stats)
     if len(trainer.train_dataset) == 0:
@@ -277,6 +270,20 @@ def keep_last_tokens(tokenizer: Any, text: str, limit: int) -> tuple[str, bool]:
         return text, False
     start = offsets[len(offsets) - limit][0]
     return text[start:], True
+
+
+def use_base_as_reference(model: Any, session: Any, trainer_name: str) -> None:
+    """The reference model of DPO / KTO: the base (adapters off) for an adapter method, else
+    trl's frozen copy; logged, so a user knows what the run compared against."""
+    from peft import PeftModel
+
+    if isinstance(model, PeftModel):
+        if "ref" in model.peft_config:
+            # Without a "ref" adapter trl computes reference log-probs with adapters disabled.
+            model.delete_adapter("ref")
+        session.log(f"{trainer_name} reference model: the base model (adapters switched off)")
+    else:
+        session.log(f"{trainer_name} reference model: a frozen copy of the base model")
 
 
 def _log_pairs(session: Any, name: str, stats: PairStats) -> None:

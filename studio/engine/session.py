@@ -67,6 +67,24 @@ def config_with_changes(config: RunConfig, changes: Mapping[str, Any]) -> RunCon
     return config_from_dict(data)
 
 
+def resumable_run(
+    run_dir: str | Path, changes: Mapping[str, Any] | None
+) -> tuple[RunDirectory, RunConfig]:
+    """The run folder to go on with and its config with `changes` applied; ConfigError when
+    the run cannot be resumed (one in-process session or a process group alike)."""
+    run = RunDirectory.open(run_dir)
+    problem = resume_problem(run)
+    if problem:
+        raise ConfigError(
+            f"cannot resume: {problem}",
+            advice="resume a stopped, failed or interrupted run; `ftstudio runs` lists them",
+        )
+    config = load_config(run.config_path)
+    if changes:
+        config = config_with_changes(config, changes)
+    return run, config
+
+
 class TrainingSession:
     def __init__(
         self,
@@ -131,16 +149,7 @@ class TrainingSession:
         change of optimizer). Raises ConfigError when the run cannot be resumed."""
         if carry not in (CARRY_EVERYTHING, CARRY_WEIGHTS):
             raise ValueError(f"carry must be '{CARRY_EVERYTHING}' or '{CARRY_WEIGHTS}'")
-        run = RunDirectory.open(run_dir)
-        problem = resume_problem(run)
-        if problem:
-            raise ConfigError(
-                f"cannot resume: {problem}",
-                advice="resume a stopped, failed or interrupted run; `ftstudio runs` lists them",
-            )
-        config = load_config(run.config_path)
-        if changes:
-            config = config_with_changes(config, changes)
+        run, config = resumable_run(run_dir, changes)
         return cls(
             config,
             bus,
