@@ -73,16 +73,26 @@ def last_complete_checkpoint(run: RunDirectory | Path | str) -> Checkpoint | Non
     return complete[-1] if complete else None
 
 
-def mark_complete(folder: Path, step: int) -> None:
-    """Record that the Trainer finished writing `folder` (call only after it has)."""
+def mark_complete(folder: Path, step: int, requested: bool = False) -> None:
+    """Record that the Trainer finished writing `folder` (call only after it has);
+    `requested`: the user asked for it (save now), so pruning never removes it."""
     # Flush what the Trainer wrote before the marker can claim it is there.
     for entry in folder.iterdir():
         if entry.is_file():
             _fsync(entry)
     write_atomic(
         folder / COMPLETE_MARKER,
-        json.dumps({"step": step, "time": time.time()}, indent=2),
+        json.dumps({"step": step, "time": time.time(), "requested": requested}, indent=2),
     )
+
+
+def was_requested(checkpoint: Checkpoint) -> bool:
+    """The user asked for this checkpoint (save now); it stays outside `save_total_limit`."""
+    try:
+        marker = json.loads((checkpoint.path / COMPLETE_MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(marker, dict) and marker.get("requested") is True
 
 
 def _fsync(path: Path) -> None:
@@ -102,7 +112,8 @@ def prune_checkpoints(
     run: RunDirectory | Path | str, keep: int | None, protect: str | Path | None = None
 ) -> list[Path]:
     """Keep the newest `keep` whole checkpoints (and `protect`, the best one by eval loss);
-    drop older ones and older debris.
+    drop older ones and older debris. Checkpoints the user asked for (save now) are never
+    dropped and do not count against the limit.
 
     An incomplete checkpoint newer than the newest whole one is left alone (it may be the
     one being written)."""
@@ -114,16 +125,18 @@ def prune_checkpoints(
     doomed = [checkpoint for checkpoint in checkpoints if not checkpoint.complete]
     doomed = [checkpoint for checkpoint in doomed if checkpoint.step < newest]
     if keep is not None and keep > 0:
-        # The newest always stays, and the best; they count against the limit, as in the
-        # Trainer's own rotation.
-        keepers = {complete[-1].path.name}
-        if protect is not None and any(c.path.name == Path(protect).name for c in complete):
+        # Checkpoints the user asked for stay, outside the limit. Of the others the newest
+        # always stays, and the best; they count against the limit, as in the Trainer's own
+        # rotation.
+        rotated = [c for c in complete if not was_requested(c)]
+        keepers = {rotated[-1].path.name} if rotated else set()
+        if protect is not None and any(c.path.name == Path(protect).name for c in rotated):
             keepers.add(Path(protect).name)
-        for checkpoint in reversed(complete):
+        for checkpoint in reversed(rotated):
             if len(keepers) >= keep:
                 break
             keepers.add(checkpoint.path.name)
-        doomed += [c for c in complete if c.path.name not in keepers]
+        doomed += [c for c in rotated if c.path.name not in keepers]
     removed = []
     for checkpoint in doomed:
         _remove_tree(checkpoint.path)
