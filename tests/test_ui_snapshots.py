@@ -19,8 +19,6 @@ from studio.engine.events import (
     EvalMetrics,
     LogLine,
     RunState,
-    SampleAnswer,
-    SampleGenerations,
     StateChanged,
     StepMetrics,
     TelemetryEvent,
@@ -142,22 +140,6 @@ def scripted_run(steps: int = 60, max_steps: int = 100) -> RunMonitor:
                 ),
             )
             monitor.record(TelemetryEvent(snapshot=snapshot.to_dict(), time=step * 0.5))
-        if step in (25, 50):  # watch the model learn: the answers at two steps
-            answers = {
-                25: ("Tokyo is the the capital", "Paris the France of capital"),
-                50: ("The capital of Japan is Tokyo.", "The capital of France is Paris."),
-            }[step]
-            prompts = ("What is the capital of Japan?", "What is the capital of France?")
-            monitor.record(
-                SampleGenerations(
-                    step=step,
-                    answers=tuple(
-                        SampleAnswer(prompt=p, reply=r)
-                        for p, r in zip(prompts, answers, strict=True)
-                    ),
-                    time=0.0,
-                )
-            )
     return monitor
 
 

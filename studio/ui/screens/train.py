@@ -54,6 +54,7 @@ class TrainScreen(StudioScreen):
         self._log_seen = 0
         self._plot_version = -1
         self._footer_state: RunState | None = None
+        self._samples_shown = ""
 
     def compose_body(self) -> ComposeResult:
         yield Static("", id="train-stats")
@@ -129,11 +130,12 @@ class TrainScreen(StudioScreen):
         else:
             error.add_class("hidden")
         samples = self.query_one("#train-samples", Static)
-        if view is not None and view.samples:
-            samples.update(samples_text(view.samples), layout=False)
-            samples.remove_class("hidden")
-        else:
-            samples.add_class("hidden")
+        text = samples_text(view.samples) if view is not None and view.samples else ""
+        if text != self._samples_shown:
+            # Its height follows its text: a relayout, but only when new answers come.
+            self._samples_shown = text
+            samples.update(text)
+            samples.set_class(not text, "hidden")
         if view is not None and view.new_log_lines:
             log = self.query_one("#train-log", WrappingLog)
             for line in view.new_log_lines:
