@@ -377,6 +377,17 @@ class TrainingSettings(Section):
     save_total_limit: int = Field(
         2, ge=1, le=1000, description="Keep only the newest N checkpoints."
     )
+    sample_steps: int | None = Field(
+        None,
+        ge=0,
+        description="Answer the sample prompts every N steps, to watch the model learn on "
+        "the Train screen and in samples.jsonl (empty: 4 times a run; 0: never).",
+    )
+    sample_prompts: list[str] = Field(
+        default_factory=list,
+        description="Prompts the model answers during training (empty: the first two "
+        "prompts of the eval set, else of the training data).",
+    )
 
 
 class OutputSettings(Section):

@@ -1,4 +1,5 @@
-"""Snapshot tests: every screen in two themes, at 80x24 and at 120x36.
+"""Snapshot tests: every screen in every theme, at 80x24 and at 120x36, and as a 16-colour
+terminal and a NO_COLOR one show the default themes.
 
 Each SVG in tests/__snapshots__/ was looked at (as PNG) before it was accepted. What the
 screens show is made deterministic: settings, themes and the hub cache live in a temporary
@@ -28,7 +29,14 @@ from studio.ui.run_monitor import RunMonitor
 from studio.ui.testing import isolated_services, settle, stop_cursor_blink
 
 SIZES = {"80x24": (80, 24), "120x36": (120, 36)}
-THEMES = ("ftstudio-dark", "ftstudio-light")
+THEMES = ("ftstudio-dark", "ftstudio-light", "ftstudio-high-contrast")
+# (theme, terminal): the light and dark themes as a 16-colour terminal shows them, and the
+# dark one with NO_COLOR set.
+VARIANTS = (
+    ("ftstudio-dark", "16-colours"),
+    ("ftstudio-light", "16-colours"),
+    ("ftstudio-dark", "no-color"),
+)
 GIB = 1024**3
 
 pytestmark = pytest.mark.snapshot  # select with -m snapshot; part of the default run
@@ -44,6 +52,27 @@ def utc(monkeypatch: pytest.MonkeyPatch):
     yield
     monkeypatch.undo()
     time.tzset()
+
+
+@pytest.fixture(autouse=True)
+def unicode_glyphs():
+    """The glyphs of a UTF-8 terminal, whatever TERM and locale the tests run under (a
+    `TERM=linux` or `LANG=C` machine would draw ASCII: studio.ui.glyphs)."""
+    from studio.ui import glyphs
+
+    plain = glyphs.is_plain()
+    glyphs.set_plain(False)
+    yield
+    glyphs.set_plain(plain)
+
+
+@pytest.fixture
+def cpu_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Models screen's memory estimate is for the device a run would use: the CPU here,
+    whatever the machine the snapshots are checked on."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
 
 
 @pytest.fixture
@@ -254,19 +283,55 @@ SCREENS = {
 @pytest.mark.parametrize("theme", THEMES)
 @pytest.mark.parametrize("screen", SCREENS)
 def test_screen(
-    screen: str, theme: str, size: str, app_for, snap_compare, tmp_path: Path, utc
+    screen: str, theme: str, size: str, app_for, snap_compare, tmp_path: Path, utc, cpu_only
 ) -> None:
     async def run_before(pilot: Pilot) -> None:
         await SCREENS[screen](pilot)
         stop_cursor_blink(pilot)
         await pilot.pause()
 
+    app = screen_app(screen, theme, tmp_path, app_for)
+    assert snap_compare(app, terminal_size=SIZES[size], run_before=run_before)
+
+
+def screen_app(screen: str, theme: str, tmp_path: Path, app_for) -> StudioApp:
     if screen == "runs":
         # Its own working folder, so the list holds the scripted runs and nothing else.
         scripted_runs(tmp_path / "work")
-        app = make_app(isolated_services(tmp_path, theme=theme, workdir=tmp_path / "work"))
-    else:
-        app = app_for(theme)
+        return make_app(isolated_services(tmp_path, theme=theme, workdir=tmp_path / "work"))
+    return app_for(theme)
+
+
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: f"{v[0]}-{v[1]}")
+@pytest.mark.parametrize("screen", SCREENS)
+def test_screen_in_few_colours(
+    screen: str,
+    variant: tuple[str, str],
+    size: str,
+    app_for,
+    snap_compare,
+    tmp_path: Path,
+    utc,
+    cpu_only,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Readable where colours are few: 16 of them, or none (NO_COLOR): the focused field,
+    the buttons and the status stand out by more than a hue."""
+    from studio.ui.testing import SixteenColours
+
+    theme, terminal = variant
+    if terminal == "no-color":
+        monkeypatch.setenv("NO_COLOR", "1")  # read (and removed) when the app is made
+
+    async def run_before(pilot: Pilot) -> None:
+        await SCREENS[screen](pilot)
+        stop_cursor_blink(pilot)
+        await pilot.pause()
+
+    app = screen_app(screen, theme, tmp_path, app_for)
+    if terminal == "16-colours":
+        app._filters.append(SixteenColours())
     assert snap_compare(app, terminal_size=SIZES[size], run_before=run_before)
 
 
@@ -282,16 +347,6 @@ def test_config_dataset_tab(app_for, snap_compare) -> None:
         stop_cursor_blink(pilot)
 
     assert snap_compare(app_for("ftstudio-dark"), terminal_size=(120, 36), run_before=run_before)
-
-
-def test_train_high_contrast(app_for, snap_compare) -> None:
-    async def run_before(pilot: Pilot) -> None:
-        await show_scripted_run(pilot)
-        stop_cursor_blink(pilot)
-
-    assert snap_compare(
-        app_for("ftstudio-high-contrast"), terminal_size=(80, 24), run_before=run_before
-    )
 
 
 def test_run_error_dialog(app_for, snap_compare) -> None:
@@ -323,3 +378,16 @@ def test_run_error_dialog(app_for, snap_compare) -> None:
         await settle(pilot)
 
     assert snap_compare(app_for("ftstudio-dark"), terminal_size=(80, 24), run_before=run_before)
+
+
+def test_keys_overlay(tmp_path: Path, snap_compare, utc) -> None:
+    """`?` on Runs: every key of the screen, those the footer has no room for too."""
+
+    async def run_before(pilot: Pilot) -> None:
+        await show_runs(pilot)
+        await pilot.press("question_mark")
+        await settle(pilot)
+
+    scripted_runs(tmp_path / "work")
+    app = make_app(isolated_services(tmp_path, theme="ftstudio-dark", workdir=tmp_path / "work"))
+    assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)

@@ -39,3 +39,20 @@ def test_moving_between_real_models_changes_only_the_model() -> None:
     config, generalised = with_base_model(real, "c/d")
     assert not generalised and config.model.source == "c/d"
     assert config.training == real.training
+
+
+def test_back_to_the_tiny_model_untouched_restores_the_quickstart() -> None:
+    # Bug: tiny -> another model -> tiny again left the general defaults (1e-4, 3 epochs).
+    away, _ = with_base_model(starter_config(), "meta-llama/Llama-3.2-1B")
+    back, note = with_base_model(away, "tiny-demo")
+    assert note
+    assert back == starter_config()
+
+
+def test_back_to_the_tiny_model_keeps_what_the_user_changed() -> None:
+    away, _ = with_base_model(starter_config(), "a/b")
+    edited = away.model_copy(
+        update={"training": away.training.model_copy(update={"learning_rate": 5e-4})}
+    )
+    back, note = with_base_model(edited, "tiny-demo")
+    assert not note and back.training.learning_rate == 5e-4

@@ -44,6 +44,8 @@ class EngineCallback(TrainerCallback):
         self.best_eval_loss: float | None = None
         self.last_loss: float | None = None
         self.stopped_by_user = False
+        self.requested_saves: set[int] = set()
+        """Steps whose checkpoint the user asked for (save now): kept out of pruning."""
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.started = time.monotonic()
@@ -71,6 +73,11 @@ class EngineCallback(TrainerCallback):
                 self.publish(StateChanged(RunState.RUNNING, "resumed"))
         if self.user_control.take_save_request():
             control.should_save = True
+            self.requested_saves.add(state.global_step)
+        if state.max_steps and state.global_step >= state.max_steps:
+            # Log the last step whatever logging_steps says: the curve, the summary and the
+            # Runs list must end at the step training ended, not the last multiple of it.
+            control.should_log = True
         if self.user_control.stop_requested:
             self.stopped_by_user = True
             control.should_training_stop = True
@@ -151,10 +158,12 @@ class RunCallback(TrainerCallback):
         session: Any,
         keep: int | None,
         restore_schedule_from: Any = None,
+        requested_saves: set[int] | None = None,
     ) -> None:
         self.session = session
         self.keep = keep
         self.restore_schedule_from = restore_schedule_from
+        self.requested_saves = requested_saves if requested_saves is not None else set()
 
     def on_train_begin(self, args, state, control, lr_scheduler=None, optimizer=None, **kwargs):
         if self.restore_schedule_from is not None and lr_scheduler is not None:
@@ -183,7 +192,9 @@ class RunCallback(TrainerCallback):
             run = self.session.run_dir
             if run is not None:  # the Trainer's files follow the umask; the run's are private
                 run.apply_modes(folder)
-            mark_complete(folder, state.global_step, run.file_mode if run else None)
+            requested = state.global_step in self.requested_saves
+            mode = run.file_mode if run else None
+            mark_complete(folder, state.global_step, mode, requested=requested)
             prune_checkpoints(folder.parent, self.keep, protect=state.best_model_checkpoint)
             self.session.on_checkpoint(state.global_step, folder)
 
@@ -198,7 +209,14 @@ def attach_run_callbacks(trainer: Any, session: Any) -> None:
     restore = None
     if resume is not None and resume.checkpoint is not None and not session.keep_optimizer_state:
         restore = resume.checkpoint.path
-    trainer.add_callback(RunCallback(session, keep, restore))
+    engine = next(
+        (c for c in trainer.callback_handler.callbacks if isinstance(c, EngineCallback)), None
+    )
+    requested = engine.requested_saves if engine is not None else None
+    trainer.add_callback(RunCallback(session, keep, restore, requested))
+    from studio.engine.samples import attach_samples_callback
+
+    attach_samples_callback(trainer, session)  # the sample prompts, answered every N steps
     collate = trainer.data_collator
 
     def recording_collator(features: Any) -> Any:

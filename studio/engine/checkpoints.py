@@ -80,9 +80,12 @@ def last_complete_checkpoint(run: RunDirectory | Path | str) -> Checkpoint | Non
     return complete[-1] if complete else None
 
 
-def mark_complete(folder: Path, step: int | None, mode: int | None = None) -> None:
+def mark_complete(
+    folder: Path, step: int | None, mode: int | None = None, *, requested: bool = False
+) -> None:
     """Record that `folder` is whole (call only after the Trainer or a save finished writing
-    it): every file with its size and SHA-256, in `COMPLETE_MARKER`."""
+    it): every file with its size and SHA-256, in `COMPLETE_MARKER`. `requested`: the user
+    asked for it (save now), so pruning never removes it."""
     files = {}
     for entry in sorted(folder.rglob("*")):
         if entry.is_file() and not entry.is_symlink() and entry.name != COMPLETE_MARKER:
@@ -92,7 +95,7 @@ def mark_complete(folder: Path, step: int | None, mode: int | None = None) -> No
                 "bytes": entry.stat().st_size,
                 "sha256": file_sha256(entry),
             }
-    marker = {"step": step, "time": time.time(), "files": files}
+    marker = {"step": step, "time": time.time(), "requested": requested, "files": files}
     write_atomic(folder / COMPLETE_MARKER, json.dumps(marker, indent=2), mode)
 
 
@@ -142,6 +145,11 @@ def verify_complete(folder: Path, *, checksums: bool = True) -> str | None:
     return None
 
 
+def was_requested(checkpoint: Checkpoint) -> bool:
+    """The user asked for this checkpoint (save now); it stays outside `save_total_limit`."""
+    return read_json_object(checkpoint.path / COMPLETE_MARKER).data.get("requested") is True
+
+
 def _fsync(path: Path) -> None:
     try:
         descriptor = os.open(path, os.O_RDONLY)
@@ -159,7 +167,8 @@ def prune_checkpoints(
     run: RunDirectory | Path | str, keep: int | None, protect: str | Path | None = None
 ) -> list[Path]:
     """Keep the newest `keep` whole checkpoints (and `protect`, the best one by eval loss);
-    drop older ones and older debris.
+    drop older ones and older debris. Checkpoints the user asked for (save now) are never
+    dropped and do not count against the limit.
 
     An incomplete checkpoint newer than the newest whole one is left alone (it may be the
     one being written)."""
@@ -171,16 +180,18 @@ def prune_checkpoints(
     doomed = [checkpoint for checkpoint in checkpoints if not checkpoint.complete]
     doomed = [checkpoint for checkpoint in doomed if checkpoint.step < newest]
     if keep is not None and keep > 0:
-        # The newest always stays, and the best; they count against the limit, as in the
-        # Trainer's own rotation.
-        keepers = {complete[-1].path.name}
-        if protect is not None and any(c.path.name == Path(protect).name for c in complete):
+        # Checkpoints the user asked for stay, outside the limit. Of the others the newest
+        # always stays, and the best; they count against the limit, as in the Trainer's own
+        # rotation.
+        rotated = [c for c in complete if not was_requested(c)]
+        keepers = {rotated[-1].path.name} if rotated else set()
+        if protect is not None and any(c.path.name == Path(protect).name for c in rotated):
             keepers.add(Path(protect).name)
-        for checkpoint in reversed(complete):
+        for checkpoint in reversed(rotated):
             if len(keepers) >= keep:
                 break
             keepers.add(checkpoint.path.name)
-        doomed += [c for c in complete if c.path.name not in keepers]
+        doomed += [c for c in rotated if c.path.name not in keepers]
     removed = []
     for checkpoint in doomed:
         _remove_tree(checkpoint.path)

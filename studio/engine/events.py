@@ -100,6 +100,20 @@ class RunFinished(RunEvent):
     duration_seconds: float
 
 
+@dataclass(frozen=True)
+class SampleAnswer:
+    prompt: str
+    reply: str
+
+
+@dataclass(frozen=True)
+class SampleGenerations(RunEvent):
+    """The model's answers to the run's sample prompts at one step: watch it learn."""
+
+    step: int
+    answers: tuple[SampleAnswer, ...]
+
+
 Subscriber = Callable[[RunEvent], None]
 
 

@@ -38,6 +38,7 @@ from studio.engine.events import (
 from studio.engine.liveness import INTERRUPTED, TERMINAL_STATES, effective_state
 from studio.engine.run_dir import RunDirectory
 from studio.engine.run_files import int_field, str_field, str_list_field
+from studio.engine.samples import SAMPLES_FILE, sample_event
 
 _STEP_FIELDS = {
     "step",
@@ -141,6 +142,7 @@ class RunFollower:
         self._metrics = _Tail(self.run.metrics_path)
         self._telemetry = _Tail(self.run.telemetry_path)
         self._log = _Tail(self.run.log_path)
+        self._samples = _Tail(self.run.path / SAMPLES_FILE)
         self._closed = threading.Event()
         self._log_day: datetime | None = None
         self._last_clock: str | None = None
@@ -180,6 +182,11 @@ class RunFollower:
             if record:
                 when = _float(record.get("time")) or time.time()
                 events.append(TelemetryEvent(snapshot=record, time=when))
+        for line in self._samples.read_lines():
+            record = _json(line)
+            sample = sample_event(record) if record else None
+            if sample is not None:
+                events.append(sample)
         if state in TERMINAL_STATES or state == INTERRUPTED:
             events.extend(self._ending(status, state))
         return events

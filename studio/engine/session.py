@@ -336,7 +336,8 @@ class TrainingSession:
             sampler.close()
         if heartbeat is not None:
             self._guarded(heartbeat.close)
-        duration = time.monotonic() - self._started + self._previous_duration
+        # Rounded as status.json keeps it, so every screen shows the same duration.
+        duration = round(time.monotonic() - self._started + self._previous_duration, 2)
         final_loss = self._last_loss
         if trainer_callback is not None and trainer_callback.last_loss is not None:
             final_loss = trainer_callback.last_loss

@@ -31,7 +31,7 @@ from studio.ui.palette import studio_commands
 from studio.ui.run_launch import SessionFactory
 from studio.ui.run_monitor import RunMonitor
 from studio.ui.screens.dialogs import Choice, ChoiceScreen, ErrorScreen
-from studio.ui.settings import DEFAULT_THEME, UserSettings, load_settings, save_settings
+from studio.ui.settings import DEFAULT_THEME, load_settings, save_settings
 from studio.ui.state import StudioServices, StudioState
 from studio.ui.themes import APP_VARIABLES, BUILTIN_THEMES_DIR, load_themes
 from studio.ui.throttle import Throttle
@@ -69,7 +69,7 @@ class StudioApp(App[int]):
     BINDINGS: ClassVar[list[BindingType]] = [
         *navigation_bindings(),
         Binding("ctrl+q", "quit", "Quit", priority=True),
-        Binding("f1", "app.show_help_panel", "Keys", show=False),
+        Binding("question_mark,f1", "show_keys", "Keys", show=False),
         Binding("ctrl+r", "attach_running", "Attach to run"),
     ]
 
@@ -91,7 +91,9 @@ class StudioApp(App[int]):
         self.leaving: Literal["stop", "keep", "hangup"] | None = None
         """How the studio was left: the run stopped, kept running headless, or the terminal
         hung up. `run_app` reads it after the app has exited."""
-        self.settings = UserSettings()
+        # Read now, not on mount: the first screen mounts before the app's on_mount runs, and
+        # the Models screen lists the user's added models from these settings.
+        self.settings, self._settings_problem = load_settings(self.services.settings_file)
         self.run_changed: Signal[RunMonitor] = Signal(self, "run-changed")
         """Published when the run has news (coalesced); subscribers throttle their redraws."""
         self.config_changed: Signal[RunConfig] = Signal(self, "config-changed")
@@ -104,8 +106,11 @@ class StudioApp(App[int]):
         return dict(APP_VARIABLES)
 
     def on_mount(self) -> None:
-        self.settings, problem = load_settings(self.services.settings_file)
-        if problem:
+        from studio.ui.glyphs import is_plain
+
+        if is_plain():
+            self.add_class("-ascii")  # square borders: the Linux console has no round corners
+        if problem := self._settings_problem:
             self.notify(problem, title="Settings", severity="warning", timeout=10, markup=False)
         self._register_themes()
         self.theme_changed_signal.subscribe(self, self._remember_theme)
@@ -186,8 +191,25 @@ class StudioApp(App[int]):
         self.switch_mode(mode)
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        yield from super().get_system_commands(screen)
+        # Textual's own theme picker lists its built-in themes too, and its key panel neither
+        # closes with esc nor shows the keys the footer hides: ours replace both.
+        for command in super().get_system_commands(screen):
+            if command.title not in ("Theme", "Keys"):
+                yield command
+        yield SystemCommand("Keys", "Every key of this screen (? or F1)", self.action_show_keys)
         yield from studio_commands(self, screen)
+
+    def action_show_keys(self) -> None:
+        """The keys of the current screen, footer or not, in an overlay."""
+        from studio.ui.screens.keys import KeysScreen
+
+        if isinstance(self.screen, KeysScreen):
+            self.screen.dismiss()
+            return
+        title = next(
+            (d.title for d in DESTINATIONS if d.mode == self.current_mode), self.current_mode
+        )
+        self.push_screen(KeysScreen(self.screen, title))
 
     async def action_quit(self) -> None:
         if not self.trainer_running:

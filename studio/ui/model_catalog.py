@@ -20,6 +20,7 @@ class ModelDetails:
     info: ModelInfo | None
     note: str | None = None
     folder: str | None = None  # where config.json is, for the memory estimate
+    device: str = "cuda"  # where a run would train here: the estimate is for that device
 
 
 def describe_model(entry: ModelEntry) -> ModelDetails:
@@ -28,22 +29,28 @@ def describe_model(entry: ModelEntry) -> ModelDetails:
     from studio.ui.heavy_imports import ensure_ml_imports
 
     ensure_ml_imports()
+    import torch
+
+    # The engine trains on CUDA when there is one, else on the CPU (models.loading.plan_device);
+    # the estimate must be the one the run will log.
+    device = "cuda" if torch.cuda.is_available() else "cpu"
 
     if entry.kind == "tiny":
         from studio.models.tiny import ensure_tiny_model
 
         folder = ensure_tiny_model()
-        return ModelDetails(entry, inspect_model_folder(folder, entry.source), folder=str(folder))
+        info = inspect_model_folder(folder, entry.source)
+        return ModelDetails(entry, info, folder=str(folder), device=device)
     if entry.folder is None:
         return ModelDetails(
             entry,
             None,
             "not downloaded yet: it is fetched from the hub when a run or a chat first loads "
-            "it (or ahead of time with `huggingface-cli download "
+            "it (or ahead of time with `hf download "
             f"{entry.source}`); its details show once it is in the cache",
         )
     info = inspect_model_folder(entry.folder, entry.source)
-    return ModelDetails(entry, info, folder=entry.folder)
+    return ModelDetails(entry, info, folder=entry.folder, device=device)
 
 
 __all__ = [

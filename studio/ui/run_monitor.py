@@ -25,6 +25,7 @@ from studio.engine.events import (
     RunEvent,
     RunFinished,
     RunState,
+    SampleGenerations,
     StateChanged,
     StepMetrics,
     TelemetryEvent,
@@ -99,6 +100,8 @@ class MonitorView:
     run_dir: str | None
     log_total: int
     new_log_lines: list[LogLine] = field(default_factory=list)
+    samples: tuple[SampleGenerations, ...] = ()
+    """The first and the latest answers to the sample prompts (watch the model learn)."""
 
 
 @dataclass(frozen=True)
@@ -141,6 +144,7 @@ class RunMonitor:
         self._log_total = 0
         self._error: RunError | None = None
         self._finished: RunFinished | None = None
+        self._samples: list[SampleGenerations] = []
         self._run_dir: str | None = None
         self._notified = threading.Event()
 
@@ -188,6 +192,11 @@ class RunMonitor:
                 for advice in event.advice:
                     self._log.append(LogLine(text=f"  try: {advice}", level="advice"))
                 self._log_total += 1 + len(event.advice)
+            elif isinstance(event, SampleGenerations):
+                # The first answers (before much training) and the latest ones: a replay
+                # may bring the same step twice, the later one counts.
+                kept = [s for s in self._samples[:1] if s.step != event.step]
+                self._samples = [*kept, event]
             elif isinstance(event, RunFinished):
                 self._finished = event
                 self._run_dir = event.run_dir or self._run_dir
@@ -286,6 +295,7 @@ class RunMonitor:
                 run_dir=self._run_dir,
                 log_total=self._log_total,
                 new_log_lines=new_lines,
+                samples=tuple(self._samples),
             )
 
     def memory_view(self) -> MemoryView:

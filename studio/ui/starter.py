@@ -36,17 +36,35 @@ def starter_config() -> RunConfig:
     return RunConfig.model_validate(TINY_DEMO)
 
 
-def with_base_model(config: RunConfig, source: str) -> tuple[RunConfig, bool]:
-    """`config` on another base model; True when the tiny model's untouched training and
-    method settings were swapped for the general defaults on the way."""
+GENERALISED = (
+    "training and method settings are back to the general defaults "
+    "(the tiny demo's 30 epochs at lr 3e-3 would ruin a real model)"
+)
+QUICKSTART = "training and method settings are the tiny demo's quickstart values again"
+
+
+def with_base_model(config: RunConfig, source: str) -> tuple[RunConfig, str]:
+    """`config` on another base model, and a note when settings the user had not touched were
+    swapped on the way: the tiny model's quickstart values for the general defaults when
+    leaving it, and back when returning to it ("" when nothing else changed)."""
     model = config.model.model_copy(update={"source": source})
     changed = config.model_copy(update={"model": model})
     starter = starter_config()
-    leaving_tiny = config.model.source == TINY_MODEL_NAME and source != TINY_MODEL_NAME
-    untouched = config.training == starter.training and config.method == starter.method
-    if not (leaving_tiny and untouched):
-        return changed, False
-    general = changed.model_copy(
-        update={"training": TrainingSettings(), "method": method_defaults(config.method.name)}
-    )
-    return general, True
+    was_tiny, is_tiny = config.model.source == TINY_MODEL_NAME, source == TINY_MODEL_NAME
+    if was_tiny and not is_tiny:
+        if config.training == starter.training and config.method == starter.method:
+            general = changed.model_copy(
+                update={
+                    "training": TrainingSettings(),
+                    "method": method_defaults(config.method.name),
+                }
+            )
+            return general, GENERALISED
+    elif is_tiny and not was_tiny:
+        general_method = method_defaults(config.method.name)
+        if config.training == TrainingSettings() and config.method == general_method:
+            update: dict[str, object] = {"training": starter.training}
+            if config.method.name == starter.method.name:
+                update["method"] = starter.method
+            return changed.model_copy(update=update), QUICKSTART
+    return changed, ""

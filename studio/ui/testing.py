@@ -9,8 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import time
+from functools import lru_cache
 from pathlib import Path
 
+from rich.color import Color as RichColor
+from rich.color import ColorSystem
+from rich.segment import Segment
+from rich.style import Style
+from rich.terminal_theme import DEFAULT_TERMINAL_THEME
+from textual.color import Color
+from textual.filter import LineFilter
 from textual.pilot import Pilot
 from textual.widgets import Input
 
@@ -73,3 +81,27 @@ def stop_cursor_blink(pilot: Pilot) -> None:
     for screen in pilot.app.screen_stack:
         for field in screen.query(Input):
             field.cursor_blink = False
+
+
+class SixteenColours(LineFilter):
+    """What a 16-colour terminal shows: every colour brought down to the nearest of the 16
+    standard ones (as Rich does for `TERM=xterm` / `linux`), drawn with a common palette.
+    Snapshots use it to check each theme stays readable there."""
+
+    def apply(self, segments: list[Segment], background: Color) -> list[Segment]:
+        return [Segment(text, _sixteen(style), control) for text, style, control in segments]
+
+
+@lru_cache(maxsize=1024)
+def _sixteen(style: Style | None) -> Style | None:
+    if style is None:
+        return None
+    return style + Style.from_color(_down(style.color), _down(style.bgcolor))
+
+
+def _down(colour: RichColor | None) -> RichColor | None:
+    if colour is None or colour.is_default:
+        return colour
+    standard = colour.downgrade(ColorSystem.STANDARD)
+    red, green, blue = standard.get_truecolor(DEFAULT_TERMINAL_THEME)
+    return RichColor.from_rgb(red, green, blue)

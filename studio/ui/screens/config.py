@@ -25,14 +25,16 @@ from studio.errors import ConfigError
 from studio.terminal_text import printable
 from studio.ui.command_line import train_command
 from studio.ui.dataset_preview import PROBLEMS_SHOWN, DatasetPreview
+from studio.ui.glyphs import glyph
 from studio.ui.screens.base import StudioScreen
 from studio.ui.screens.dialogs import ErrorScreen, PathScreen
 from studio.ui.widgets.config_form import ConfigForm, editor_id
 
 PREVIEW_DELAY = 0.4
 FIELD_HELP_HINT = (
-    "tab / shift+tab move between fields; the focused field's meaning, default and range "
-    "show here. Changed fields are highlighted. esc leaves a field (then 1-5 switch screens)."
+    "/ finds a field by name or meaning; tab / shift+tab move between fields; the focused "
+    "field's meaning, default and range show here. Changed fields are highlighted. esc leaves "
+    "a field (then 1-5 switch screens)."
 )
 
 
@@ -43,6 +45,7 @@ class ConfigScreen(StudioScreen):
         Binding("ctrl+o", "load_config", "Load"),
         Binding("ctrl+t", "next_tab", "Next tab"),
         Binding("escape", "leave_field", "Leave field", show=False),
+        Binding("slash", "find_field", "Find field"),
     ]
 
     class PreviewReady(Message):
@@ -119,12 +122,12 @@ class ConfigScreen(StudioScreen):
         status = self.query_one("#config-status", Static)
         config = studio.config
         if studio.config_problem:
-            status.update(f"✗ {studio.config_problem}")
+            status.update(f"{glyph('cross')} {studio.config_problem}")
             status.set_classes("-invalid")
         else:
             status.update(
-                f"✓ {config.model.source} · {config.method.name} · {config.training_type} · "
-                f"{config.data.path}"
+                f"{glyph('check')} {config.model.source} · {config.method.name} · "
+                f"{config.training_type} · {config.data.path}"
             )
             status.set_classes("-valid")
         command, unsaved = train_command(config, studio.config_file, studio.config_file_saved)
@@ -152,6 +155,20 @@ class ConfigScreen(StudioScreen):
     def action_leave_field(self) -> None:
         """Escape from a field, so the number keys switch screens again."""
         self.query_one("#config-tabs", TabbedContent).query_one("Tabs").focus()
+
+    def action_find_field(self) -> None:
+        """`/`: jump to a field by name or meaning (31 tabs to learning_rate otherwise)."""
+        from studio.ui.screens.field_search import FieldSearchScreen
+
+        self.app.push_screen(FieldSearchScreen(list(self.form.specs.values())), self._jump_to)
+
+    def _jump_to(self, path: str | None) -> None:
+        if not path:
+            return
+        self.action_show_tab("settings")
+        editor = self.query_one(f"#{editor_id(path)}")
+        editor.focus()
+        editor.scroll_visible(animate=False)
 
     def action_next_tab(self) -> None:
         tabs = self.query_one("#config-tabs", TabbedContent)

@@ -83,6 +83,10 @@ class ConfirmScreen(ModalScreen[bool]):
                 yield Button(self.yes_label, id="yes", variant="warning", compact=True)
                 yield Button(self.no_label, id="no", compact=True)
 
+    def on_mount(self) -> None:
+        # The safe answer has the focus: a stray enter must never delete anything.
+        self.query_one("#no", Button).focus()
+
     def action_answer(self, answer: bool) -> None:
         self.dismiss(answer)
 

@@ -21,6 +21,7 @@ from textual.widgets.option_list import Option
 
 from studio.config import RunConfig
 from studio.errors import ModelError
+from studio.ui.glyphs import glyph
 from studio.ui.model_catalog import TINY_ENTRY, ModelDetails, ModelEntry
 from studio.ui.number_format import format_bytes, format_count
 from studio.ui.screens.base import StudioScreen
@@ -73,6 +74,9 @@ class ModelsScreen(StudioScreen):
     def model_list(self) -> OptionList:
         return self.query_one("#model-list", OptionList)
 
+    def home_widget(self) -> OptionList:
+        return self.model_list
+
     def on_mount(self) -> None:
         self._show_entries(self.entries)
         self.studio_app.config_changed.subscribe(self, self._config_changed)
@@ -111,7 +115,9 @@ class ModelsScreen(StudioScreen):
         if entry.size_bytes:
             extra += f" {format_bytes(entry.size_bytes)}"
         return Content.assemble(
-            ("✓ " if chosen else "  ", "bold"), entry.source, (f"  {extra}", "$text-muted")
+            (f"{glyph('check')} " if chosen else "  ", "bold"),
+            entry.source,
+            (f"  {extra}", "$text-muted"),
         )
 
     def _config_changed(self, config: RunConfig) -> None:
@@ -177,13 +183,9 @@ class ModelsScreen(StudioScreen):
         config = app.studio.config
         note = ""
         if config.model.source != option.id:
-            changed, generalised = with_base_model(config, option.id)
+            changed, swapped = with_base_model(config, option.id)
             app.set_config(changed, app.studio.config_problem)
-            if generalised:
-                note = (
-                    "\ntraining and method settings are back to the general defaults "
-                    "(the tiny demo's 30 epochs at lr 3e-3 would ruin a real model)"
-                )
+            note = f"\n{swapped}" if swapped else ""
         self.notify(f"base model: {option.id}{note}", markup=False)
 
     def action_add_model(self) -> None:

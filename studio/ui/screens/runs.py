@@ -29,6 +29,7 @@ from studio.ui.widgets.run_table import COLUMNS, RunTable, status_text
 ALL_STATUSES = "all"
 # While a listed run trains (here or in another process), the list is read again this often.
 LIVE_REFRESH_SECONDS = 3.0
+EXPORTED = {"adapter": "the adapter", "merged": "the merged model"}
 
 
 class RunsScreen(StudioScreen):
@@ -153,6 +154,16 @@ class RunsScreen(StudioScreen):
     @on(Input.Submitted, "#runs-search")
     def _filter_done(self) -> None:
         self.table.focus()
+
+    def home_widget(self) -> RunTable:
+        return self.table
+
+    def action_leave_field(self) -> None:
+        """esc in the filter clears it and goes back to the list (enter keeps it)."""
+        search = self.query_one("#runs-search", Input)
+        if self.focused is search:
+            search.value = ""
+        super().action_leave_field()
 
     def action_filter(self) -> None:
         self.query_one("#runs-search", Input).focus()
@@ -341,9 +352,8 @@ class RunsScreen(StudioScreen):
         result = export_run(run, target, merged=merged)
         where = self.studio_app.services.display(result.path)
         size = result.size_bytes / 2**20
-        self.app.call_from_thread(
-            self.notify, f"exported the {result.kind} to {where} ({size:.1f} MiB)", title="Export"
-        )
+        done = f"exported {EXPORTED[result.kind]} to {where} ({size:.1f} MiB)"
+        self.app.call_from_thread(self.notify, done, title="Export")
 
     def action_rerun(self) -> None:
         run = self._current("re-run")

@@ -21,9 +21,10 @@ from textual.widgets import DataTable, Footer, Label, Static, TabbedContent, Tab
 
 from studio.runs.catalog import RunSummary, read_curves
 from studio.terminal_text import printable
+from studio.ui.glyphs import glyph
 from studio.ui.number_format import format_bytes, format_duration, format_loss
-from studio.ui.widgets.metric_plot import MetricPlot, Series, small_number_scale
-from studio.ui.widgets.run_table import status_text, steps_text
+from studio.ui.widgets.metric_plot import MetricPlot, Series
+from studio.ui.widgets.run_table import short_name, status_text, steps_text
 
 LOG_TAIL_LINES = 400
 # The plot colours of the theme, one per compared run (they repeat after six runs).
@@ -68,6 +69,8 @@ class RunDetailScreen(ModalScreen[str | None]):
                     yield MetricPlot("loss", empty_text="no loss was logged", id="run-loss")
                 with TabPane("Learning rate", id="tab-lr"):
                     yield MetricPlot("learning rate", empty_text="not logged", id="run-lr")
+                with TabPane("Samples", id="tab-samples"), VerticalScroll(classes="run-text"):
+                    yield Static(samples_by_prompt(run.path), id="run-samples", markup=False)
                 with TabPane("Config", id="tab-config"), VerticalScroll(classes="run-text"):
                     yield Static(read_text(run.path / "config.yaml"), id="run-config", markup=False)
                 with (
@@ -85,16 +88,8 @@ class RunDetailScreen(ModalScreen[str | None]):
                 Series("eval", curves.eval_loss, "plot-eval-loss"),
             ]
         )
-        factor, suffix = small_number_scale([y for _, y in curves.learning_rate])
         self.query_one("#run-lr", MetricPlot).set_series(
-            [
-                Series(
-                    "learning rate",
-                    [(x, y * factor) for x, y in curves.learning_rate],
-                    "plot-learning-rate",
-                )
-            ],
-            title=f"learning rate{suffix}",
+            [Series("learning rate", curves.learning_rate, "plot-learning-rate")],
         )
         self.query_one("#log-scroll", VerticalScroll).scroll_end(animate=False)
 
@@ -149,7 +144,10 @@ class CompareScreen(ModalScreen[None]):
         table = self.query_one("#compare-table", DataTable)
         table.add_column("config key", key="key")
         for index, run in enumerate(self.comparison.runs, 1):
-            table.add_column(Text(printable(f"{index} {run.name}")[:LABEL_LENGTH]), key=str(index))
+            table.add_column(
+                Text(f"{index} {short_name(printable(run.name), LABEL_LENGTH - 2)}"),
+                key=str(index),
+            )
         for difference in self.comparison.differences:
             table.add_row(
                 Text(printable(difference.key)),
@@ -162,7 +160,7 @@ class CompareScreen(ModalScreen[None]):
         series = []
         for index, (name, curves) in enumerate(self.comparison.curves.items()):
             colour = RUN_COLOURS[index % len(RUN_COLOURS)]
-            label = f"{index + 1} {name}"[:LABEL_LENGTH]
+            label = f"{index + 1} {short_name(name, LABEL_LENGTH - 2)}"
             series.append(Series(label, curves.train_loss, colour))
             if self.show_eval and curves.eval_loss:
                 series.append(Series(f"{index + 1} eval", curves.eval_loss, colour))
@@ -197,6 +195,15 @@ class CompareScreen(ModalScreen[None]):
         self.dismiss(None)
 
     def action_toggle_eval(self) -> None:
+        if not self.show_eval and not any(c.eval_loss for c in self.comparison.curves.values()):
+            self.notify(
+                "none of these runs measured an eval loss; give a run an eval split "
+                "(data.eval_fraction or data.eval_path on Config) to compare one",
+                title="No eval loss",
+                severity="warning",
+                markup=False,
+            )
+            return
         self.show_eval = not self.show_eval
         self._draw_curves()
 
@@ -205,6 +212,27 @@ class CompareScreen(ModalScreen[None]):
         panes = [pane.id for pane in tabs.query(TabPane)]
         index = panes.index(tabs.active) if tabs.active in panes else 0
         tabs.active = panes[(index + offset) % len(panes)] or panes[0]
+
+
+def samples_by_prompt(run: Path) -> str:
+    """The sample prompts, each with its answer at every step it was asked: how the answers
+    changed from checkpoint to checkpoint (studio.engine.samples)."""
+    from studio.engine.samples import read_samples
+
+    samples = read_samples(run)
+    if not samples:
+        return "no samples in this run (training.sample_steps was 0, or it is older)"
+    prompts: dict[str, list[tuple[int, str]]] = {}
+    for sample in samples:
+        for answer in sample.answers:
+            prompts.setdefault(answer.prompt, []).append((sample.step, answer.reply))
+    lines: list[str] = []
+    for prompt, answers in prompts.items():
+        lines.append(f"{glyph('prompt')} {' '.join(prompt.split())}")
+        width = len(str(answers[-1][0]))
+        lines += [f"  step {step:>{width}}: {' '.join(reply.split())}" for step, reply in answers]
+        lines.append("")
+    return "\n".join(lines).rstrip()
 
 
 def legend(names: list[str]) -> Content:

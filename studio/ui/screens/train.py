@@ -14,12 +14,13 @@ from typing import ClassVar
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Grid, Horizontal
+from textual.containers import Grid, Horizontal, Vertical
 from textual.content import Content
-from textual.widgets import Button, RichLog, Static
+from textual.widgets import Button, Static
 
-from studio.engine.events import RunState
+from studio.engine.events import RunState, SampleGenerations
 from studio.terminal_text import printable
+from studio.ui.glyphs import glyph
 from studio.ui.number_format import (
     format_duration,
     format_loss,
@@ -30,7 +31,8 @@ from studio.ui.screens.base import StudioScreen
 from studio.ui.throttle import Throttle
 from studio.ui.widgets.device_picker import DevicePicker
 from studio.ui.widgets.memory_panel import MemoryPanel
-from studio.ui.widgets.metric_plot import MetricPlot, Series, small_number_scale
+from studio.ui.widgets.metric_plot import MetricPlot, Series
+from studio.ui.widgets.wrapping_log import WrappingLog
 
 STATS_INTERVAL = 1.0
 PLOTS_INTERVAL = 2.0
@@ -53,6 +55,8 @@ class TrainScreen(StudioScreen):
         self._monitor: RunMonitor | None = None
         self._log_seen = 0
         self._plot_version = -1
+        self._footer_state: RunState | None = None
+        self._samples_shown = ""
 
     def compose_body(self) -> ComposeResult:
         yield Static("", id="train-stats")
@@ -67,7 +71,9 @@ class TrainScreen(StudioScreen):
             yield MetricPlot("loss", id="loss-plot")
             yield MetricPlot("learning rate", id="lr-plot")
             yield MemoryPanel(id="memory-panel")
-            yield RichLog(id="train-log", max_lines=1000, wrap=True, markup=False, min_width=20)
+            with Vertical(id="train-log-cell"):
+                yield Static("", id="train-samples", classes="hidden", markup=False)
+                yield WrappingLog(id="train-log", max_lines=1000)
 
     def on_mount(self) -> None:
         self.studio_app.run_changed.subscribe(self, self._run_changed)
@@ -91,7 +97,7 @@ class TrainScreen(StudioScreen):
             self._monitor = monitor
             self._log_seen = 0
             self._plot_version = -1
-            self.query_one("#train-log", RichLog).clear()
+            self.query_one("#train-log", WrappingLog).clear()
         # Memory warnings are told once per episode, whichever screen is showing.
         self.query_one(MemoryPanel).announce_warnings(monitor)
         if self.is_current:
@@ -111,6 +117,9 @@ class TrainScreen(StudioScreen):
         )
         state = view.state if view else None
         active = state in ACTIVE
+        if state != self._footer_state:
+            self._footer_state = state
+            self.refresh_bindings()
         self.query_one("#start", Button).disabled = active
         pause = self.query_one("#pause", Button)
         pause.disabled = not active or state is RunState.STOPPING
@@ -123,11 +132,18 @@ class TrainScreen(StudioScreen):
             error.remove_class("hidden")
         else:
             error.add_class("hidden")
+        samples = self.query_one("#train-samples", Static)
+        text = samples_text(view.samples) if view is not None and view.samples else ""
+        if text != self._samples_shown:
+            # Its height follows its text: a relayout, but only when new answers come.
+            self._samples_shown = text
+            samples.update(text)
+            samples.set_class(not text, "hidden")
         if view is not None and view.new_log_lines:
-            log = self.query_one("#train-log", RichLog)
+            log = self.query_one("#train-log", WrappingLog)
             for line in view.new_log_lines:
                 prefix = f"{line.level}: " if line.level in ("warning", "error") else ""
-                log.write(printable(prefix + line.text))
+                log.add_line(printable(prefix + line.text))
             self._log_seen = view.log_total
 
     def _draw_plots(self) -> None:
@@ -149,20 +165,23 @@ class TrainScreen(StudioScreen):
                 Series("eval", view.eval_loss, "plot-eval-loss"),
             ]
         )
-        factor, suffix = small_number_scale([y for _, y in view.learning_rate])
-        rate.set_series(
-            [
-                Series(
-                    "learning rate",
-                    [(x, y * factor) for x, y in view.learning_rate],
-                    "plot-learning-rate",
-                )
-            ],
-            title=f"learning rate{suffix}",
-        )
+        rate.set_series([Series("learning rate", view.learning_rate, "plot-learning-rate")])
         memory.show(self._monitor.memory_view())
 
     # ---------------------------------------------------------------- actions
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Only the keys that apply now are in the footer (and the ? overlay)."""
+        monitor = self.studio_app.monitor
+        state = monitor.state if monitor is not None else None
+        active = state in ACTIVE
+        if action == "start":
+            return not active
+        if action in ("pause_or_resume", "stop"):
+            return active and state is not RunState.STOPPING
+        if action == "save_now":
+            return state is RunState.RUNNING
+        return True
 
     @on(Button.Pressed, "#start")
     def action_start(self) -> None:
@@ -216,8 +235,12 @@ def stats_text(view: MonitorView | None, app) -> Content:  # app: StudioApp
         rate = latest.tokens_per_second
         parts.append(f"\nepoch {latest.epoch:.2f}  lr {format_rate(latest.learning_rate)}  ")
         parts.append(f"{rate:,.0f} tok/s" if rate else "- tok/s")
-        parts.append(f"  elapsed {format_duration(latest.elapsed_seconds)}")
-        parts.append(f"  ETA {format_duration(latest.eta_seconds)}")
+        if view.finished is not None and state in (RunState.FINISHED, RunState.STOPPED):
+            # The whole run (loading and saving too), as the Runs screen shows it.
+            parts.append(f"  took {format_duration(view.finished.duration_seconds)}")
+        else:
+            parts.append(f"  elapsed {format_duration(latest.elapsed_seconds)}")
+            parts.append(f"  ETA {format_duration(latest.eta_seconds)}")
     else:
         parts.append(f"  {view.state_detail}\n")
     if view.finished is not None and state in (RunState.FINISHED, RunState.STOPPED):
@@ -230,10 +253,30 @@ def stats_text(view: MonitorView | None, app) -> Content:  # app: StudioApp
     return Content.assemble(*parts)
 
 
+def samples_text(samples: tuple[SampleGenerations, ...]) -> str:
+    """The sample prompts with the first and the latest answers, one line each."""
+    first, latest = samples[0], samples[-1]
+    lines = [
+        f"samples at step {latest.step}" + (f" (vs {first.step})" if first is not latest else "")
+    ]
+    for index, answer in enumerate(latest.answers):
+        lines.append(f"{glyph('prompt')} {_one_line(answer.prompt)[-60:]}")
+        lines.append(f"  {latest.step}: {_one_line(answer.reply) or '(nothing)'}")
+        if first is not latest and index < len(first.answers):
+            lines.append(f"  {first.step}: {_one_line(first.answers[index].reply) or '(nothing)'}")
+    return "\n".join(lines)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
 def error_text(view: MonitorView) -> Content:
     error = view.error
     assert error is not None
-    parts: list[str | tuple[str, str]] = [(printable(f"✗ {error.kind}: {error.message}"), "bold")]
+    parts: list[str | tuple[str, str]] = [
+        (printable(f"{glyph('cross')} {error.kind}: {error.message}"), "bold")
+    ]
     for advice in error.advice:
         parts.append(printable(f"\n  try: {advice}"))
     return Content.assemble(*parts)
@@ -241,4 +284,4 @@ def error_text(view: MonitorView) -> Content:
 
 def _bar(share: float, width: int) -> str:
     filled = round(min(max(share, 0.0), 1.0) * width)
-    return "█" * filled + "░" * (width - filled)
+    return glyph("bar-full") * filled + glyph("bar-empty") * (width - filled)

@@ -258,7 +258,12 @@ class ConfigForm(VerticalScroll):
         elif isinstance(editor, Select):
             editor.value = value if value in spec.choices else Select.NULL
         elif isinstance(editor, Input):
-            editor.value = value_text(spec, value)
+            text = value_text(spec, value)
+            if editor.value != text:
+                editor.value = text
+                # A new value is a new text: the cursor at its end, as when the field is
+                # entered; kept where it was, ctrl+u would cut only part of it.
+                editor.cursor_position = len(text)
 
     async def _swap_method_fields(self, method_name: str, keep_values: bool) -> None:
         old_values: dict[str, Any] = {}

@@ -12,6 +12,7 @@ from textual.containers import Horizontal
 from textual.widgets import Label, Static
 
 from studio.engine.events import RunState
+from studio.ui.glyphs import glyph
 from studio.ui.navigation import DESTINATIONS
 from studio.ui.number_format import format_loss
 from studio.ui.run_monitor import RunMonitor
@@ -79,5 +80,5 @@ class StudioHeader(Horizontal):
             text += f" {latest.step}/{latest.max_steps}"
             if latest.loss is not None and state in (RunState.RUNNING, RunState.PAUSED):
                 text += f" loss {format_loss(latest.loss)}"
-        label.update(f"● {text}", layout=False)  # fixed size: repaint only
+        label.update(f"{glyph('dot')} {text}", layout=False)  # fixed size: repaint only
         label.set_classes(f"-{state.value}")

@@ -35,7 +35,7 @@ class MemoryEstimatePanel(Static):
     def render(self) -> Any:
         if self.details is None or self.details.folder is None or self.config is None:
             return ""
-        return memory_table(self.details.folder, self.config)
+        return memory_table(self.details.folder, self.config, self.details.device)
 
 
 def method_settings(config: RunConfig, name: str) -> Any:
@@ -52,7 +52,7 @@ def method_settings(config: RunConfig, name: str) -> Any:
     return method_defaults(name)
 
 
-def memory_table(folder: str, config: RunConfig) -> Any:
+def memory_table(folder: str, config: RunConfig, device: str = "cuda") -> Any:
     from studio.methods.memory import estimate_memory
 
     training = config.training
@@ -71,14 +71,18 @@ def memory_table(folder: str, config: RunConfig) -> Any:
                     gradient_checkpointing=training.gradient_checkpointing,
                     optimizer=training.optimizer,
                     precision=training.precision,
-                    device="cuda",
+                    device=device,
                 )
             )
         except (ValueError, KeyError, TypeError, OSError) as error:
-            return Text(f"GPU memory estimate not available: {error}", style="italic")
-    heading = Text("GPU memory to train", style="bold")
+            return Text(f"memory estimate not available: {error}", style="italic")
+    if device == "cpu":
+        # The same estimate the run logs ("memory estimate: ..."), for the CPU it would use.
+        heading = Text("Memory to train here (no GPU found: on the CPU, in RAM)", style="bold")
+    else:
+        heading = Text("GPU memory to train", style="bold")
     heading.append(
-        f"\nLoRA on 16-bit weights, QLoRA on a 4-bit base; max_length "
+        f"\nLoRA on {32 if device == 'cpu' else 16}-bit weights, QLoRA on a 4-bit base; max_length "
         f"{config.data.max_length} × batch {training.batch_size}, {training.optimizer}, "
         f"gradient checkpointing {'on' if training.gradient_checkpointing else 'off'}",
         style="italic",

@@ -32,6 +32,7 @@ from textual_plotext import PlotextPlot
 
 from studio.telemetry.snapshots import GpuProcess, GpuSnapshot, TelemetrySnapshot
 from studio.telemetry.status_line import GIB, gib
+from studio.ui.glyphs import is_plain
 from studio.ui.run_monitor import (
     MEMORY_ALLOCATED,
     MEMORY_PAGED,
@@ -111,10 +112,17 @@ class MemoryPlot(PlotextPlot):
             stretches = nonzero_runs(points) if name == MEMORY_SPILLED else [points]
             for stretch in stretches:
                 shown = thin(stretch, width * 2)
-                plt.plot([x for x, _ in shown], [y / GIB for _, y in shown], color=colour)
+                plt.plot(
+                    [x for x, _ in shown],
+                    [y / GIB for _, y in shown],
+                    color=colour,
+                    marker="dot" if is_plain() else "hd",
+                )
         plt.ylim(0, top)
         decimals = 0 if top >= 10 else 1
-        plt.yticks([0, top / 2, top], ["0", f"{top / 2:.{decimals}f}", f"{top:.{decimals}f}"])
+        # The unit on the top tick: the panel's numbers are GiB throughout.
+        top_label = f"{top:.{decimals}f}G"
+        plt.yticks([0, top / 2, top], ["0", f"{top / 2:.{decimals}f}", top_label])
         plt.xlim(first, max(last, first + 1))
         ticks = time_ticks(first, last, max(width // 9, 2))
         plt.xticks(ticks, [clock(tick) for tick in ticks])
@@ -267,7 +275,7 @@ class MemoryPanel(Vertical):
         variables = self.app.theme_variables
         labels = [LINES[name].long if wide else LINES[name].short for name, _ in rows]
         label_width = max(len(label) for label in labels)
-        values = [f"{value / GIB:.1f}" for _, value in rows]
+        values = [f"{value / GIB:.1f} GiB" for _, value in rows]
         value_width = max(len(value) for value in values)
         lines = []
         for (name, _), label, value in zip(rows, labels, values, strict=True):

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from textual.content import Content
 from textual_plotext import PlotextPlot
 
+from studio.ui.glyphs import is_plain
 from studio.ui.themes import theme_colour
 
 Point = tuple[float, float]
@@ -60,13 +61,45 @@ def step_ticks(first: float, last: float, count: int) -> list[int]:
     return ticks
 
 
-def small_number_scale(values: list[float]) -> tuple[float, str]:
-    """(factor, label) that brings tiny values such as learning rates to readable ticks."""
-    peak = max((abs(value) for value in values), default=0.0)
-    if peak == 0.0 or peak >= 0.1:
-        return 1.0, ""
-    exponent = math.ceil(-math.log10(peak))
-    return 10.0**exponent, f" (×1e-{exponent})"
+def value_ticks(low: float, high: float, count: int) -> list[float]:
+    """About `count` evenly spaced ticks at round values (1, 2, 5 x 10^k) within [low, high];
+    at least two when the range has room for them."""
+    if not (math.isfinite(low) and math.isfinite(high)) or high <= low:
+        return [low] if math.isfinite(low) else []
+    raw = (high - low) / max(count - 1, 1)
+    magnitude = 10.0 ** math.floor(math.log10(raw))
+    spacing = next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw * 0.999)
+    while True:
+        first = math.ceil(low / spacing - 1e-9)
+        last = math.floor(high / spacing + 1e-9)
+        if last - first >= 1 or spacing < (high - low) / 1000:
+            return [index * spacing for index in range(first, last + 1)]
+        # A round spacing wider than half the range leaves one tick: take the next finer one.
+        mantissa = round(spacing / 10.0 ** math.floor(math.log10(spacing)))
+        spacing *= 0.4 if mantissa == 5 else 0.5
+
+
+def tick_labels(ticks: list[float]) -> list[str]:
+    """Labels as short as the spacing allows: 10.5 / 9.5 / 8.5, or 1e-3 / 5e-4 for rates."""
+    if not ticks:
+        return []
+    spacing = abs(ticks[1] - ticks[0]) if len(ticks) > 1 else abs(ticks[0]) or 1.0
+    peak = max(abs(tick) for tick in ticks)
+    if 0 < peak < 0.01:
+        # Learning rates: 1e-3, 2.5e-4, as typed in a config, not a scaled axis.
+        digits = max(0, math.floor(math.log10(peak)) - math.floor(math.log10(spacing)))
+        return [_scientific(tick, digits) for tick in ticks]
+    decimals = max(0, -math.floor(math.log10(spacing)))
+    return [f"{tick:.{decimals}f}" for tick in ticks]
+
+
+def _scientific(value: float, digits: int) -> str:
+    if value == 0:
+        return "0"
+    mantissa, exponent = f"{value:.{digits}e}".split("e")
+    if "." in mantissa:
+        mantissa = mantissa.rstrip("0").rstrip(".")
+    return f"{mantissa}e{int(exponent)}"
 
 
 class MetricPlot(PlotextPlot):
@@ -109,7 +142,17 @@ class MetricPlot(PlotextPlot):
                 [y for _, y in points],
                 label=item.label if len(drawn) > 1 else None,
                 color=theme_colour(variables, item.colour_variable),
+                marker="dot" if is_plain() else "hd",  # braille and block halves need UTF-8
             )
         ticks = step_ticks(min(steps), max(steps), max(width // 10, 2))
         plt.xticks(ticks, [str(tick) for tick in ticks])
+        values = [y for item in drawn for _, y in item.points if math.isfinite(y)]
+        if values:
+            low, high = min(values), max(values)
+            if high == low:  # a flat line: one tick at its value, in the middle
+                low, high = low - (abs(low) or 1.0) * 0.1, high + (abs(high) or 1.0) * 0.1
+            levels = value_ticks(low, high, max(self.size.height // 3, 3))
+            # plotext places its own ticks at uneven fractions of the range: ours are round.
+            plt.ylim(low, high)
+            plt.yticks(levels, tick_labels(levels))
         return super().render()

@@ -17,6 +17,7 @@ from textual.widgets import DataTable
 
 from studio.runs.catalog import RunSummary
 from studio.terminal_text import printable
+from studio.ui.glyphs import glyph
 from studio.ui.number_format import format_bytes, format_duration, format_loss
 
 # (column key, label, the list_runs sort key it sorts by, or None, width in cells). Fixed
@@ -36,7 +37,6 @@ COLUMNS: tuple[tuple[str, str, str | None, int], ...] = (
     ("time", "time", "duration", 8),
     ("size", "adapter", "size", 9),
 )
-MARK = "●"
 # Status colours: theme variables (DataTable cells are Rich text, so they are looked up).
 STATUS_STYLES = {
     "running": ("success", "bold"),
@@ -60,6 +60,16 @@ def status_text(run: RunSummary) -> str:
     return run.status
 
 
+def short_name(name: str, width: int = NAME_WIDTH) -> str:
+    """`name` in `width` cells, cut in the middle: run names of a day share their start
+    (model-method-type-date) and differ at the end (the time), so both ends stay."""
+    if len(name) <= width:
+        return name
+    tail = min(len(name) // 2, width // 2, 11)  # "1130-093012": day and time
+    head = max(width - 1 - tail, 0)
+    return name[:head] + glyph("ellipsis") + name[len(name) - tail :]
+
+
 def steps_text(run: RunSummary) -> str:
     return f"{run.step}/{run.max_steps}" if run.max_steps else str(run.step)
 
@@ -71,12 +81,11 @@ def status_style(run: RunSummary, variables: dict[str, str]) -> str:
 
 
 def row_cells(run: RunSummary, marked: bool, variables: dict[str, str]) -> list[Text]:
-    name = printable(run.name)
-    name = name if len(name) <= NAME_WIDTH else name[: NAME_WIDTH - 1] + "…"
+    name = short_name(printable(run.name))
     size = format_bytes(run.adapter_bytes) if run.adapter_bytes is not None else "-"
     duration = format_duration(run.duration_seconds) if run.duration_seconds is not None else "-"
     cells = {
-        "mark": Text(MARK if marked else " ", style="bold"),
+        "mark": Text(glyph("dot") if marked else " ", style="bold"),
         "name": Text(name),
         "status": Text(status_text(run), style=status_style(run, variables)),
         "steps": Text(steps_text(run), justify="right"),
@@ -166,7 +175,9 @@ class RunTable(DataTable):
             self.marked.remove(run.path)
         else:
             self.marked.append(run.path)
-        self.update_cell(str(run.path), "mark", Text(MARK if run.path in self.marked else " "))
+        self.update_cell(
+            str(run.path), "mark", Text(glyph("dot") if run.path in self.marked else " ")
+        )
         self.post_message(self.MarksChanged(self))
         if self.cursor_row < len(self.runs) - 1:
             self.move_cursor(row=self.cursor_row + 1)
