@@ -22,6 +22,7 @@ import json
 import os
 import re
 import tempfile
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -48,10 +49,15 @@ def prepare_corpus(
     source: str | Path,
     output: str | Path,
     settings: PrepareSettings | None = None,
+    *,
+    max_files: int | None = None,
+    max_seconds: float | None = None,
     **overrides: Any,
 ) -> PrepareReport:
     """Convert, clean, filter and deduplicate the documents under `source` into JSON Lines.
-    `overrides` replace single settings (`min_chars=10`)."""
+    `overrides` replace single settings (`min_chars=10`). `max_files` and `max_seconds` bound
+    a preview: reading stops after that many files or seconds, and `report.stopped` says so
+    (the deduplication and boilerplate counts then cover only the files read)."""
     settings = (settings or PrepareSettings()).model_copy(update=overrides)
     root = Path(source).expanduser()
     out = Path(output).expanduser()
@@ -61,7 +67,7 @@ def prepare_corpus(
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".prepare-", dir=out.parent) as work:
         spool = Path(work) / "records.jsonl"
-        line_counts = _first_pass(root, out, spool, settings, report)
+        line_counts = _first_pass(root, out, spool, settings, report, max_files, max_seconds)
         staging = out.with_name(f".{out.name}.writing")
         _second_pass(spool, staging, line_counts, settings, report)
         if report.records_kept:
@@ -72,12 +78,28 @@ def prepare_corpus(
 
 
 def _first_pass(
-    root: Path, out: Path, spool: Path, settings: PrepareSettings, report: PrepareReport
+    root: Path,
+    out: Path,
+    spool: Path,
+    settings: PrepareSettings,
+    report: PrepareReport,
+    max_files: int | None = None,
+    max_seconds: float | None = None,
 ) -> Counter[int]:
     documents = DuplicateIndex(settings.near_duplicate_threshold)
     line_counts: Counter[int] = Counter()
+    paths = _document_files(root, out)
+    deadline = None if max_seconds is None else time.monotonic() + max_seconds
     with spool.open("w", encoding="utf-8") as stream:
-        for path in _document_files(root, out):
+        for path in paths:
+            if max_files is not None and len(report.files) >= max_files:
+                report.stopped = f"stopped after the first {max_files} of {len(paths)} files"
+                break
+            if deadline is not None and time.monotonic() > deadline:
+                report.stopped = (
+                    f"stopped after {max_seconds:g} s, {len(report.files)} of {len(paths)} files"
+                )
+                break
             shown = str(path.relative_to(root)) if root.is_dir() else path.name
             outcome = _read_file(path, shown, len(report.files), stream, settings, documents)
             report.files.append(outcome[0])
@@ -291,20 +313,7 @@ def prepare_main(
     report = prepare_corpus(source, output, settings)
     if report_path:
         Path(report_path).write_text(json.dumps(report.to_dict(), indent=2), encoding="utf-8")
-    print(report.summary())
-    dropped = report.dropped
-    if dropped:
-        print(f"\ndropped files ({len(dropped)}):")
-        for outcome in dropped[:PRINT_LIMIT]:
-            print(f"  {outcome}")
-        if len(dropped) > PRINT_LIMIT:
-            print(f"  ... and {len(dropped) - PRINT_LIMIT} more")
-    noted = [outcome for outcome in report.files if outcome.kept and outcome.notes]
-    if noted:
-        print("\nnotes:")
-        for outcome in noted[:PRINT_LIMIT]:
-            for note in outcome.notes:
-                print(f"  {outcome.path}: {note}")
+    print(report.text(PRINT_LIMIT))
     if not report.kept:
         print(f"\nerror: no document was kept, so {output} was not written")
         return 1

@@ -59,6 +59,7 @@ class PrepareReport:
     kept_samples: list[Sample] = field(default_factory=list)
     dropped_samples: dict[str, list[Sample]] = field(default_factory=dict)
     records_dropped_by_filter: Counter[str] = field(default_factory=Counter)
+    stopped: str = ""  # why reading stopped before the last file (a bounded preview)
 
     @property
     def min_chars(self) -> int:
@@ -96,7 +97,8 @@ class PrepareReport:
         characters = sum(outcome.characters for outcome in kept)
         by_kind = ", ".join(f"{kind} {count}" for kind, count in self.kept_by_kind().items())
         lines = [
-            f"read {len(self.files)} files under {self.source}",
+            f"read {len(self.files)} files under {self.source}"
+            + (f" ({self.stopped})" if self.stopped else ""),
             f"kept {len(kept)} documents as {self.records_kept} records, {characters:,} "
             "characters" + (f" ({by_kind})" if by_kind else "") + f" -> {self.output}",
         ]
@@ -118,10 +120,29 @@ class PrepareReport:
                 lines.append(f'  {"":<15} {"":>6}   "{first.text[:100]}"')
         return "\n".join(lines)
 
+    def text(self, limit: int) -> str:
+        """The summary, then every dropped file with its reason and the notes of kept files,
+        at most `limit` of each: what `ftstudio data prepare` prints and the Config screen
+        previews."""
+        lines = [self.summary()]
+        dropped = self.dropped
+        if dropped:
+            lines.append(f"\ndropped files ({len(dropped)}):")
+            lines.extend(f"  {outcome}" for outcome in dropped[:limit])
+            if len(dropped) > limit:
+                lines.append(f"  ... and {len(dropped) - limit} more")
+        noted = [outcome for outcome in self.files if outcome.kept and outcome.notes]
+        if noted:
+            lines.append("\nnotes:")
+            for outcome in noted[:limit]:
+                lines.extend(f"  {outcome.path}: {note}" for note in outcome.notes)
+        return "\n".join(lines)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "source": self.source,
             "output": self.output,
+            "stopped": self.stopped,
             "settings": self.settings,
             "kept_count": len(self.kept),
             "dropped_count": len(self.dropped),

@@ -24,6 +24,7 @@ from studio.config_fields import FieldSpec
 from studio.errors import ConfigError
 from studio.terminal_text import printable
 from studio.ui.command_line import train_command
+from studio.ui.corpus_preview import PREVIEW_MAX_FILES, PREVIEW_MAX_SECONDS, CorpusPreview
 from studio.ui.dataset_preview import PROBLEMS_SHOWN, DatasetPreview
 from studio.ui.glyphs import glyph
 from studio.ui.screens.base import StudioScreen
@@ -49,10 +50,13 @@ class ConfigScreen(StudioScreen):
     ]
 
     class PreviewReady(Message):
-        def __init__(self, preview: DatasetPreview, key: tuple) -> None:
+        def __init__(
+            self, preview: DatasetPreview | None, key: tuple, corpus: CorpusPreview | None = None
+        ) -> None:
             super().__init__()
-            self.preview = preview
+            self.preview = preview  # None for a folder of documents: not a dataset yet
             self.key = key
+            self.corpus = corpus  # what `data prepare` would make of documents
 
     class DatasetsFound(Message):
         def __init__(self, paths: list[str]) -> None:
@@ -231,17 +235,31 @@ class ConfigScreen(StudioScreen):
 
     @work(thread=True, exclusive=True, group="dataset", exit_on_error=False)
     def _build_preview(self, config: RunConfig, key: tuple) -> None:
+        from studio.ui.corpus_preview import build_corpus_preview, is_document_source
         from studio.ui.dataset_preview import build_preview
 
-        self.post_message(
-            self.PreviewReady(build_preview(config, self.studio_app.services.workdir), key)
-        )
+        services = self.studio_app.services
+        source = services.resolve(config.data.path)
+        corpus = None
+        if is_document_source(source):
+            corpus = build_corpus_preview(config.data.path, source)
+        # A folder or a PDF / HTML / Word file is not a dataset until prepared; a text file is
+        # both (pre-training reads it as it is), so it gets both previews.
+        preview = None
+        if corpus is None or source.suffix.lower() in (".txt", ".md"):
+            preview = build_preview(config, services.workdir)
+        self.post_message(self.PreviewReady(preview, key, corpus))
 
     @on(PreviewReady)
     def _preview_ready(self, message: PreviewReady) -> None:
         if message.key != self._preview_key:
             return
-        summary, records = preview_texts(message.preview)
+        summary, records = Text(), Text()
+        if message.preview is not None:
+            summary, records = preview_texts(message.preview)
+        if message.corpus is not None:
+            corpus = corpus_preview_text(message.corpus)
+            summary = corpus if message.preview is None else Text("\n").join((summary, corpus))
         self.query_one("#dataset-summary", Static).update(summary)
         self.query_one("#dataset-records", Static).update(records)
 
@@ -386,3 +404,26 @@ def preview_texts(preview: DatasetPreview) -> tuple[Text, Text]:
         records.append(f"\n── record {index}{tokens} ──\n", style="bold")
         records.append(printable(record.text.rstrip("\n")))
     return summary, records
+
+
+def corpus_preview_text(corpus: CorpusPreview) -> Text:
+    """What `ftstudio data prepare` would do with the chosen documents, and its command."""
+    text = Text()
+    text.append(
+        f"Documents: a trial of `ftstudio data prepare` on at most {PREVIEW_MAX_FILES} files "
+        f"or {PREVIEW_MAX_SECONDS:g} s\n",
+        style="bold",
+    )
+    if corpus.error is not None:
+        text.append(f"{printable(corpus.source)}\n", style="bold")
+        text.append(printable(corpus.error))
+        return text
+    text.append(printable(corpus.report_text))
+    if corpus.kept_samples:
+        text.append("\n\nKept text, e.g.:", style="bold")
+    for source, sample in corpus.kept_samples:
+        text.append(f"\n  {printable(source)}: ", style="italic")
+        text.append(printable(sample))
+    text.append("\n\nPrepare it for real, then set data.path to the output:\n", style="bold")
+    text.append(printable(corpus.command))
+    return text
