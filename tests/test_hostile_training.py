@@ -53,10 +53,10 @@ def test_disk_full_during_a_checkpoint_save(
     disk = FullDisk(monkeypatch)
     original = checkpoints.mark_complete
 
-    def mark_complete(folder: Path, step: int | None, mode: int | None = None) -> None:
+    def mark_complete(folder: Path, step: int | None, *args: Any, **kwargs: Any) -> None:
         if step == 4:  # the second checkpoint fills the disk
             raise disk.fill()
-        original(folder, step, mode)
+        original(folder, step, *args, **kwargs)
 
     monkeypatch.setattr(checkpoints, "mark_complete", mark_complete)
     runs = tmp_path / "runs"
