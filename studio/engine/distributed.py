@@ -134,7 +134,7 @@ def open_rank_run_directory(session: TrainingSession) -> RunDirectory:
     rank 0 and then only read where to resume from.
     """
     from studio.engine.checkpoints import last_complete_checkpoint, prepare_resume
-    from studio.engine.run_dir import RunDirectory, read_metrics
+    from studio.engine.run_dir import RunDirectory, train_losses
 
     rank = session.rank
     assert rank is not None
@@ -154,10 +154,7 @@ def open_rank_run_directory(session: TrainingSession) -> RunDirectory:
         session.resume_point = point
         if point.checkpoint is not None:
             session.resume_from = str(point.checkpoint.path)
-        kept = [m for m in read_metrics(run.metrics_path) if m.get("type") == "train"]
-        losses = [m["loss"] for m in kept if isinstance(m.get("loss"), (int, float))]
-        session._best_loss = min(losses) if losses else None
-        session._last_loss = losses[-1] if losses else None
+        session._best_loss, session._last_loss = train_losses(run.metrics_path)
         session._step = point.step
         session._previous_duration = float(previous.get("duration_seconds") or 0.0)
         run.write_status(step=point.step, best_loss=session._best_loss, loss=session._last_loss)

@@ -11,12 +11,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from studio.engine.arguments import argument_values
-from studio.engine.evaluation import evaluation_callbacks
 from studio.engine.preference import (
     PairStats,
-    TokenCounter,
     prompt_limits,
+    trl_inputs,
     use_base_as_reference,
 )
 from studio.errors import ConfigError, DataError
@@ -34,21 +32,10 @@ def build_trainer(job: TrainingJob) -> Any:
             "the model's tokenizer has no chat template, so the answers cannot be formatted",
             advice="set model.chat_template_preset (for example chatml) or model.chat_template",
         )
-    import datasets
-    from datasets import Dataset
     from trl import KTOConfig, KTOTrainer
 
-    datasets.disable_progress_bars()
-    train = Dataset.from_list(job.data.train)
-    evaluation = Dataset.from_list(job.data.eval) if job.data.eval else None
-    has_eval = evaluation is not None
-    counter_box: list[TokenCounter] = []
-    callbacks = [job.callback_factory(lambda: counter_box[0].tokens_seen if counter_box else 0)]
-    callbacks += evaluation_callbacks(job, has_eval)
-    assert session.run_dir is not None
-    values = argument_values(
-        config, session.run_dir.checkpoints_dir, job.plan, len(train), has_eval, job.fast_path
-    )
+    inputs = trl_inputs(job)
+    train = inputs.train
     max_prompt_length, max_length = prompt_limits(
         config.preference.max_prompt_length, config.data.max_length
     )
@@ -59,7 +46,7 @@ def build_trainer(job: TrainingJob) -> Any:
         f"{config.preference.undesirable_weight})"
     )
     args = KTOConfig(
-        **values,
+        **inputs.values,
         beta=config.preference.beta,
         desirable_weight=config.preference.desirable_weight,
         undesirable_weight=config.preference.undesirable_weight,
@@ -70,9 +57,9 @@ def build_trainer(job: TrainingJob) -> Any:
         model=job.model,
         args=args,
         train_dataset=train,
-        eval_dataset=evaluation,
+        eval_dataset=inputs.evaluation,
         processing_class=job.tokenizer,
-        callbacks=callbacks,
+        callbacks=inputs.callbacks,
     )
     use_base_as_reference(job.model, session, "KTO")
     trainer.train_dataset, stats = cut_prompts(trainer.train_dataset, max_prompt_length, len(train))
@@ -87,10 +74,7 @@ def build_trainer(job: TrainingJob) -> Any:
             trainer.eval_dataset, max_prompt_length, len(job.data.eval)
         )
         _log(session, "eval set", eval_stats)
-    counter = TokenCounter(trainer.data_collator)
-    trainer.data_collator = counter
-    counter_box.append(counter)
-    return trainer
+    return inputs.count_tokens(trainer)
 
 
 def cut_prompts(dataset: Any, max_prompt_length: int, given: int) -> tuple[Any, PairStats]:

@@ -309,9 +309,7 @@ class GroupSession:
 
     def prepare(self) -> RunDirectory:
         """Create the run folder (or tidy a stopped one for resuming) before the ranks start."""
-        from studio.config import dump_config
-        from studio.engine.checkpoints import prepare_resume, resume_problem
-        from studio.engine.run_dir import write_atomic
+        from studio.engine.session import begin_resume
 
         process = {"pid": os.getpid(), "host": this_host(), "process_started": time.time()}
         group = {
@@ -328,24 +326,7 @@ class GroupSession:
             }
             return RunDirectory.create(self.config, status=status)
         run = RunDirectory.open(self.resume_dir)
-        problem = resume_problem(run)
-        if problem:
-            raise ConfigError(f"cannot resume: {problem}")
-        previous = run.read_status()
-        point = prepare_resume(run)
-        write_atomic(run.config_path, dump_config(self.config))
-        resumes = list(previous.get("resumes") or [])
-        resumes.append({"time": time.time(), "from_step": point.step, "changes": self.changes})
-        run.write_status(
-            state=RunState.PREPARING.value,
-            step=point.step,
-            resumes=resumes,
-            error=None,
-            finished=None,
-            adapter_dir=None,
-            group=group,
-            **process,
-        )
+        begin_resume(run, self.config, self.changes, group=group, **process)
         return run
 
     def command(self) -> list[str]:

@@ -79,20 +79,7 @@ def build_trainer(job: TrainingJob) -> Any:
             "the model's tokenizer has no chat template, so preference pairs cannot be formatted",
             advice="set model.chat_template_preset (for example chatml) or model.chat_template",
         )
-    import datasets
-    from datasets import Dataset
-
-    datasets.disable_progress_bars()  # trl maps the datasets; progress goes to the log instead
-    train = Dataset.from_list(job.data.train)
-    evaluation = Dataset.from_list(job.data.eval) if job.data.eval else None
-    has_eval = evaluation is not None
-    counter_box: list[TokenCounter] = []
-    callbacks = [job.callback_factory(lambda: counter_box[0].tokens_seen if counter_box else 0)]
-    callbacks += evaluation_callbacks(job, has_eval)
-    assert session.run_dir is not None
-    values = argument_values(
-        config, session.run_dir.checkpoints_dir, job.plan, len(train), has_eval, job.fast_path
-    )
+    inputs = trl_inputs(job)
     limits = prompt_limits(config.preference.max_prompt_length, config.data.max_length)
     if limits[0] < config.preference.max_prompt_length:
         session.log(
@@ -102,13 +89,48 @@ def build_trainer(job: TrainingJob) -> Any:
             "warning",
         )
     if config.training_type == "dpo":
-        trainer = _dpo_trainer(job, values, train, evaluation, callbacks, limits)
+        trainer = _dpo_trainer(job, inputs, limits)
     else:
-        trainer = _orpo_trainer(job, values, train, evaluation, callbacks, limits)
-    counter = TokenCounter(trainer.data_collator)
-    trainer.data_collator = counter
-    counter_box.append(counter)
-    return trainer
+        trainer = _orpo_trainer(job, inputs, limits)
+    return inputs.count_tokens(trainer)
+
+
+@dataclass
+class TrlInputs:
+    """What every trl trainer of the preference family is built from."""
+
+    train: Any  # datasets.Dataset
+    evaluation: Any  # datasets.Dataset or None
+    callbacks: list[Any]
+    values: dict[str, Any]  # TrainingArguments values
+    counters: list[TokenCounter]  # filled by count_tokens; the step callback reads it
+
+    def count_tokens(self, trainer: Any) -> Any:
+        """Wrap the built trainer's collator so the run counts the tokens it trains on."""
+        counter = TokenCounter(trainer.data_collator)
+        trainer.data_collator = counter
+        self.counters.append(counter)
+        return trainer
+
+
+def trl_inputs(job: TrainingJob) -> TrlInputs:
+    """The datasets, callbacks and arguments a DPO / ORPO / KTO trainer takes."""
+    import datasets
+    from datasets import Dataset
+
+    config, session = job.config, job.session
+    datasets.disable_progress_bars()  # trl maps the datasets; progress goes to the log instead
+    train = Dataset.from_list(job.data.train)
+    evaluation = Dataset.from_list(job.data.eval) if job.data.eval else None
+    has_eval = evaluation is not None
+    counters: list[TokenCounter] = []
+    callbacks = [job.callback_factory(lambda: counters[0].tokens_seen if counters else 0)]
+    callbacks += evaluation_callbacks(job, has_eval)
+    assert session.run_dir is not None
+    values = argument_values(
+        config, session.run_dir.checkpoints_dir, job.plan, len(train), has_eval, job.fast_path
+    )
+    return TrlInputs(train, evaluation, callbacks, values, counters)
 
 
 def prompt_limits(max_prompt_length: int, max_length: int) -> tuple[int, int]:
@@ -121,21 +143,14 @@ def prompt_limits(max_prompt_length: int, max_length: int) -> tuple[int, int]:
 # ---------------------------------------------------------------- DPO
 
 
-def _dpo_trainer(
-    job: TrainingJob,
-    values: dict[str, Any],
-    train: Any,
-    evaluation: Any,
-    callbacks: list[Any],
-    limits: tuple[int, int],
-) -> Any:
+def _dpo_trainer(job: TrainingJob, inputs: TrlInputs, limits: tuple[int, int]) -> Any:
     from trl import DPOConfig, DPOTrainer
 
     config, session = job.config, job.session
     # max_length=None: trl would drop pairs whose prompt alone fills max_length before the
     # prompt is cut; both limits are applied below instead.
     args = DPOConfig(
-        **values,
+        **inputs.values,
         beta=config.preference.beta,
         max_length=None,
         disable_dropout=True,
@@ -143,10 +158,10 @@ def _dpo_trainer(
     trainer = DPOTrainer(
         model=job.model,
         args=args,
-        train_dataset=train,
-        eval_dataset=evaluation,
+        train_dataset=inputs.train,
+        eval_dataset=inputs.evaluation,
         processing_class=job.tokenizer,
-        callbacks=callbacks,
+        callbacks=inputs.callbacks,
     )
     use_base_as_reference(job.model, session, "DPO")
     trainer.train_dataset, stats = fit_dpo_lengths(trainer.train_dataset, *limits)
@@ -190,30 +205,23 @@ def fit_dpo_lengths(dataset: Any, max_prompt_length: int, max_length: int) -> tu
 # ---------------------------------------------------------------- ORPO
 
 
-def _orpo_trainer(
-    job: TrainingJob,
-    values: dict[str, Any],
-    train: Any,
-    evaluation: Any,
-    callbacks: list[Any],
-    limits: tuple[int, int],
-) -> Any:
+def _orpo_trainer(job: TrainingJob, inputs: TrlInputs, limits: tuple[int, int]) -> Any:
     config = job.config
     args = _experimental_orpo().ORPOConfig(
-        **values, beta=config.preference.beta, max_length=_NO_LIMIT, disable_dropout=True
+        **inputs.values, beta=config.preference.beta, max_length=_NO_LIMIT, disable_dropout=True
     )
     trainer = _orpo_class()(
         limits,
         model=job.model,
         args=args,
-        train_dataset=train,
-        eval_dataset=evaluation,
+        train_dataset=inputs.train,
+        eval_dataset=inputs.evaluation,
         processing_class=job.tokenizer,
-        callbacks=callbacks,
+        callbacks=inputs.callbacks,
     )
     # The prompt is at most max_prompt_length < max_length tokens, so every pair keeps at
     # least one answer token: nothing is dropped.
-    name = "train and eval sets" if evaluation is not None else "train set"
+    name = "train and eval sets" if inputs.evaluation is not None else "train set"
     _log_pairs(job.session, name, trainer.pair_stats)
     return trainer
 

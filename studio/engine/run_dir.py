@@ -271,3 +271,10 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
     """Every record of a metrics.jsonl file; torn, non-UTF-8 and non-object lines are
     skipped (a crash mid-write, a hand edit)."""
     return read_jsonl_objects(path)
+
+
+def train_losses(path: Path) -> tuple[float | None, float | None]:
+    """(best, last) training loss in a metrics.jsonl file; None where none was logged."""
+    kept = [m for m in read_metrics(path) if m.get("type") == "train"]
+    losses = [m["loss"] for m in kept if isinstance(m.get("loss"), (int, float))]
+    return (min(losses), losses[-1]) if losses else (None, None)

@@ -45,7 +45,7 @@ from studio.engine.events import (
     TelemetryEvent,
 )
 from studio.engine.liveness import this_host
-from studio.engine.run_dir import RunDirectory, read_metrics, write_atomic
+from studio.engine.run_dir import RunDirectory, train_losses, write_atomic
 from studio.errors import ConfigError, StudioError
 
 # What a relaunch keeps from the last checkpoint (see errors.MemoryChoice.carry).
@@ -83,6 +83,33 @@ def resumable_run(
     if changes:
         config = config_with_changes(config, changes)
     return run, config
+
+
+def begin_resume(
+    run: RunDirectory, config: RunConfig, changes: Mapping[str, Any], **status: Any
+) -> tuple[dict[str, Any], ResumePoint]:
+    """Ready a stopped run folder to go on (one process or a torchrun group alike): the
+    status it had, and the checkpoint to start from. Incomplete checkpoints are tidied, the
+    config (with any changes) is written back, and status.json records the resume."""
+    problem = resume_problem(run)
+    if problem:
+        raise ConfigError(f"cannot resume: {problem}")
+    previous = run.read_status()
+    point = prepare_resume(run)
+    write_atomic(run.config_path, dump_config(config))
+    run.create_control_file()
+    resumes = list(previous.get("resumes") or [])
+    resumes.append({"time": time.time(), "from_step": point.step, "changes": changes})
+    run.write_status(
+        state=RunState.PREPARING.value,
+        step=point.step,
+        resumes=resumes,
+        error=None,
+        finished=None,
+        adapter_dir=None,
+        **status,
+    )
+    return previous, point
 
 
 class TrainingSession:
@@ -397,39 +424,24 @@ class TrainingSession:
             status = {"state": RunState.PREPARING.value, "started": time.time(), **process}
             return RunDirectory.create(self.config, status=status)
         run = RunDirectory.open(self.resume_dir)
-        problem = resume_problem(run)
-        if problem:
-            raise ConfigError(f"cannot resume: {problem}")
-        previous = run.read_status()
-        point = prepare_resume(run)
+        self._best_loss, self._last_loss = train_losses(run.metrics_path)
+        previous, point = begin_resume(
+            run,
+            self.config,
+            self.changes,
+            run_name=run.name,
+            best_loss=self._best_loss,
+            loss=self._last_loss,
+            **process,
+        )
         self.resume_point = point
         if point.checkpoint is not None:
             folder = point.checkpoint.path
             if not self.keep_optimizer_state:
                 folder = resume_view_without_optimizer(run, point.checkpoint)
             self.resume_from = str(folder)
-        kept = [m for m in read_metrics(run.metrics_path) if m.get("type") == "train"]
-        losses = [m["loss"] for m in kept if isinstance(m.get("loss"), (int, float))]
-        self._best_loss = min(losses) if losses else None
-        self._last_loss = losses[-1] if losses else None
         self._step = point.step
         self._previous_duration = float(previous.get("duration_seconds") or 0.0)
-        write_atomic(run.config_path, dump_config(self.config))
-        run.create_control_file()
-        resumes = list(previous.get("resumes") or [])
-        resumes.append({"time": time.time(), "from_step": point.step, "changes": self.changes})
-        run.write_status(
-            state=RunState.PREPARING.value,
-            run_name=run.name,
-            step=point.step,
-            best_loss=self._best_loss,
-            loss=self._last_loss,
-            resumes=resumes,
-            error=None,
-            finished=None,
-            adapter_dir=None,
-            **process,
-        )
         return run
 
     def _log_resume(self) -> None:
