@@ -181,19 +181,33 @@ def ftstudio_config(workload: Workload, model_dir: Path, data_path: Path, workdi
 def run_ftstudio(
     workload: Workload, model_dir: Path, data_path: Path, workdir: Path, timer: StepTimer
 ) -> dict[str, Any]:
+    config = ftstudio_config(workload, model_dir, data_path, workdir)
+    result, lines, errors = run_with_trainer_hook(
+        config, timer.attach, base_dir=workdir, telemetry_interval=None
+    )
+    if result.state.value != "finished":
+        raise RuntimeError("; ".join(errors) or f"ftstudio run ended {result.state.value}")
+    switches = [line.removeprefix("fast path: ") for line in lines if "fast path: " in line]
+    return {"settings": {"fast_path": switches}}
+
+
+def run_with_trainer_hook(
+    config: Any, hook: Any, *, base_dir: Path, telemetry_interval: float | None
+) -> tuple[Any, list[str], list[str]]:
+    """(RunFinished, log lines, errors) of an in-process ftstudio run whose Trainer gets
+    `hook(trainer)` once built: the benchmarks' own callbacks, in this process only."""
     import studio.engine.training as training
     from studio.engine import EventBus
     from studio.engine.events import LogLine, RunError
     from studio.engine.session import TrainingSession
 
-    config = ftstudio_config(workload, model_dir, data_path, workdir)
     attach = training.attach_run_callbacks
 
-    def attach_with_timer(trainer: Any, session: Any) -> None:
+    def attach_with_hook(trainer: Any, session: Any) -> None:
         attach(trainer, session)
-        timer.attach(trainer)
+        hook(trainer)
 
-    training.attach_run_callbacks = attach_with_timer  # the benchmark's own hook, this process only
+    training.attach_run_callbacks = attach_with_hook
     lines: list[str] = []
     errors: list[str] = []
 
@@ -205,8 +219,10 @@ def run_ftstudio(
 
     bus = EventBus()
     bus.subscribe(listen)
-    result = TrainingSession(config, bus, base_dir=workdir, telemetry_interval=None).run()
-    if result.state.value != "finished":
-        raise RuntimeError("; ".join(errors) or f"ftstudio run ended {result.state.value}")
-    switches = [line.removeprefix("fast path: ") for line in lines if "fast path: " in line]
-    return {"settings": {"fast_path": switches}}
+    try:
+        session = TrainingSession(
+            config, bus, base_dir=base_dir, telemetry_interval=telemetry_interval
+        )
+        return session.run(), lines, errors
+    finally:
+        training.attach_run_callbacks = attach

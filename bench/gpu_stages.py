@@ -108,10 +108,7 @@ class Ballast:
 
 
 def run_spill(out: Path, dry_run: bool) -> dict[str, Any]:
-    import studio.engine.training as training
-    from studio.engine import EventBus
-    from studio.engine.events import LogLine, RunError
-    from studio.engine.session import TrainingSession
+    from bench.arms import run_with_trainer_hook
 
     if dry_run:
         model = "tiny-demo"
@@ -121,27 +118,15 @@ def run_spill(out: Path, dry_run: bool) -> dict[str, Any]:
         model = str(model_folder(SPILL_MODEL))
     workdir = Path(tempfile.mkdtemp(prefix="ftstudio-spill-"))
     ballast = Ballast()
-    attach = training.attach_run_callbacks
 
-    def attach_with_ballast(trainer: Any, session: Any) -> None:
-        attach(trainer, session)
+    def add_ballast(trainer: Any) -> None:
         if not dry_run:
             trainer.add_callback(ballast.callback())
 
-    training.attach_run_callbacks = attach_with_ballast  # this process only
-    lines: list[str] = []
-    errors: list[str] = []
-
-    def listen(event: Any) -> None:
-        if isinstance(event, LogLine):
-            lines.append(event.text)
-        elif isinstance(event, RunError):
-            errors.append(f"{event.kind}: {event.message}")
-
-    bus = EventBus()
-    bus.subscribe(listen)
     config = spill_config(model, workdir / "runs", dry_run)
-    result = TrainingSession(config, bus, base_dir=REPO, telemetry_interval=0.25).run()
+    result, lines, errors = run_with_trainer_hook(
+        config, add_ballast, base_dir=REPO, telemetry_interval=0.25
+    )
     run_dir = Path(result.run_dir)
     telemetry = run_dir / "telemetry.jsonl"
     if telemetry.exists():
