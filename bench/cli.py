@@ -24,6 +24,7 @@ from bench.environment import device, load_average, versions
 from bench.flops import mfu, stated_peak_tflops, step_flops
 from bench.shapes import SHAPES, TINY, shape_of, total_parameters
 from bench.workload import Workload, cache_dir, write_dataset
+from studio.formatting import format_bytes
 
 VRAM = "peak_vram_allocated_bytes"
 LONGEST_LIMIT = 262144  # data.max_length's upper bound
@@ -320,8 +321,8 @@ def render(record: dict[str, Any]) -> str:
                 f"{data['steps_per_second']:.2f}",
                 f"{100 * data['mfu']:.1f}%" if data.get("mfu") is not None else "n/a",
                 f"{data['time_to_first_step_s']:.1f}",
-                _gib(data.get("peak_vram_allocated_bytes")),
-                _gib(data.get("peak_rss_bytes")),
+                format_bytes(data.get("peak_vram_allocated_bytes") or None, "n/a"),
+                format_bytes(data.get("peak_rss_bytes") or None, "n/a"),
                 _loss(data.get("first_step_loss")),
                 _loss(data.get("mean_loss")),
             )
@@ -343,10 +344,6 @@ def render(record: dict[str, Any]) -> str:
 
 def _loss(value: float | None) -> str:
     return f"{value:.4f}" if value is not None else ""
-
-
-def _gib(value: int | None) -> str:
-    return f"{value / 2**30:.2f} GiB" if value else "n/a"
 
 
 def save(record: dict[str, Any], folder: Path) -> Path:

@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-GIB = 1024**3
 BALLAST_AFTER_STEP = 4
 SPILL_STEPS = 12  # steps in all; the ballast is taken after BALLAST_AFTER_STEP of them
 SPILL_MODEL = "llama-3.2-1b"

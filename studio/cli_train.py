@@ -24,25 +24,17 @@ from studio.engine.events import (
     StepMetrics,
     TelemetryEvent,
 )
+from studio.formatting import format_duration, format_loss, format_rate
 from studio.terminal_text import printable, write_control
-
-
-def format_duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "--:--"
-    seconds = int(seconds)
-    hours, rest = divmod(seconds, 3600)
-    minutes, seconds = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes:02d}:{seconds:02d}"
 
 
 def progress_line(event: StepMetrics, width: int = 24) -> str:
     share = event.step / event.max_steps if event.max_steps else 0.0
     filled = round(share * width)
     bar = "#" * filled + "." * (width - filled)
-    loss = f"{event.loss:.4f}" if event.loss is not None else "-"
+    loss = format_loss(event.loss)
     rate = f"{event.tokens_per_second:,.0f} tok/s" if event.tokens_per_second else "- tok/s"
-    lr = f"{event.learning_rate:.2e}" if event.learning_rate is not None else "-"
+    lr = format_rate(event.learning_rate)
     elapsed = format_duration(event.elapsed_seconds)
     eta = format_duration(event.eta_seconds)
     return (
@@ -99,7 +91,7 @@ class ConsoleProgress:
             self._print(f"{event.state.value}: {event.message}")
 
     def _summary(self, event: RunFinished) -> str:
-        loss = f"{event.final_loss:.4f}" if event.final_loss is not None else "-"
+        loss = format_loss(event.final_loss)
         lines = [
             f"run {event.state.value} after {event.steps} steps in "
             f"{format_duration(event.duration_seconds)}; final loss {loss}",

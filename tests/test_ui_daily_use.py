@@ -233,8 +233,8 @@ def test_bug14_export_toast_names_what_was_exported(two_runs: Path, tmp_path: Pa
 def test_bug3_bug12_bug13_a_run_in_the_studio_ends_at_its_last_step(tmp_path: Path) -> None:
     """max_steps 3 with logging every 2: the toast, the Train line and Runs say 3/3; the
     Train screen's time is the Runs screen's; the learning-rate axis reads 1e-3, unscaled."""
+    from studio.formatting import format_duration
     from studio.runs import read_run
-    from studio.ui.number_format import format_duration
     from studio.ui.widgets.metric_plot import MetricPlot
 
     notes: list[str] = []
@@ -369,9 +369,9 @@ def test_one_memory_estimate_in_models_and_the_run_log(tmp_path: Path) -> None:
     import torch
     from rich.console import Console
 
+    from studio.formatting import format_bytes
     from studio.methods.memory import estimate_run
     from studio.models.tiny import ensure_tiny_model
-    from studio.ui.number_format import format_bytes
     from studio.ui.widgets.memory_estimate import MemoryEstimatePanel
 
     device = "cuda" if torch.cuda.is_available() else "cpu"

@@ -15,8 +15,8 @@ from typing import Any
 
 from studio.config import ModelSettings
 from studio.errors import ModelError
+from studio.formatting import gib
 from studio.telemetry.snapshots import TelemetrySnapshot
-from studio.telemetry.status_line import gib
 
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 FOUR_BIT_BYTES = 0.55  # NF4 weights plus quantization constants, per parameter

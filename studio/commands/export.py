@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from studio.formatting import MIB
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -43,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"exporting the {what} of {path.name} ...", flush=True)
     result = export_run(path, args.output, merged=args.merged, dtype=args.dtype)
     source = f" (from checkpoint at step {result.source_step})" if result.source_step else ""
-    print(f"{what}{source}: {result.path} ({result.size_bytes / 2**20:.1f} MiB)")
+    print(f"{what}{source}: {result.path} ({result.size_bytes / MIB:.1f} MiB)")
     print("  " + ", ".join(result.files))
     if args.push_to_hub:
         url = push_to_hub(result, args.push_to_hub, private=not args.public)

@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from studio.formatting import format_bytes, format_duration, format_loss
+
 SUBCOMMANDS = "show, compare, delete, follow, control, triage"
 
 
@@ -84,26 +86,6 @@ def _run_path(args: argparse.Namespace, ref: str) -> Path:
     return find_run(ref, args.runs_dir)
 
 
-def _loss(value: float | None) -> str:
-    return "-" if value is None else f"{value:.4f}"
-
-
-def _duration(seconds: float | None) -> str:
-    from studio.cli_train import format_duration
-
-    return format_duration(seconds) if seconds is not None else "-"
-
-
-def _size(size: int | None) -> str:
-    if size is None:
-        return "-"
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024  # type: ignore[assignment]
-    return "-"
-
-
 def format_table(runs: list) -> str:
     headers = (
         "NAME",
@@ -133,10 +115,10 @@ def format_table(runs: list) -> str:
                 run.training_type,
                 status,
                 steps,
-                _loss(run.final_loss),
-                _loss(run.best_loss),
-                _duration(run.duration_seconds),
-                _size(run.adapter_bytes),
+                format_loss(run.final_loss),
+                format_loss(run.best_loss),
+                format_duration(run.duration_seconds) if run.duration_seconds is not None else "-",
+                format_bytes(run.adapter_bytes, missing="-"),
             )
         )
     widths = [max(len(str(row[i])) for row in [headers, *rows]) for i in range(len(headers))]

@@ -23,6 +23,7 @@ from typing import Any
 
 from studio.data.report import RecordProblem
 from studio.errors import DataError
+from studio.formatting import GIB, MIB
 
 SUPPORTED_SUFFIXES: dict[str, str] = {
     ".json": "json",
@@ -39,8 +40,8 @@ _JSON_CELL_FIELDS = frozenset(
 )
 HUB_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 # Bounds on what one dataset file and one record may hold (see the module docstring).
-MAX_FILE_BYTES = 8 * 2**30
-MAX_RECORD_BYTES = 16 * 2**20
+MAX_FILE_BYTES = 8 * GIB
+MAX_RECORD_BYTES = 16 * MIB
 MAX_RECORD_DEPTH = 64
 
 
@@ -134,8 +135,8 @@ def _check_regular_file(path: Path, shown: str) -> None:
         )
     if info.st_size > MAX_FILE_BYTES:
         raise DataError(
-            f"{shown} is {info.st_size / 2**30:.1f} GiB; the limit is "
-            f"{MAX_FILE_BYTES / 2**30:.0f} GiB per dataset file",
+            f"{shown} is {info.st_size / GIB:.1f} GiB; the limit is "
+            f"{MAX_FILE_BYTES / GIB:.0f} GiB per dataset file",
             advice="split it into several files and train on a part, or sample it",
         )
 
@@ -162,7 +163,7 @@ def record_limit_problem(value: Any) -> tuple[str, str] | None:
             size += 8
         if size > MAX_RECORD_BYTES:
             return "too_large", (
-                f"over {MAX_RECORD_BYTES >> 20} MiB of text in one record; split it into "
+                f"over {MAX_RECORD_BYTES // MIB} MiB of text in one record; split it into "
                 "several records"
             )
     return None
@@ -189,7 +190,7 @@ def _read_text(path: Path, shown: str) -> str:
         raise DataError(f"cannot read {shown}: {error.strerror or error}") from None
     if len(data) > MAX_FILE_BYTES:
         raise DataError(
-            f"{shown} holds more than {MAX_FILE_BYTES / 2**30:.0f} GiB",
+            f"{shown} holds more than {MAX_FILE_BYTES / GIB:.0f} GiB",
             advice="split it into several files and train on a part, or sample it",
         )
     if not data.strip():
@@ -216,8 +217,8 @@ def _parse_jsonl(text: str, shown: str) -> RawFile:
             continue
         if len(line) > MAX_RECORD_BYTES:
             # Not even parsed: the parse alone of a huge line costs many times its size.
-            detail = f"a line of {len(line) / 2**20:.0f} MiB; records may hold at most "
-            detail += f"{MAX_RECORD_BYTES >> 20} MiB of text, split it into several records"
+            detail = f"a line of {len(line) / MIB:.0f} MiB; records may hold at most "
+            detail += f"{MAX_RECORD_BYTES // MIB} MiB of text, split it into several records"
             raw.problems.append(RecordProblem(shown, number, "too_large", None, detail))
             continue
         try:

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from studio.errors import ConfigError, StudioError
+from studio.formatting import gib
 from studio.telemetry.fit_check import check_fit
 from studio.telemetry.snapshots import GpuSnapshot, TelemetrySnapshot
-from studio.telemetry.status_line import gib
 
 Strategy = Literal["single", "ddp", "fsdp"]
 # Methods that train every weight: their optimizer state is the model's size twice over, so

@@ -10,6 +10,7 @@ from typing import Any
 
 from studio.config import RunConfig
 from studio.errors import ConfigError, DataError, ModelError, StudioError
+from studio.formatting import MIB
 
 
 @dataclass(frozen=True)
@@ -118,7 +119,7 @@ _DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 # failed" or "unexpected pos N vs M", so any failure with less than this free beside the run
 # is taken for a full disk (measured: a 30 MB tmpfs with a tiny run, see the README's Safety).
 _DISK_FULL_TEXT = ("no space left on device", "disk quota exceeded", "storagefull")
-LOW_SPACE_BYTES = 64 * 2**20
+LOW_SPACE_BYTES = 64 * MIB
 
 
 def _error_chain(error: BaseException) -> list[BaseException]:
@@ -156,7 +157,7 @@ def free_bytes(folder: Path) -> int | None:
 def _disk_full_failure(error: BaseException, run_path: Path | None, runs_dir: Path) -> Failure:
     where = run_path.parent if run_path is not None else runs_dir
     free = free_bytes(where)
-    room = f" ({free / 2**20:.1f} MiB free)" if free is not None else ""
+    room = f" ({free / MIB:.1f} MiB free)" if free is not None else ""
     place = f"the disk that holds {where}{room}"
     first = next((line for line in str(error).splitlines() if line.strip()), "")
     resume = f"ftstudio train --resume {run_path}" if run_path is not None else "resume the run"

@@ -16,8 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from studio.formatting import MIB
+
 # Run notes (status.json, markers, method notes) are small; anything bigger is not one.
-MAX_NOTE_BYTES = 16 * 2**20
+MAX_NOTE_BYTES = 16 * MIB
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,7 @@ def read_json_object(path: Path) -> JsonObject:
     except OSError as error:
         return JsonObject(problem=f"cannot read {path.name}: {error.strerror or error}")
     if len(raw) > MAX_NOTE_BYTES:
-        return JsonObject(problem=f"{path.name} is larger than {MAX_NOTE_BYTES >> 20} MiB")
+        return JsonObject(problem=f"{path.name} is larger than {MAX_NOTE_BYTES // MIB} MiB")
     if not raw.strip():
         return JsonObject(problem=f"{path.name} is empty")
     try:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from studio.engine.callbacks import EngineCallback, attach_run_callbacks
 from studio.engine.run_dir import replace_directory
+from studio.formatting import MIB
 
 if TYPE_CHECKING:
     from studio.data import LoadedData
@@ -233,8 +234,7 @@ def _release_paged_state(trainer: Any, session: Any) -> None:
 
     registered, freed = release_paged_state(getattr(trainer, "optimizer", None))
     if registered:
-        mib = 1024**2
         session.log(
-            f"paged optimizer state released: {registered / mib:.1f} MiB registered, "
-            f"{freed / mib:.1f} MiB freed"
+            f"paged optimizer state released: {registered / MIB:.1f} MiB registered, "
+            f"{freed / MIB:.1f} MiB freed"
         )

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from studio.errors import ConfigError, StudioError
+from studio.formatting import MIB
 from studio.runs.catalog import folder_bytes, read_run
 
 
@@ -30,7 +31,7 @@ class DeletePlan:
         adapter = "its adapter, " if self.has_adapter else ""
         return (
             f"delete run {self.name} ({self.status}): {adapter}{self.checkpoints} "
-            f"checkpoint(s), {self.size_bytes / 2**20:.1f} MiB in {self.path}"
+            f"checkpoint(s), {self.size_bytes / MIB:.1f} MiB in {self.path}"
         )
 
 

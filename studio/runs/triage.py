@@ -17,9 +17,8 @@ from typing import Any
 from studio.engine.checkpoints import last_complete_checkpoint
 from studio.engine.errors import MemoryChoice, out_of_memory_choices
 from studio.errors import ConfigError
+from studio.formatting import GIB
 from studio.runs.catalog import load_run_config, run_status
-
-GIB = 2**30
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from studio.formatting import gib
 from studio.telemetry.snapshots import GpuSnapshot, PagedMemory, TelemetrySnapshot
-from studio.telemetry.status_line import gib
 
 DEFAULT_LOW_FREE_FRACTION = 0.05
 

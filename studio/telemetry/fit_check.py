@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from studio.formatting import gib
 from studio.telemetry.snapshots import TelemetrySnapshot
-from studio.telemetry.status_line import gib
 
 # Under 10% spare the run may still die on fragmentation or an eval batch: warn as "tight".
 DEFAULT_HEADROOM_FRACTION = 0.10

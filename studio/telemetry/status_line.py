@@ -7,25 +7,10 @@ A value that is not available shows as `?`.
 
 from __future__ import annotations
 
+from studio.formatting import format_bytes, gib
 from studio.telemetry.snapshots import GpuSnapshot, TelemetrySnapshot
 
-MIB = 1024**2
-GIB = 1024**3
 SEPARATOR = " · "
-
-
-def gib(value: float | None) -> str:
-    """Bytes as GiB with one decimal, or '?' when not available."""
-    return "?" if value is None else f"{value / GIB:.1f}"
-
-
-def size(value: float | None) -> str:
-    """Bytes with a unit: MiB under 1 GiB (a small RSS is not '0.0 GiB'), else GiB."""
-    if value is None:
-        return "? GiB"
-    if value < GIB:
-        return f"{value / MIB:.0f} MiB"
-    return f"{value / GIB:.1f} GiB"
 
 
 def format_memory_status(snapshot: TelemetrySnapshot) -> str:
@@ -35,7 +20,7 @@ def format_memory_status(snapshot: TelemetrySnapshot) -> str:
             (
                 "no GPU",
                 f"RAM {gib(host.ram_used_bytes)}/{gib(host.ram_total_bytes)} GiB",
-                f"RSS {size(host.process_rss_bytes)}",
+                f"RSS {format_bytes(host.process_rss_bytes)}",
             )
         )
     return " | ".join(_gpu_part(snapshot, gpu) for gpu in snapshot.gpus)

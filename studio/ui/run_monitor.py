@@ -30,9 +30,9 @@ from studio.engine.events import (
     StepMetrics,
     TelemetryEvent,
 )
+from studio.formatting import GIB, MIB, gib
 from studio.telemetry.alerts import DEFAULT_LOW_FREE_FRACTION
 from studio.telemetry.snapshots import GpuSnapshot, PagedMemory, TelemetrySnapshot
-from studio.telemetry.status_line import GIB, MIB, gib
 
 SERIES_LENGTH = 4000
 LOG_LENGTH = 1000

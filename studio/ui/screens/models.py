@@ -21,9 +21,9 @@ from textual.widgets.option_list import Option
 
 from studio.config import RunConfig
 from studio.errors import ModelError
+from studio.formatting import format_bytes, format_count
 from studio.ui.glyphs import glyph
 from studio.ui.model_catalog import TINY_ENTRY, ModelDetails, ModelEntry
-from studio.ui.number_format import format_bytes, format_count
 from studio.ui.screens.base import StudioScreen
 from studio.ui.starter import with_base_model
 from studio.ui.widgets.device_picker import DevicePicker

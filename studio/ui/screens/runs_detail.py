@@ -19,10 +19,10 @@ from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Footer, Label, Static, TabbedContent, TabPane
 
+from studio.formatting import format_bytes, format_duration, format_loss
 from studio.runs.catalog import RunSummary, read_curves
 from studio.terminal_text import printable
 from studio.ui.glyphs import glyph
-from studio.ui.number_format import format_bytes, format_duration, format_loss
 from studio.ui.widgets.metric_plot import MetricPlot, Series
 from studio.ui.widgets.run_table import short_name, status_text, steps_text
 

@@ -16,9 +16,9 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Footer, Input, Label, OptionList, RadioButton, RadioSet, Static
 from textual.widgets.option_list import Option
 
+from studio.formatting import GIB, MIB
 from studio.runs.catalog import RunSummary
-from studio.runs.triage import GIB, OutOfMemoryTriage
-from studio.ui.number_format import MIB
+from studio.runs.triage import OutOfMemoryTriage
 from studio.ui.widgets.metric_plot import MetricPlot, Series
 
 CARRY_WORDS = {

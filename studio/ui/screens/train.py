@@ -19,13 +19,13 @@ from textual.content import Content
 from textual.widgets import Button, Static
 
 from studio.engine.events import RunState, SampleGenerations
-from studio.terminal_text import printable
-from studio.ui.glyphs import glyph
-from studio.ui.number_format import (
+from studio.formatting import (
     format_duration,
     format_loss,
     format_rate,
 )
+from studio.terminal_text import printable
+from studio.ui.glyphs import glyph
 from studio.ui.run_monitor import MonitorView, RunMonitor
 from studio.ui.screens.base import StudioScreen
 from studio.ui.throttle import Throttle

@@ -12,9 +12,9 @@ from textual.containers import Horizontal
 from textual.widgets import Label, Static
 
 from studio.engine.events import RunState
+from studio.formatting import format_loss
 from studio.ui.glyphs import glyph
 from studio.ui.navigation import DESTINATIONS
-from studio.ui.number_format import format_loss
 from studio.ui.run_monitor import RunMonitor
 from studio.ui.throttle import Throttle
 

@@ -30,8 +30,8 @@ from textual.content import Content
 from textual.widgets import Static
 from textual_plotext import PlotextPlot
 
+from studio.formatting import GIB, gib
 from studio.telemetry.snapshots import GpuProcess, GpuSnapshot, TelemetrySnapshot
-from studio.telemetry.status_line import GIB, gib
 from studio.ui.glyphs import is_plain
 from studio.ui.run_monitor import (
     MEMORY_ALLOCATED,
@@ -275,7 +275,7 @@ class MemoryPanel(Vertical):
         variables = self.app.theme_variables
         labels = [LINES[name].long if wide else LINES[name].short for name, _ in rows]
         label_width = max(len(label) for label in labels)
-        values = [f"{value / GIB:.1f} GiB" for _, value in rows]
+        values = [f"{gib(value)} GiB" for _, value in rows]
         value_width = max(len(value) for value in values)
         lines = []
         for (name, _), label, value in zip(rows, labels, values, strict=True):
