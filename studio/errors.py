@@ -5,8 +5,6 @@ Anything raised as a `StudioError` is shown to the user as a message, never as a
 
 from __future__ import annotations
 
-from pathlib import Path
-
 
 class StudioError(Exception):
     """A problem with the user's input or environment that the user can fix."""
@@ -36,11 +34,3 @@ class DataError(StudioError):
 
 class ModelError(StudioError):
     """A model cannot be found or loaded."""
-
-
-def yaml_error_location(path: str | Path, error: Exception) -> tuple[str, str | None]:
-    """Where a YAML parse error is ("FILE, line N", or the file alone when PyYAML gives no
-    position) and PyYAML's one-line description of it (None when it has none)."""
-    mark = getattr(error, "problem_mark", None)
-    where = f"{path}, line {mark.line + 1}" if mark else str(path)
-    return where, getattr(error, "problem", None)

@@ -18,7 +18,7 @@ QUESTION = "What is the capital of France?"
 
 
 def method_settings(name: str):
-    from studio.config_methods import METHOD_SETTINGS
+    from studio.config import METHOD_SETTINGS
     from studio.methods.registry import METHODS
 
     if name not in METHODS:

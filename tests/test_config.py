@@ -4,9 +4,17 @@ from pathlib import Path
 
 import pytest
 
-from studio.config import RunConfig, config_from_dict, dump_config, load_config, save_config
-from studio.config_fields import all_fields, explain, field_bounds
-from studio.config_methods import METHOD_SETTINGS
+from studio.config import (
+    METHOD_SETTINGS,
+    RunConfig,
+    all_fields,
+    config_from_dict,
+    dump_config,
+    explain,
+    field_bounds,
+    load_config,
+    save_config,
+)
 from studio.errors import ConfigError
 from tests.conftest import SAMPLE_DATA
 

@@ -231,7 +231,7 @@ def test_sigterm_stops_after_the_step_and_saves(tmp_path: Path) -> None:
 
 
 def test_sigterm_deadline_setting() -> None:
-    from studio.cli_train import DEFAULT_STOP_DEADLINE, stop_deadline
+    from studio.commands.train_console import DEFAULT_STOP_DEADLINE, stop_deadline
 
     with pytest.MonkeyPatch.context() as patch:
         patch.delenv("FTSTUDIO_STOP_DEADLINE", raising=False)

@@ -342,7 +342,7 @@ def test_no_escape_sequence_reaches_the_terminal_from_the_cli(
 def test_the_progress_printer_and_the_tui_escape_untrusted_text(
     hostile_reference_run: Path,
 ) -> None:
-    from studio.cli_train import ConsoleProgress
+    from studio.commands.train_console import ConsoleProgress
     from studio.engine.events import LogLine, RunError
     from studio.runs import read_run
     from studio.ui.widgets.run_table import row_cells

@@ -22,14 +22,14 @@ def modules_after(code: str) -> set[str]:
 
 def test_core_packages_do_not_import_textual() -> None:
     loaded = modules_after(
-        "import studio.engine, studio.engine.session, studio.config, studio.data, "
-        "studio.models, studio.models.sources, studio.methods.registry, studio.cli_train"
+        "import studio.engine, studio.engine.session, studio.config, studio.data, studio.models, "
+        "studio.models.sources, studio.methods.registry, studio.commands.train_console"
     )
     assert not any(name == "textual" or name.startswith("textual.") for name in loaded)
 
 
 def test_config_and_data_do_not_import_torch() -> None:
-    loaded = modules_after("import studio.config, studio.config_fields, studio.data, studio.cli")
+    loaded = modules_after("import studio.config, studio.formatting, studio.data, studio.cli")
     assert "torch" not in loaded
     assert "transformers" not in loaded
 

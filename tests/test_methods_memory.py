@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from studio.config_methods import (
+from studio.config import (
     BottleneckSettings,
     FreezeSettings,
     FullSettings,
@@ -177,7 +177,7 @@ torch.set_num_threads(1)
 import bitsandbytes, peft  # noqa: E401
 from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 from pydantic import TypeAdapter
-from studio.config_methods import MethodSettings
+from studio.config import MethodSettings
 from studio.methods.registry import MethodContext, get_method
 from studio.models.loading import DevicePlan, keep_cpu_4bit_weights_unpacked
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from studio.config_methods import (
+from studio.config import (
     FreezeSettings,
     FullSettings,
     IA3Settings,
@@ -170,7 +170,7 @@ import torch
 torch.set_num_threads(1)
 import transformers
 from pydantic import TypeAdapter
-from studio.config_methods import MethodSettings
+from studio.config import MethodSettings
 from studio.methods.registry import MethodContext, get_method
 
 

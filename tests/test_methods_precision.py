@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from studio.config_methods import FreezeSettings, FullSettings
+from studio.config import FreezeSettings, FullSettings
 from studio.methods import freeze, full
 
 

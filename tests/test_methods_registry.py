@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from studio.config_methods import (
+from studio.config import (
     METHOD_NAMES,
     METHOD_TRAINING_TYPES,
     BottleneckSettings,

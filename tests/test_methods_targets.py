@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from studio.config_methods import IA3Settings, LoraSettings, QLoraSettings
+from studio.config import IA3Settings, LoraSettings, QLoraSettings
 from studio.errors import ConfigError, ModelError
 from studio.methods.registry import MethodContext
 
@@ -161,7 +161,7 @@ def test_lora_settings_the_experts_cannot_take_are_refused(architecture_dir) -> 
 def test_resume_refuses_a_checkpoint_missing_trained_tensors(tmp_path: Path, architecture_dir):
     from safetensors.torch import load_file, save_file
 
-    from studio.config_methods import BottleneckSettings, FullSettings
+    from studio.config import BottleneckSettings, FullSettings
     from studio.methods import bottleneck
     from studio.methods.restore import restore_on_resume
 

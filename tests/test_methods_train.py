@@ -337,7 +337,7 @@ def test_method_trains_saves_and_loads(case: Case, tmp_path: Path, tiny_tokenize
 def test_freeze_saves_only_the_trained_tensors(tmp_path: Path, tiny_model_dir: Path) -> None:
     from transformers import AutoModelForCausalLM
 
-    from studio.config_methods import FreezeSettings
+    from studio.config import FreezeSettings
     from studio.methods import freeze
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 
 from studio.config import RunConfig, config_from_dict, config_to_dict, load_config
-from studio.ui.command_line import overrides_between, train_command
+from studio.ui.command_line import overrides_between, train_command_line
 from tests.conftest import SAMPLE_DATA
 
 QUICKSTART = SAMPLE_DATA / "configs" / "quickstart.yaml"
@@ -30,7 +30,7 @@ def replay(base: RunConfig, command: str) -> RunConfig:
 
 def test_saved_and_unchanged_is_just_the_file() -> None:
     config = load_config(QUICKSTART)
-    command, needs_save = train_command(config, "quickstart.yaml", config)
+    command, needs_save = train_command_line(config, "quickstart.yaml", config)
     assert command == "ftstudio train quickstart.yaml"
     assert not needs_save
 
@@ -43,7 +43,7 @@ def test_changes_become_set_overrides_that_round_trip() -> None:
         training={"learning_rate": 1e-4, "max_steps": 40},
         data={"system_prompt": "You are terse: answer in one line.", "eval_path": None},
     )
-    command, needs_save = train_command(target, "run.yaml", saved)
+    command, needs_save = train_command_line(target, "run.yaml", saved)
     assert needs_save
     assert command.startswith("ftstudio train run.yaml --set method.name=qlora")
     assert replay(saved, command) == target
@@ -53,13 +53,13 @@ def test_switching_away_and_back_to_defaults_round_trips() -> None:
     saved = changed(RunConfig(), method={"name": "freeze", "trainable_layers": 4})
     assert saved.method.name == "freeze"
     target = changed(saved, method={"name": "lora"}, training={"seed": 7})
-    assert replay(saved, train_command(target, "f.yaml", saved)[0]) == target
+    assert replay(saved, train_command_line(target, "f.yaml", saved)[0]) == target
     assert overrides_between(target, target) == []
 
 
 def test_without_a_file_the_defaults_are_written_first() -> None:
     target = changed(RunConfig(), training={"epochs": 1.5})
-    command, needs_save = train_command(target, None, None)
+    command, needs_save = train_command_line(target, None, None)
     assert needs_save
     assert command == (
         "ftstudio config --defaults > run.yaml && ftstudio train run.yaml --set training.epochs=1.5"

@@ -7,8 +7,7 @@ from pathlib import Path
 
 from textual.widgets import Input, Select
 
-from studio.config import load_config
-from studio.config_fields import all_fields
+from studio.config import all_fields, load_config
 from studio.ui.app import make_app
 from studio.ui.screens.dialogs import ErrorScreen
 from studio.ui.testing import isolated_services, settle

@@ -30,8 +30,7 @@ def explain_formats() -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from studio.config import RunConfig, dump_config, load_config
-    from studio.config_fields import explain
+    from studio.config import RunConfig, dump_config, explain, load_config
 
     if args.validate:
         config = load_config(args.validate)

@@ -235,7 +235,7 @@ def run_delete(args: argparse.Namespace) -> int:
 
 
 def run_follow(args: argparse.Namespace) -> int:
-    from studio.cli_train import ConsoleProgress
+    from studio.commands.train_console import ConsoleProgress
     from studio.engine.follower import RunFollower
     from studio.engine.liveness import effective_state
 
@@ -304,9 +304,9 @@ def run_triage(args: argparse.Namespace) -> int:
         if args.relaunch.isdigit() and 0 < int(args.relaunch) <= len(triage.choices)
         else triage.choice(args.relaunch)
     )
-    from studio.cli_train import run_in_terminal
+    from studio.commands.train_console import run_session_in_terminal
 
     print(f"relaunching {path.name} with {choice.title}", flush=True)
-    return run_in_terminal(
+    return run_session_in_terminal(
         lambda bus, control: relaunch_session(path, choice, bus, control), quiet=False
     )

@@ -1,4 +1,5 @@
-"""`ftstudio train RUN.yaml`: train headless with a progress line."""
+"""`ftstudio train RUN.yaml`: train headless with a progress line (`train_console`), on
+several machines with `--nodes` (`train_nodes`)."""
 
 from __future__ import annotations
 
@@ -38,7 +39,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from studio.cli_train import train_command
     from studio.errors import ConfigError
 
     if (args.config is None) == (args.resume is None):
@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
             "ftstudio train --resume runs/NAME",
         )
     if args.nodes is not None or args.slurm_script:
-        from studio.cli_nodes import print_or_launch, write_slurm_script
+        from studio.commands.train_nodes import print_or_launch, write_slurm_script
 
         if args.config is None:
             raise ConfigError("a multi-node run starts from a run config file, not --resume")
@@ -59,4 +59,31 @@ def run(args: argparse.Namespace) -> int:
         return print_or_launch(
             args.config, args.overrides, args.nodes, args.node_rank, args.rendezvous, args.launch
         )
-    return train_command(args.config, args.overrides, quiet=args.quiet, resume=args.resume)
+    return train_headless(args.config, args.overrides, quiet=args.quiet, resume=args.resume)
+
+
+def train_headless(
+    config_path: str | None,
+    overrides: list[str],
+    quiet: bool = False,
+    resume: str | None = None,
+) -> int:
+    """Train `config_path`, or with `resume` go on with a stopped / failed run from its last
+    checkpoint; `overrides` (`key=value`) change the config either way, checked alike."""
+    # One device trains in-process; several go through torchrun (studio.engine.launcher).
+    from studio.commands.train_console import run_session_in_terminal
+    from studio.config import load_config, parse_overrides
+    from studio.engine.launcher import session_for_config, session_for_resume
+
+    if resume is None:
+        config = load_config(config_path, overrides)
+        return run_session_in_terminal(
+            lambda bus, control: session_for_config(config, bus, control), quiet
+        )
+    from studio.runs.catalog import find_run
+
+    changes = parse_overrides(overrides)
+    run_dir = find_run(resume)
+    return run_session_in_terminal(
+        lambda bus, control: session_for_resume(run_dir, bus, control, changes=changes), quiet
+    )

@@ -41,7 +41,7 @@ def on_hangup(callback: Callable[[], None]) -> Any:
 
     Call from the main thread. `callback` runs inside the signal handler, between two
     bytecodes of whatever the main thread was doing: it must not take a lock that code might
-    hold (log from a new thread instead, as `studio.cli_train` does)."""
+    hold (log from a new thread instead, as `studio.commands.train_console` does)."""
 
     def handler(signum: int, frame: object) -> None:
         signal.signal(signal.SIGHUP, signal.SIG_IGN)

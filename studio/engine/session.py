@@ -23,7 +23,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from studio.config import RunConfig, config_from_dict, config_to_dict, dump_config, load_config
+from studio.config import RunConfig, config_with_changes, dump_config, load_config
 from studio.engine.checkpoints import (
     ResumePoint,
     prepare_resume,
@@ -50,21 +50,6 @@ from studio.errors import ConfigError, StudioError
 
 # What a relaunch keeps from the last checkpoint (see errors.MemoryChoice.carry).
 CARRY_EVERYTHING, CARRY_WEIGHTS = "everything", "weights"
-
-
-def config_with_changes(config: RunConfig, changes: Mapping[str, Any]) -> RunConfig:
-    """`config` with dotted-key changes applied (`{"training.batch_size": 2}`), validated."""
-    data = config_to_dict(config)
-    for key, value in changes.items():
-        parts = key.split(".")
-        node = data
-        for part in parts[:-1]:
-            child = node.get(part)
-            if not isinstance(child, dict):
-                child = node[part] = {}
-            node = child
-        node[parts[-1]] = value
-    return config_from_dict(data)
 
 
 def resumable_run(

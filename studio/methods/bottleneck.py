@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from studio.config_methods import BottleneckSettings
+from studio.config import BottleneckSettings
 from studio.errors import ConfigError
 from studio.methods.model_parts import (
     ATTENTION_NAMES,

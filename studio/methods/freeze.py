@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from studio.config_methods import FreezeSettings
+from studio.config import FreezeSettings
 from studio.errors import ConfigError
 from studio.methods.model_parts import decoder_layers
 

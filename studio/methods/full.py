@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from studio.config_methods import FullSettings
+from studio.config import FullSettings
 
 
 def apply(model: Any, settings: FullSettings, context: Any = None) -> Any:

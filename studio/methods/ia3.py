@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from studio.config_methods import IA3Settings
+from studio.config import IA3Settings
 from studio.errors import ConfigError
 
 # Names of the second (down) projection of the feed-forward block in common architectures.

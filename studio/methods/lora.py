@@ -18,7 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from studio.config_methods import LoraSettings, QLoraSettings
+from studio.config import LoraSettings, QLoraSettings
 from studio.errors import ConfigError
 
 

@@ -29,7 +29,7 @@ the parts are counted the way transformers, peft and bitsandbytes lay them out:
 Example::
 
     >>> from transformers import LlamaConfig
-    >>> from studio.config_methods import QLoraSettings
+    >>> from studio.config import QLoraSettings
     >>> from studio.methods.memory import GIB, estimate_memory
     >>> llama_8b = LlamaConfig(hidden_size=4096, intermediate_size=14336,
     ...     num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=8,
@@ -386,7 +386,7 @@ class MemoryEstimate:
 
 def _settings(method: Any) -> Any:
     if isinstance(method, str):
-        from studio.config_methods import method_defaults
+        from studio.config import method_defaults
 
         return method_defaults(method)
     return method
@@ -734,7 +734,7 @@ def estimate_memory(
     """Estimate the memory of training `model` with `method`.
 
     `model`: a transformers config, a config.json dict, a model folder, a `ModelShape` or a
-    `ModelInfo`. `method`: method settings (`studio.config_methods`) or a method name for its
+    `ModelInfo`. `method`: method settings (`studio.config`) or a method name for its
     defaults. `precision` follows the run config (auto: bf16 on a GPU, fp32 on CPU); `device`
     is where it would train ("cuda" or "cpu").
     """

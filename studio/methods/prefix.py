@@ -51,7 +51,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from studio.config_methods import PrefixTuningSettings
+from studio.config import PrefixTuningSettings
 from studio.errors import ConfigError
 from studio.methods import prompt
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from studio.config_methods import PromptTuningSettings, PTuningSettings
+from studio.config import PromptTuningSettings, PTuningSettings
 from studio.errors import ConfigError
 
 ENCODER_FILE = "ftstudio_prompt_encoder.safetensors"

@@ -26,7 +26,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from studio.config_methods import METHOD_SETTINGS, METHOD_TRAINING_TYPES
+from studio.config import METHOD_SETTINGS, METHOD_TRAINING_TYPES
 from studio.errors import ConfigError, ModelError
 
 METHOD_FILE = "ftstudio_method.json"
@@ -222,7 +222,7 @@ def read_method_settings(folder: Path) -> Any:
     """The method settings saved beside an adapter (defaults to LoRA for plain PEFT folders)."""
     from pydantic import TypeAdapter, ValidationError
 
-    from studio.config_methods import MethodSettings
+    from studio.config import MethodSettings
     from studio.engine.run_files import read_json_object
 
     note = folder / METHOD_FILE

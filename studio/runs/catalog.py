@@ -21,6 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from studio.config.files import read_yaml_file
 from studio.engine.checkpoints import complete_checkpoints, resume_problem
 from studio.engine.liveness import ACTIVE_STATES, INTERRUPTED, effective_state
 from studio.engine.run_dir import RunDirectory, read_metrics
@@ -31,10 +32,9 @@ from studio.engine.run_files import (
     str_field,
     wrong_field,
 )
-from studio.errors import ConfigError, yaml_error_location
+from studio.errors import ConfigError
 
 DAMAGED = "damaged"
-NOT_UTF8 = "not UTF-8 text"
 # The fields of status.json a listing reads, and their types.
 STATUS_FIELDS: dict[str, type] = {
     "state": str,
@@ -115,27 +115,12 @@ class RunSummary:
 def read_config_mapping(run: Path) -> dict[str, Any]:
     """A run's config.yaml as written, not validated: its mapping, or {} when it holds none.
 
-    Raises OSError when it cannot be read, and a `ConfigError` naming the file and line when it
-    is not UTF-8 or not YAML."""
-    import yaml
-
-    path = run / "config.yaml"
-    raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as error:
-        line = raw[: error.start].count(b"\n") + 1
-        raise ConfigError(
-            f"{path}, line {line}: {NOT_UTF8}", advice="fix or remove the run's config.yaml"
-        ) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        where, problem = yaml_error_location(path, error)
-        raise ConfigError(
-            f"{where}: {problem or 'not valid YAML'}", advice="fix or remove the run's config.yaml"
-        ) from None
-    return data if isinstance(data, dict) else {}
+    A `ConfigError` naming the file (and line) when it cannot be read, is not UTF-8 or not
+    YAML."""
+    file = read_yaml_file(
+        run / "config.yaml", what="config.yaml", advice="fix or remove the run's config.yaml"
+    )
+    return file.data if isinstance(file.data, dict) else {}
 
 
 def _read_config_fields(path: Path) -> tuple[dict[str, Any], str | None]:
@@ -143,12 +128,8 @@ def _read_config_fields(path: Path) -> tuple[dict[str, Any], str | None]:
     as unknown ("?")."""
     try:
         data = read_config_mapping(path)
-    except OSError as error:
-        return {}, f"cannot read config.yaml: {error.strerror or error}"
     except ConfigError as error:
-        return {}, f"config.yaml is {NOT_UTF8}" if NOT_UTF8 in error.message else error.message
-    except (ValueError, RecursionError):
-        return {}, "config.yaml is not valid YAML"
+        return {}, error.message  # "config.yaml is not UTF-8 text": the line is in the error
     if not data:
         return {}, "config.yaml holds no settings"
     for section in ("model", "method", "data", "training", "output"):

@@ -158,7 +158,8 @@ def relaunch_session(
 
     Run it on the trainer worker like any session. `options` go to the session
     (base_dir, telemetry_interval)."""
-    from studio.engine.session import TrainingSession, config_with_changes
+    from studio.config import config_with_changes
+    from studio.engine.session import TrainingSession
 
     run = Path(run)
     if isinstance(choice, str):

@@ -555,6 +555,6 @@ def run_app(config_file: str | None = None, overrides: Sequence[str] = ()) -> in
     if os.name != "posix":  # no SIGHUP, no Linux driver: Textual's own way
         result = app.run()
         return result if isinstance(result, int) else (app.return_code or 0)
-    from studio.ui.terminal import run_in_terminal
+    from studio.ui.terminal import run_app_in_terminal
 
-    return run_in_terminal(app)
+    return run_app_in_terminal(app)

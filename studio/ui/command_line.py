@@ -10,8 +10,7 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
-from studio.config import RunConfig, config_to_dict
-from studio.config_methods import method_defaults
+from studio.config import RunConfig, config_to_dict, method_defaults
 
 
 def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -53,7 +52,7 @@ def overrides_between(base: RunConfig, target: RunConfig) -> list[str]:
     return overrides
 
 
-def train_command(
+def train_command_line(
     config: RunConfig, config_file: str | None, saved: RunConfig | None
 ) -> tuple[str, bool]:
     """(command line, needs_save): the shell line, and whether a save would shorten it."""

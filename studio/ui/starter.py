@@ -10,8 +10,7 @@ method settings go back to the general defaults.
 
 from __future__ import annotations
 
-from studio.config import RunConfig, TrainingSettings
-from studio.config_methods import method_defaults
+from studio.config import RunConfig, TrainingSettings, method_defaults
 from studio.models.tiny import TINY_MODEL_NAME
 
 TINY_DEMO = {

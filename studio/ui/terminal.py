@@ -7,7 +7,7 @@ A run training in the studio must not die with it:
   once a write fails (EIO on a hung-up tty) or the terminal is known gone, output is dropped
   instead of killing Textual's writer thread (after which the app would block on a full write
   queue), and a failed read of the terminal ends the input thread instead of the app.
-- `run_in_terminal` runs the app on its own event loop with a SIGHUP handler (only the main
+- `run_app_in_terminal` runs the app on its own event loop with a SIGHUP handler (only the main
   thread may install one). On a hang-up the handler cuts the terminal off at once (stdin,
   stdout, stderr to /dev/null) and asks the app to leave. When the app has exited, a run still
   training here goes on headless — `studio.engine.detach.continue_headless`, output appended
@@ -141,7 +141,7 @@ class TerminateHandler:
             self.loop.call_soon_threadsafe(self.app.leave, "stop")
 
 
-def run_in_terminal(app: StudioApp) -> int:
+def run_app_in_terminal(app: StudioApp) -> int:
     """Run `app` in this terminal; returns the exit status once the app — and any run it
     left going — has ended. Call from the main thread, on a POSIX system."""
     app.driver_class = HangupTolerantDriver

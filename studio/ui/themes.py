@@ -24,7 +24,8 @@ from typing import Any
 from textual.color import Color, ColorParseError
 from textual.theme import Theme
 
-from studio.errors import yaml_error_location
+from studio.config.files import read_yaml_file
+from studio.errors import ConfigError
 
 BUILTIN_THEMES_DIR = Path(__file__).resolve().parents[2] / "themes"
 
@@ -129,18 +130,11 @@ def _colour(value: Any, where: str) -> str:
 
 
 def load_theme_file(path: Path) -> Theme:
-    import yaml
-
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        raise ThemeFileError(f"{path}: cannot read it ({error})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        where, problem = yaml_error_location(path, error)
-        raise ThemeFileError(f"{where}: {problem or 'not valid YAML'}") from None
-    return theme_from_data(data, str(path))
+        file = read_yaml_file(path, what="theme file")
+    except ConfigError as error:
+        raise ThemeFileError(str(error)) from None
+    return theme_from_data(file.data, str(path))
 
 
 def load_themes(*folders: Path) -> ThemeCatalog:

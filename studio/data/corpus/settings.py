@@ -11,7 +11,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from studio.errors import ConfigError, yaml_error_location
+from studio.config.files import read_yaml_file
+from studio.errors import ConfigError
 
 
 class PrepareSettings(BaseModel):
@@ -93,20 +94,12 @@ class PrepareSettings(BaseModel):
 
 def load_settings(path: str | Path | None, **overrides: object) -> PrepareSettings:
     """Settings from a YAML file (or the defaults), then the command-line overrides."""
-    import yaml
-
     values: dict[str, object] = {}
     if path is not None:
-        file = Path(path).expanduser()
-        try:
-            loaded = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
-        except OSError as error:
-            raise ConfigError(
-                f"cannot read {path}: {error.strerror}", advice="give a YAML file of thresholds"
-            ) from None
-        except yaml.YAMLError as error:
-            where, problem = yaml_error_location(path, error)
-            raise ConfigError(f"not valid YAML: {problem or error}", location=where) from None
+        file = read_yaml_file(
+            Path(path).expanduser(), what="settings file", advice="give a YAML file of thresholds"
+        )
+        loaded = file.data or {}
         if not isinstance(loaded, dict):
             raise ConfigError("expected a mapping of threshold names to values", location=str(path))
         values.update(loaded)

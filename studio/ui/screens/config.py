@@ -19,11 +19,10 @@ from textual.timer import Timer
 from textual.widgets import Button, Input, Label, OptionList, Static, TabbedContent, TabPane
 from textual.widgets.option_list import Option
 
-from studio.config import RunConfig, dump_config
-from studio.config_fields import FieldSpec
+from studio.config import FieldSpec, RunConfig, dump_config
 from studio.errors import ConfigError
 from studio.terminal_text import printable
-from studio.ui.command_line import train_command
+from studio.ui.command_line import train_command_line
 from studio.ui.corpus_preview import PREVIEW_MAX_FILES, PREVIEW_MAX_SECONDS, CorpusPreview
 from studio.ui.dataset_preview import PROBLEMS_SHOWN, DatasetPreview
 from studio.ui.glyphs import glyph
@@ -134,7 +133,7 @@ class ConfigScreen(StudioScreen):
                 f"{config.training_type} · {config.data.path}"
             )
             status.set_classes("-valid")
-        command, unsaved = train_command(config, studio.config_file, studio.config_file_saved)
+        command, unsaved = train_command_line(config, studio.config_file, studio.config_file_saved)
         file_line = self.query_one("#config-file", Static)
         if studio.config_file is None:
             file_line.update("Not saved to a file yet (ctrl+s saves it).")
@@ -350,7 +349,7 @@ class ConfigScreen(StudioScreen):
     @on(Button.Pressed, "#copy")
     def action_copy_command(self) -> None:
         studio = self.studio_app.studio
-        command, _ = train_command(studio.config, studio.config_file, studio.config_file_saved)
+        command, _ = train_command_line(studio.config, studio.config_file, studio.config_file_saved)
         self.app.copy_to_clipboard(command)
         self.notify("copied the command (through the terminal's clipboard, OSC 52)", markup=False)
 

@@ -18,7 +18,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Input, Label, OptionList
 from textual.widgets.option_list import Option
 
-from studio.config_fields import FieldSpec
+from studio.config import FieldSpec
 
 SHOWN = 12
 

@@ -10,7 +10,7 @@ from textual.containers import VerticalScroll
 from textual.widgets import Checkbox, Input, Label, Select, Static
 
 from studio.chat.settings import GenerationSettings, generation_settings
-from studio.config_fields import FieldSpec, section_fields
+from studio.config import FieldSpec, section_fields
 from studio.errors import ConfigError
 from studio.ui.widgets.config_form import FieldValueError, editor_id, make_editor, parse_text
 

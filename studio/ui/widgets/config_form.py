@@ -1,4 +1,4 @@
-"""The run config as a form, generated from `studio.config_fields` (never a second copy).
+"""The run config as a form, generated from `studio.config.fields` (never a second copy).
 
 One row per leaf field: a checkbox for booleans, a drop-down for enums, an input otherwise.
 Only the chosen method's fields are shown; choosing another method swaps them, keeping the
@@ -19,8 +19,7 @@ from textual.validation import Integer, Number
 from textual.widget import Widget
 from textual.widgets import Checkbox, Input, Label, Select
 
-from studio.config import RunConfig, config_from_dict, config_to_dict
-from studio.config_fields import FieldSpec, all_fields
+from studio.config import FieldSpec, RunConfig, all_fields, config_from_dict, config_to_dict
 from studio.errors import ConfigError
 from studio.ui.command_line import flatten
 

@@ -153,7 +153,7 @@ class DevicePicker(Vertical):
         self.post_message(self.Chosen(gpus))
         app = self.studio_app
         if app.studio.config.devices.gpus != gpus:
-            from studio.engine.session import config_with_changes
+            from studio.config import config_with_changes
 
             app.set_config(
                 config_with_changes(app.studio.config, {"devices.gpus": gpus}),

@@ -14,8 +14,7 @@ from rich.text import Text
 from textual.reactive import reactive
 from textual.widgets import Static
 
-from studio.config import RunConfig
-from studio.config_methods import method_defaults
+from studio.config import RunConfig, method_defaults
 from studio.formatting import format_bytes
 from studio.ui.model_catalog import ModelDetails
 

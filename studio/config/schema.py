@@ -1,4 +1,4 @@
-"""The run config: one pydantic model that is the single source of truth for a run.
+"""The run config's schema: one pydantic model that is the single source of truth for a run.
 
 The YAML file, the `--set key=value` overrides of the CLI and the TUI's config form are all
 read from these models: descriptions, defaults, enums and bounds live here and nowhere else.
@@ -7,7 +7,6 @@ read from these models: descriptions, defaults, enums and bounds live here and n
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -15,14 +14,17 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    ValidationError,
     field_serializer,
     field_validator,
     model_validator,
 )
 
-from studio.config_methods import MethodSettings, method_defaults
-from studio.errors import ConfigError, yaml_error_location
+from studio.config.methods import (
+    DEFAULT_METHOD,
+    METHOD_TRAINING_TYPES,
+    MethodSettings,
+    method_defaults,
+)
 
 TrainingType = Literal["sft", "dpo", "orpo", "pretrain", "kto"]
 DataFormat = Literal["auto", "alpaca", "sharegpt", "messages", "preference", "kto", "text"]
@@ -476,7 +478,7 @@ class RunConfig(Section):
 
     model: ModelSettings = Field(default_factory=ModelSettings, description="Base model.")
     method: MethodSettings = Field(
-        default_factory=lambda: method_defaults("lora"), description="Fine-tuning method."
+        default_factory=lambda: method_defaults(DEFAULT_METHOD), description="Fine-tuning method."
     )
     training_type: TrainingType = Field(
         "sft",
@@ -507,8 +509,6 @@ class RunConfig(Section):
 
     @model_validator(mode="after")
     def _method_fits_training_type(self) -> RunConfig:
-        from studio.config_methods import METHOD_TRAINING_TYPES
-
         allowed = METHOD_TRAINING_TYPES[self.method.name]
         if self.training_type not in allowed:
             raise ValueError(
@@ -534,227 +534,6 @@ class RunConfig(Section):
         return self
 
 
-# ---------------------------------------------------------------- YAML in and out
-
-
 def config_to_dict(config: RunConfig) -> dict[str, Any]:
     """The config as plain data, in field order, for YAML."""
     return config.model_dump(mode="json")
-
-
-def dump_config(config: RunConfig) -> str:
-    import yaml
-
-    return yaml.safe_dump(config_to_dict(config), sort_keys=False, allow_unicode=True)
-
-
-def save_config(config: RunConfig, path: str | Path) -> None:
-    Path(path).write_text(dump_config(config), encoding="utf-8")
-
-
-def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
-    """Read a run config from YAML, apply `key=value` overrides, and validate it.
-
-    Every problem comes back as one `ConfigError` naming the file, line, field, value and what
-    is allowed.
-    """
-    import yaml
-
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(
-            f"config file not found: {path}",
-            advice="check the path; sample configs are in sample_data/configs/",
-        ) from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise ConfigError(f"cannot read config file {path}: {error}") from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        where, problem = yaml_error_location(path, error)
-        raise ConfigError(f"not valid YAML: {problem or error}", location=where) from None
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise ConfigError(
-            "a run config must be a mapping of sections (model:, method:, data:, ...)",
-            location=str(path),
-        )
-    return config_from_dict(raw, overrides, source=path, source_text=text)
-
-
-def config_from_dict(
-    raw: dict[str, Any],
-    overrides: list[str] | None = None,
-    *,
-    source: str | Path | None = None,
-    source_text: str | None = None,
-) -> RunConfig:
-    data = _deep_copy(raw)
-    for override in overrides or []:
-        apply_override(data, override)
-    try:
-        return RunConfig.model_validate(data)
-    except ValidationError as error:
-        raise ConfigError(
-            format_validation_error(error, source=source, source_text=source_text),
-            advice="see the field descriptions with `ftstudio config --explain`",
-        ) from None
-
-
-def apply_override(data: dict[str, Any], override: str) -> None:
-    """Apply one `dotted.key=value` override; the value is parsed as YAML (so 1e-4, true)."""
-    import yaml
-
-    key, sep, value_text = override.partition("=")
-    key = key.strip()
-    if not sep or not key:
-        raise ConfigError(
-            f"override '{override}' is not of the form key=value",
-            advice="for example --set training.learning_rate=1e-4",
-        )
-    try:
-        value = yaml.safe_load(value_text) if value_text.strip() else ""
-    except yaml.YAMLError:
-        value = value_text
-    parts = key.split(".")
-    _check_override_path(parts, override)
-    if parts == ["method"] and isinstance(value, str):
-        data["method"] = {"name": value}
-        return
-    if parts == ["method", "name"]:
-        # A new method starts from its own defaults; the old method's fields do not apply.
-        data["method"] = {"name": value}
-        return
-    node = data
-    for part in parts[:-1]:
-        child = node.get(part)
-        if not isinstance(child, dict):
-            child = {"name": child} if part == "method" and isinstance(child, str) else {}
-            node[part] = child
-        node = child
-    node[parts[-1]] = value
-
-
-def _check_override_path(parts: list[str], override: str) -> None:
-    fields = RunConfig.model_fields
-    if parts[0] not in fields:
-        raise ConfigError(
-            f"override '{override}': unknown section '{parts[0]}'",
-            advice=f"sections are: {', '.join(fields)}",
-        )
-
-
-def _deep_copy(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _deep_copy(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_deep_copy(v) for v in value]
-    return value
-
-
-# ---------------------------------------------------------------- error messages
-
-
-def format_validation_error(
-    error: ValidationError, *, source: str | Path | None = None, source_text: str | None = None
-) -> str:
-    """One line per problem: file, line, field, the value given, and what is allowed."""
-    lines_by_path = _yaml_key_lines(source_text) if source_text else {}
-    problems = []
-    for item in error.errors():
-        loc = [str(part) for part in item["loc"] if not _is_union_tag(part)]
-        field = ".".join(loc) or "(top level)"
-        where = ""
-        if source is not None:
-            line = _nearest_line(lines_by_path, tuple(loc))
-            where = f"{source}, line {line}: " if line else f"{source}: "
-        value = item.get("input")
-        message = _allowed_text(item)
-        if item["type"] == "missing":
-            problems.append(f"{where}{field}: required field is missing")
-        elif item["type"] == "extra_forbidden":
-            problems.append(f"{where}{field}: unknown field ({_known_fields_hint(loc)})")
-        else:
-            problems.append(f"{where}{field} = {value!r}: {message}")
-    count = len(problems)
-    head = "invalid run config" if count == 1 else f"invalid run config ({count} problems)"
-    return head + "\n  " + "\n  ".join(problems)
-
-
-def _is_union_tag(part: Any) -> bool:
-    # Discriminated unions insert the tag ('lora') into the location; users never wrote it.
-    from studio.config_methods import METHOD_NAMES
-
-    return isinstance(part, str) and part in METHOD_NAMES
-
-
-def _allowed_text(item: dict[str, Any]) -> str:
-    ctx = item.get("ctx") or {}
-    kind = item["type"]
-    if kind == "literal_error" and "expected" in ctx:
-        return f"must be one of {ctx['expected']}"
-    if kind in {"greater_than_equal", "less_than_equal", "greater_than", "less_than"}:
-        return _bounds_text(item)
-    if kind == "union_tag_invalid":
-        return f"unknown method; choose one of {ctx.get('expected_tags')}"
-    message = str(item.get("msg", "invalid value"))
-    return message.removeprefix("Value error, ")
-
-
-def _bounds_text(item: dict[str, Any]) -> str:
-    from studio.config_fields import field_bounds
-
-    loc = [str(p) for p in item["loc"]]
-    bounds = field_bounds(loc)
-    text = str(item.get("msg", "out of range")).lower()
-    if bounds:
-        low, high = bounds
-        allowed = f"{low if low is not None else '-inf'}..{high if high is not None else 'inf'}"
-        text += f" (allowed: {allowed})"
-    return text
-
-
-def _known_fields_hint(loc: list[str]) -> str:
-    from studio.config_fields import section_model
-
-    model = section_model(loc[:-1])
-    if model is None:
-        return "not a config field"
-    return "known fields: " + ", ".join(model.model_fields)
-
-
-def _yaml_key_lines(text: str) -> dict[tuple[str, ...], int]:
-    """Map each key path in a YAML document to the 1-based line it is written on."""
-    import yaml
-
-    try:
-        root = yaml.compose(text)
-    except yaml.YAMLError:
-        return {}
-    lines: dict[tuple[str, ...], int] = {}
-
-    def walk(node: Any, path: tuple[str, ...]) -> None:
-        if isinstance(node, yaml.MappingNode):
-            for key_node, value_node in node.value:
-                key_path = (*path, str(key_node.value))
-                lines[key_path] = key_node.start_mark.line + 1
-                walk(value_node, key_path)
-        elif isinstance(node, yaml.SequenceNode):
-            for index, item in enumerate(node.value):
-                item_path = (*path, str(index))
-                lines[item_path] = item.start_mark.line + 1
-                walk(item, item_path)
-
-    walk(root, ())
-    return lines
-
-
-def _nearest_line(lines: dict[tuple[str, ...], int], path: tuple[str, ...]) -> int | None:
-    while path:
-        if path in lines:
-            return lines[path]
-        path = path[:-1]
-    return None

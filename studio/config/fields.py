@@ -15,8 +15,8 @@ from annotated_types import Ge, Gt, Le, Lt
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from studio.config import RunConfig
-from studio.config_methods import METHOD_SETTINGS
+from studio.config.methods import DEFAULT_METHOD, METHOD_SETTINGS
+from studio.config.schema import RunConfig
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ def section_model(loc: list[str]) -> type[BaseModel] | None:
 
 
 def _method_union_hint() -> type[BaseModel]:
-    return METHOD_SETTINGS["lora"]
+    return METHOD_SETTINGS[DEFAULT_METHOD]
 
 
 def field_bounds(loc: list[str]) -> tuple[float | None, float | None] | None:
@@ -118,12 +118,12 @@ def all_fields(method_name: str | None = None) -> list[FieldSpec]:
                 FieldSpec(
                     path="method.name",
                     description=info.description or "",
-                    default="lora",
+                    default=DEFAULT_METHOD,
                     kind="choice",
                     choices=tuple(METHOD_SETTINGS),
                 )
             )
-            specs.extend(section_fields(METHOD_SETTINGS[method_name or "lora"], "method"))
+            specs.extend(section_fields(METHOD_SETTINGS[method_name or DEFAULT_METHOD], "method"))
             continue
         inner = _unwrap_model(info.annotation)
         if inner is not None:
@@ -186,7 +186,7 @@ def explain() -> str:
     for spec in all_fields():
         lines.append(_explain_line(spec))
     for name, model in METHOD_SETTINGS.items():
-        if name == "lora":
+        if name == DEFAULT_METHOD:
             continue
         extra = section_fields(model, "method")
         if extra:

@@ -1,4 +1,6 @@
-"""`ftstudio train`: run a config headless with a progress line in the terminal."""
+"""A training session run headless in this terminal: the progress line, and the signals that
+stop it (Ctrl-C, SIGTERM) or leave it training when the terminal hangs up. `ftstudio train`
+and `ftstudio runs triage --relaunch` run their sessions through it."""
 
 from __future__ import annotations
 
@@ -11,7 +13,6 @@ import threading
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from studio.config import load_config
 from studio.engine.control import TrainingControl
 from studio.engine.events import (
     EventBus,
@@ -121,28 +122,6 @@ class ConsoleProgress:
         self.stream.flush()
 
 
-def train_command(
-    config_path: str | None,
-    overrides: list[str],
-    quiet: bool = False,
-    resume: str | None = None,
-) -> int:
-    """Train `config_path`, or with `resume` go on with a stopped / failed run from its last
-    checkpoint (`overrides` then change its config)."""
-    # One device trains in-process; several go through torchrun (studio.engine.launcher).
-    from studio.engine.launcher import session_for_config, session_for_resume
-
-    if resume is None:
-        config = load_config(config_path, overrides)
-        return run_in_terminal(lambda bus, control: session_for_config(config, bus, control), quiet)
-    from studio.runs.catalog import find_run
-
-    run_dir, changes = find_run(resume), override_changes(overrides)
-    return run_in_terminal(
-        lambda bus, control: session_for_resume(run_dir, bus, control, changes=changes), quiet
-    )
-
-
 # Seconds a run has, after the first SIGTERM, to finish its step and save before it aborts;
 # an environment setting so that a job script can match its scheduler's grace period.
 STOP_DEADLINE_VARIABLE = "FTSTUDIO_STOP_DEADLINE"
@@ -159,7 +138,9 @@ def stop_deadline() -> float | None:
     return seconds if seconds > 0 else None
 
 
-def run_in_terminal(make_session: Callable[[EventBus, TrainingControl], Any], quiet: bool) -> int:
+def run_session_in_terminal(
+    make_session: Callable[[EventBus, TrainingControl], Any], quiet: bool
+) -> int:
     """Run a session with a progress line: Ctrl-C or SIGTERM (kill, systemd, Slurm and
     Kubernetes preemption) stops it after the current step and saves; a second one, or the
     SIGTERM deadline, aborts. A hung-up terminal (SIGHUP) leaves it training headless."""
@@ -214,18 +195,3 @@ def run_in_terminal(make_session: Callable[[EventBus, TrainingControl], Any], qu
         signal.signal(signal.SIGTERM, previous_terminate)
         signal.signal(signal.SIGHUP, previous_hangup)
     return 0 if result.state in (RunState.FINISHED, RunState.STOPPED) else 1
-
-
-def override_changes(overrides: list[str]) -> dict[str, object]:
-    """`--set key=value` overrides as config changes for a resumed run."""
-    import yaml
-
-    from studio.errors import ConfigError
-
-    changes: dict[str, object] = {}
-    for override in overrides:
-        key, sep, value = override.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"override '{override}' is not of the form key=value")
-        changes[key.strip()] = yaml.safe_load(value) if value.strip() else ""
-    return changes

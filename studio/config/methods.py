@@ -22,6 +22,7 @@ MethodName = Literal[
     "full",
 ]
 METHOD_NAMES: tuple[str, ...] = MethodName.__args__  # type: ignore[attr-defined]
+DEFAULT_METHOD = "lora"  # what a config without `method:` trains
 
 ALL_TYPES = ("sft", "dpo", "orpo", "pretrain", "kto")
 # Virtual-token methods have no sensible reference model for preference training in trl.
