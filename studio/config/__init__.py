@@ -42,6 +42,7 @@ from studio.config.overrides import (
     apply_changes,
     config_from_dict,
     config_with_changes,
+    flatten,
     parse_override,
     parse_overrides,
 )
@@ -96,6 +97,7 @@ __all__ = [
     "dump_config",
     "explain",
     "field_bounds",
+    "flatten",
     "format_validation_error",
     "load_config",
     "method_defaults",

@@ -124,6 +124,21 @@ def validated(
         ) from None
 
 
+def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested config data under dotted keys, the keys changes use:
+    {"training": {"seed": 1}} -> {"training.seed": 1}; lists stay values."""
+    if not isinstance(data, dict):
+        return {prefix: data}
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, name))
+        else:
+            flat[name] = value
+    return flat
+
+
 def _names_method(key: str) -> bool:
     return key.strip() in ("method", "method.name")
 

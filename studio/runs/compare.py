@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from studio.config import flatten
 from studio.runs.catalog import RunCurves, read_config_mapping, read_curves
 
 # Keys that differ between any two runs and say nothing about training.
@@ -31,20 +32,6 @@ class _Missing:
 
 
 MISSING: Any = _Missing()
-
-
-def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
-    """{"training": {"seed": 1}} -> {"training.seed": 1}; lists stay values."""
-    if not isinstance(data, dict):
-        return {prefix: data}
-    flat: dict[str, Any] = {}
-    for key, value in data.items():
-        name = f"{prefix}.{key}" if prefix else str(key)
-        if isinstance(value, dict) and value:
-            flat.update(flatten(value, name))
-        else:
-            flat[name] = value
-    return flat
 
 
 def config_differences(runs: list[Path]) -> list[ConfigDifference]:

@@ -10,19 +10,7 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
-from studio.config import RunConfig, config_to_dict, method_defaults
-
-
-def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """{"training": {"epochs": 3}} -> {"training.epochs": 3}; lists stay values."""
-    flat: dict[str, Any] = {}
-    for key, value in data.items():
-        path = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(flatten(value, path + "."))
-        else:
-            flat[path] = value
-    return flat
+from studio.config import RunConfig, config_to_dict, flatten, method_defaults
 
 
 def yaml_value(value: Any) -> str:

@@ -19,9 +19,15 @@ from textual.validation import Integer, Number
 from textual.widget import Widget
 from textual.widgets import Checkbox, Input, Label, Select
 
-from studio.config import FieldSpec, RunConfig, all_fields, config_from_dict, config_to_dict
+from studio.config import (
+    FieldSpec,
+    RunConfig,
+    all_fields,
+    config_from_dict,
+    config_to_dict,
+    flatten,
+)
 from studio.errors import ConfigError
-from studio.ui.command_line import flatten
 
 SECTIONS: tuple[tuple[str, str], ...] = (
     ("model", "Model"),
