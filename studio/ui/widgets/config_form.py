@@ -22,7 +22,7 @@ from textual.widgets import Checkbox, Input, Label, Select
 from studio.config import RunConfig, config_from_dict, config_to_dict
 from studio.config_fields import FieldSpec, all_fields
 from studio.errors import ConfigError
-from studio.ui.command_line import flatten
+from studio.ui.config.command_line import flatten
 
 SECTIONS: tuple[tuple[str, str], ...] = (
     ("model", "Model"),

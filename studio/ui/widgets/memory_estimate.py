@@ -16,7 +16,7 @@ from textual.widgets import Static
 
 from studio.config import RunConfig
 from studio.config_methods import method_defaults
-from studio.ui.model_catalog import ModelDetails
+from studio.ui.models.catalog import ModelDetails
 from studio.ui.number_format import format_bytes
 
 # (method name, column title) always shown; the config's own method is added when different.

@@ -17,7 +17,7 @@ from textual.widgets import DataTable
 
 from studio.runs.catalog import RunSummary
 from studio.terminal_text import printable
-from studio.ui.glyphs import glyph
+from studio.ui.chrome.glyphs import glyph
 from studio.ui.number_format import format_bytes, format_duration, format_loss
 
 # (column key, label, the list_runs sort key it sorts by, or None, width in cells). Fixed

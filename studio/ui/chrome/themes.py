@@ -26,7 +26,7 @@ from textual.theme import Theme
 
 from studio.errors import yaml_error_location
 
-BUILTIN_THEMES_DIR = Path(__file__).resolve().parents[2] / "themes"
+BUILTIN_THEMES_DIR = Path(__file__).resolve().parents[3] / "themes"
 
 COLOUR_KEYS = (
     "primary",
