@@ -180,8 +180,8 @@ async def save_memory_panel(telemetry: Path, picture: Path, size: tuple[int, int
     from studio.engine.events import TelemetryEvent
     from studio.telemetry.replay import read_telemetry_jsonl
     from studio.ui.app import make_app
-    from studio.ui.run_monitor import RunMonitor
-    from studio.ui.testing import isolated_services, settle
+    from studio.ui.runs.monitor import RunMonitor
+    from tests.ui_support import isolated_services, settle
 
     monitor = RunMonitor()
     for snapshot in read_telemetry_jsonl(telemetry) if telemetry.exists() else []:
@@ -191,8 +191,8 @@ async def save_memory_panel(telemetry: Path, picture: Path, size: tuple[int, int
     async with app.run_test(size=size) as pilot:
         await pilot.press("3")
         await settle(pilot)
-        app.monitor = monitor
-        app.run_changed.publish(monitor)
+        app.runs.monitor = monitor
+        app.runs.changed.publish(monitor)
         await settle(pilot)
         app.save_screenshot(filename=picture.name, path=str(picture.parent))
     shutil.rmtree(scratch, ignore_errors=True)

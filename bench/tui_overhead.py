@@ -178,26 +178,26 @@ def child_tui(runs_dir: Path, steps: int) -> int:
     from studio.config import load_config
     from studio.engine.events import RunState
     from studio.ui.app import StudioApp
-    from studio.ui.state import StudioServices
+    from studio.ui.chrome.state import StudioServices
 
     class AutoStart(StudioApp):
         def on_mount(self) -> None:
             super().on_mount()
             self.studio.config = load_config(CONFIG, overrides(steps, runs_dir))
             self.switch_mode("train")
-            self.start_training()
+            self.runs.start_training()
             self.set_interval(0.5, self._quit_when_done)
 
         def _quit_when_done(self) -> None:
             if (
-                self.monitor is not None
-                and self.monitor.state
+                self.runs.monitor is not None
+                and self.runs.monitor.state
                 in (
                     RunState.FINISHED,
                     RunState.STOPPED,
                     RunState.FAILED,
                 )
-                and not self.training_active
+                and not self.runs.training_active
             ):
                 self.exit(0)
 

@@ -15,7 +15,7 @@ from studio.runs.catalog import read_config_mapping
 
 
 def load_theme(path: Path) -> object:
-    from studio.ui.themes import ThemeFileError, load_theme_file
+    from studio.ui.chrome.themes import ThemeFileError, load_theme_file
 
     try:
         return load_theme_file(path)

@@ -141,7 +141,7 @@ def outcome_of_tui_config(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, file: Path, text: str
 ):
     """`ftstudio --config FILE --set TEXT`: the config the studio opens with."""
-    from studio.ui import terminal
+    from studio.ui.chrome import terminal
 
     opened: list[RunConfig] = []
 
@@ -154,11 +154,11 @@ def outcome_of_tui_config(
 
 
 def outcome_of_tui_changes(run: Path, case: Case, made: list[RunConfig]):
-    """The TUI resuming `run` with the change as a typed value (`StudioApp.resume_run`)."""
+    """The TUI resuming `run` with the change as a typed value (`RunController.resume_run`)."""
     import yaml
 
     from studio.engine.events import EventBus
-    from studio.ui.run_launch import resume_factory
+    from studio.ui.runs.launch import resume_factory
 
     key, _, value_text = case.override.partition("=")
     value = yaml.safe_load(value_text) if value_text.strip() else ""

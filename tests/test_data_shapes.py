@@ -399,7 +399,7 @@ def test_data_check_shows_what_records_became(tmp_path: Path, capsys) -> None:
 
 
 def test_config_preview_renders_tool_calls_and_labels(chatml_tokenizer) -> None:
-    from studio.ui.dataset_preview import _render
+    from studio.ui.data.dataset_preview import _render
 
     record = {
         "messages": [

@@ -85,7 +85,7 @@ def test_runs_shows_each_prompt_answered_at_every_sampled_step(tmp_path: Path) -
 
     (tmp_path / SAMPLES_FILE).write_text("".join(json.dumps(line) + "\n" for line in lines))
     text = samples_by_prompt(tmp_path)
-    from studio.ui.glyphs import glyph
+    from studio.ui.chrome.glyphs import glyph
 
     assert text.splitlines() == [f"{glyph('prompt')} Hi?", "  step  5: hi hi", "  step 10: Hello!"]
     assert "no samples" in samples_by_prompt(tmp_path / "missing")

@@ -66,7 +66,7 @@ def test_runs_lists_every_healthy_run_when_others_are_damaged(
 
     # The other readers of status.json (Chat screen, chat targets) take the same damage.
     from studio.chat.targets import run_is_active
-    from studio.ui.chat_choices import run_state
+    from studio.ui.chat.choices import run_state
 
     assert run_state(runs / "number") == "unknown" and not run_is_active(runs / "number")
     assert run_state(runs / "ref") == "finished"

@@ -24,9 +24,9 @@ from pathlib import Path
 
 from studio.engine.events import RunState
 from studio.ui.app import make_app
-from studio.ui.terminal import TerminalOutput
-from studio.ui.testing import REPO, isolated_services, settle
+from studio.ui.chrome.terminal import TerminalOutput
 from tests.test_ui_attach import TIMEOUT, train_steps, wait_until
+from tests.ui_support import REPO, isolated_services, settle
 
 STEPS = 40
 ROWS, COLUMNS = 36, 120
@@ -198,14 +198,14 @@ async def attach_while_going(tmp_path: Path, run: Path) -> None:
     app = make_app(isolated_services(tmp_path))
     async with app.run_test(size=(COLUMNS, ROWS)) as pilot:
         await settle(pilot)
-        assert app.attach_run(run)
-        monitor = app.monitor
+        assert app.runs.attach_run(run)
+        monitor = app.runs.monitor
         assert monitor is not None
         await wait_until(lambda: monitor.state is RunState.PAUSED, "the replayed pause")
         logged = train_steps(run)
         await wait_until(lambda: len(monitor.view().train_loss) >= len(logged), "the replay")
         assert monitor.view().train_loss[0][0] == 1
-        assert app.training_active and monitor.view().finished is None  # attached while going
+        assert app.runs.training_active and monitor.view().finished is None  # attached while going
 
         await pilot.press("p")  # resume it from the attached studio
         await wait_until(lambda: monitor.view().finished is not None, "the end of the run")

@@ -11,11 +11,11 @@ import pytest
 from textual.notifications import Notify
 
 from studio.ui.app import make_app
-from studio.ui.messages import RunProgress
-from studio.ui.navigation import DESTINATIONS
-from studio.ui.palette import SCREEN_ACTIONS
+from studio.ui.chrome.navigation import DESTINATIONS
+from studio.ui.chrome.palette import SCREEN_ACTIONS
+from studio.ui.runs.messages import RunProgress
 from studio.ui.screens.dialogs import ErrorScreen
-from studio.ui.testing import REPO, isolated_services, settle
+from tests.ui_support import REPO, isolated_services, settle
 
 
 def run(coroutine) -> None:
@@ -104,7 +104,7 @@ def test_theme_choice_is_remembered(tmp_path: Path) -> None:
 
 
 def test_settings_follow_xdg_config_home(tmp_path: Path, monkeypatch) -> None:
-    from studio.ui.settings import settings_path, user_themes_dir
+    from studio.user_settings import settings_path, user_themes_dir
 
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
     assert settings_path() == tmp_path / "ftstudio" / "settings.yaml"
@@ -153,7 +153,7 @@ def test_broken_settings_file_gives_defaults_and_a_message(tmp_path: Path) -> No
 
 def test_progress_messages_coalesce_and_redraws_are_capped(tmp_path: Path, monkeypatch) -> None:
     """A flood of per-step messages costs a few redraws, not one per message."""
-    from studio.ui.run_monitor import RunMonitor
+    from studio.ui.runs.monitor import RunMonitor
     from studio.ui.screens.train import TrainScreen
 
     one, other = RunMonitor(), RunMonitor()
@@ -175,7 +175,7 @@ def test_progress_messages_coalesce_and_redraws_are_capped(tmp_path: Path, monke
         async with app.run_test() as pilot:
             await pilot.press("3")
             await settle(pilot)
-            app.monitor = monitor = RunMonitor()
+            app.runs.monitor = monitor = RunMonitor()
             monitor.record(StateChanged(RunState.RUNNING, "training"))
             draws.clear()
             handled = []

@@ -18,7 +18,7 @@ from textual.notifications import Notify
 from studio.engine.events import RunState
 from studio.ui.app import make_app
 from studio.ui.screens.dialogs import ChoiceScreen
-from studio.ui.testing import REPO, isolated_services, settle
+from tests.ui_support import REPO, isolated_services, settle
 
 QUICKSTART = REPO / "sample_data" / "configs" / "quickstart.yaml"
 # Generous: two shared cores, other test processes beside this one.
@@ -88,12 +88,12 @@ async def attach_follow_and_stop(tmp_path: Path, run: Path, process: subprocess.
     async with app.run_test(size=(110, 34)) as pilot:
         await settle(pilot)
         logged_before = train_steps(run)
-        assert app.attach_run(run) is True
+        assert app.runs.attach_run(run) is True
         await settle(pilot)
         assert app.current_mode == "train"
-        assert app.training_active and app.attached_run_live
-        monitor = app.monitor
-        assert monitor is app.attached.monitor
+        assert app.runs.training_active and app.runs.attached_run_live
+        monitor = app.runs.monitor
+        assert monitor is app.runs.attached.monitor
 
         # The whole history, from step 1, exactly as logged.
         await wait_until(lambda: len(monitor.view().train_loss) >= len(logged_before), "the replay")
@@ -108,7 +108,7 @@ async def attach_follow_and_stop(tmp_path: Path, run: Path, process: subprocess.
         assert monitor.state is RunState.RUNNING
 
         # Start must not start a second run on top of the attached one.
-        assert app.start_training() is False
+        assert app.runs.start_training() is False
 
         # Stop from the Train screen: the other process stops at the end of a step and saves.
         await pilot.press("x")
@@ -117,7 +117,7 @@ async def attach_follow_and_stop(tmp_path: Path, run: Path, process: subprocess.
         finished = monitor.view().finished
         assert finished.state is RunState.STOPPED
         assert finished.adapter_dir is not None
-        assert not app.training_active
+        assert not app.runs.training_active
         everything = train_steps(run)
         assert [(float(s), loss) for s, loss in everything] == monitor.view().train_loss
         # Attached runs are another process's: quitting now asks nothing.
@@ -132,10 +132,10 @@ def test_attach_refuses_a_folder_that_is_not_a_run(tmp_path: Path) -> None:
         messages: list[str] = []
         async with app.run_test(size=(100, 30), message_hook=_collect(messages)) as pilot:
             await settle(pilot)
-            assert app.attach_run(tmp_path / "nowhere") is False
-            assert app.attach_run(tmp_path) is False
+            assert app.runs.attach_run(tmp_path / "nowhere") is False
+            assert app.runs.attach_run(tmp_path) is False
             await pilot.pause()
-            assert app.attached is None and not app.training_active
+            assert app.runs.attached is None and not app.runs.training_active
         assert any("no run folder" in text for text in messages)
         assert any("not a run folder" in text for text in messages)
 
@@ -159,9 +159,9 @@ def test_quit_with_a_run_training_offers_stop_keep_or_cancel(tmp_path: Path) -> 
         async with app.run_test(size=(100, 30)) as pilot:
             await settle(pilot)
             from studio.engine.control import TrainingControl
-            from studio.ui.run_monitor import RunMonitor
+            from studio.ui.runs.monitor import RunMonitor
 
-            app.monitor, app.control = RunMonitor(), TrainingControl()
+            app.runs.monitor, app.runs.control = RunMonitor(), TrainingControl()
             loop = asyncio.get_running_loop()
 
             def fake_trainer() -> None:
@@ -169,7 +169,7 @@ def test_quit_with_a_run_training_offers_stop_keep_or_cancel(tmp_path: Path) -> 
 
             app.run_worker(fake_trainer, group="trainer", thread=True)
             await pilot.pause()
-            assert app.trainer_running
+            assert app.runs.trainer_running
 
             await pilot.press("ctrl+q")
             await pilot.pause()
@@ -188,7 +188,7 @@ def test_quit_with_a_run_training_offers_stop_keep_or_cancel(tmp_path: Path) -> 
             await pilot.pause()
             await pilot.press("k")  # keep it running
             await pilot.pause()
-            assert app.leaving == "keep" and not app.control.stop_requested
+            assert app.leaving == "keep" and not app.runs.control.stop_requested
             release.set()
 
     asyncio.run(scenario())
@@ -201,9 +201,9 @@ def test_quit_choosing_stop_asks_the_run_to_stop(tmp_path: Path) -> None:
         async with app.run_test(size=(100, 30)) as pilot:
             await settle(pilot)
             from studio.engine.control import TrainingControl
-            from studio.ui.run_monitor import RunMonitor
+            from studio.ui.runs.monitor import RunMonitor
 
-            app.monitor, app.control = RunMonitor(), TrainingControl()
+            app.runs.monitor, app.runs.control = RunMonitor(), TrainingControl()
             loop = asyncio.get_running_loop()
             app.run_worker(
                 lambda: asyncio.run_coroutine_threadsafe(release.wait(), loop).result(),
@@ -215,7 +215,7 @@ def test_quit_choosing_stop_asks_the_run_to_stop(tmp_path: Path) -> None:
             await pilot.pause()
             await pilot.press("s")
             await pilot.pause()
-            assert app.leaving == "stop" and app.control.stop_requested
+            assert app.leaving == "stop" and app.runs.control.stop_requested
             release.set()
 
     asyncio.run(scenario())
@@ -260,11 +260,14 @@ async def start_up(tmp_path: Path, alive: bool) -> None:
         await settle(pilot)
         offered = [text for text in messages if "busy-run" in text]
         if not alive:
-            assert offered == [] and app.running_elsewhere == []
+            assert offered == [] and app.runs.running_elsewhere == []
             return
         assert offered and "ctrl+r attaches" in offered[0] and "pid" in offered[0]
         await pilot.press("ctrl+r")
         await pilot.pause()
         assert app.current_mode == "train"
-        assert app.attached is not None and app.attached.path == tmp_path / "runs" / "busy-run"
-        app.attached.close()
+        assert (
+            app.runs.attached is not None
+            and app.runs.attached.path == tmp_path / "runs" / "busy-run"
+        )
+        app.runs.attached.close()

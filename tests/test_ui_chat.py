@@ -10,8 +10,8 @@ from textual.widgets import Input
 from studio.ui.app import make_app
 from studio.ui.screens.chat import visible_text
 from studio.ui.screens.dialogs import ErrorScreen
-from studio.ui.testing import isolated_services, settle
 from studio.ui.widgets.config_form import editor_id
+from tests.ui_support import isolated_services, settle
 
 
 def test_model_output_cannot_drive_the_terminal() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 
 from studio.config import RunConfig, config_from_dict, config_to_dict, load_config
-from studio.ui.command_line import overrides_between, train_command_line
+from studio.ui.config.command_line import overrides_between, train_command_line
 from tests.conftest import SAMPLE_DATA
 
 QUICKSTART = SAMPLE_DATA / "configs" / "quickstart.yaml"

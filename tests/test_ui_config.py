@@ -10,8 +10,8 @@ from textual.widgets import Input, Select
 from studio.config import all_fields, load_config
 from studio.ui.app import make_app
 from studio.ui.screens.dialogs import ErrorScreen
-from studio.ui.testing import isolated_services, settle
 from studio.ui.widgets.config_form import ConfigForm, editor_id
+from tests.ui_support import isolated_services, settle
 
 
 async def open_config(pilot) -> ConfigForm:
@@ -64,7 +64,7 @@ def test_out_of_range_value_is_named_and_blocks_training(tmp_path: Path) -> None
             assert status.startswith("✗") and "learning_rate" in status
             row = field.parent
             assert row is not None and row.has_class("-invalid")
-            assert app.start_training() is False  # a bad config never reaches the trainer
+            assert app.runs.start_training() is False  # a bad config never reaches the trainer
             await type_into(pilot, field, "0.0002")
             assert app.studio.config_problem is None
             assert app.studio.config.training.learning_rate == 0.0002

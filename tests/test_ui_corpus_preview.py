@@ -9,10 +9,10 @@ from pathlib import Path
 from textual.widgets import Input
 
 from studio.ui.app import make_app
-from studio.ui.corpus_preview import build_corpus_preview
-from studio.ui.testing import isolated_services, settle
+from studio.ui.data.corpus_preview import build_corpus_preview
 from studio.ui.widgets.config_form import editor_id
 from tests.sample_documents import prose, site_page
+from tests.ui_support import isolated_services, settle
 
 
 def write_documents(folder: Path) -> None:

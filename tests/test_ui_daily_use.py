@@ -17,9 +17,9 @@ from studio.engine.session import TrainingSession
 from studio.ui.app import make_app
 from studio.ui.screens.dialogs import ConfirmScreen
 from studio.ui.screens.keys import KeysScreen
-from studio.ui.testing import isolated_services, settle
 from studio.ui.widgets.config_form import editor_id
 from tests.conftest import REPO, SAMPLE_DATA
+from tests.ui_support import isolated_services, settle
 
 QUICKSTART = SAMPLE_DATA / "configs" / "quickstart.yaml"
 SIZE = (80, 24)
@@ -102,7 +102,7 @@ def test_bug2_esc_leaves_the_models_add_field_and_the_runs_filter(tmp_path: Path
 
 
 def test_bug4_models_suggests_the_current_hub_command(tmp_path: Path) -> None:
-    from studio.ui.model_catalog import ModelEntry, describe_model
+    from studio.ui.models.catalog import ModelEntry, describe_model
 
     note = describe_model(ModelEntry("org/some-model", "hub")).note or ""
     assert "`hf download org/some-model`" in note and "huggingface-cli" not in note
@@ -336,7 +336,7 @@ def test_run_names_of_a_day_stay_apart_at_80_columns() -> None:
 
 
 def test_plain_terminals_get_ascii(tmp_path: Path) -> None:
-    from studio.ui import glyphs
+    from studio.ui.chrome import glyphs
 
     assert glyphs.plain_terminal({"TERM": "linux", "LANG": "en_US.UTF-8"})
     assert glyphs.plain_terminal({"TERM": "xterm", "FTSTUDIO_ASCII": "1"})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from studio.ui.dataset_files import find_configs, find_datasets
+from studio.ui.data.dataset_files import find_configs, find_datasets
 
 
 def test_only_data_and_configs_are_offered(tmp_path: Path) -> None:

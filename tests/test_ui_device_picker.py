@@ -16,8 +16,8 @@ from textual.widgets import SelectionList, Static
 
 from studio.telemetry.fake_nvml import FakeGpu, FakeNvml
 from studio.ui.app import make_app
-from studio.ui.testing import isolated_services, settle
 from studio.ui.widgets.device_picker import DevicePicker
+from tests.ui_support import isolated_services, settle
 
 GIB = 1024**3
 

@@ -15,8 +15,8 @@ from textual.widgets import Input, OptionList, Select
 
 from studio.engine.events import RunState
 from studio.ui.app import make_app
-from studio.ui.testing import isolated_services, settle
 from studio.ui.widgets.config_form import editor_id
+from tests.ui_support import isolated_services, settle
 
 QUESTION = "What is the capital of France?"
 TRAINED_ANSWER = "The capital of France is Paris."
@@ -89,9 +89,9 @@ async def pick_train_and_chat(tmp_path: Path) -> None:
         await settle(pilot)
         await pilot.press("s")
         await pilot.pause(0.5)
-        assert app.training_active
+        assert app.runs.training_active
         await settle(pilot, timeout=900)
-        monitor = app.monitor
+        monitor = app.runs.monitor
         assert monitor is not None and monitor.state is RunState.FINISHED, monitor.view().error
         view = monitor.view()
         assert view.train_loss[-1][1] < 0.4 * view.train_loss[0][1]

@@ -22,7 +22,7 @@ from studio.engine.events import RunState, StateChanged, StepMetrics, TelemetryE
 from studio.telemetry import TelemetrySampler, TelemetrySnapshot
 from studio.telemetry.fake_nvml import FakeGpu, FakeNvml
 from studio.ui.app import make_app
-from studio.ui.run_monitor import (
+from studio.ui.runs.monitor import (
     LOW_GPU_MEMORY,
     MEMORY_ALLOCATED,
     MEMORY_PAGED,
@@ -35,7 +35,6 @@ from studio.ui.run_monitor import (
     RunMonitor,
     low_free_threshold,
 )
-from studio.ui.testing import isolated_services, settle
 from studio.ui.widgets.memory_panel import (
     MemoryPanel,
     MemoryPlot,
@@ -47,6 +46,7 @@ from studio.ui.widgets.memory_panel import (
     rate,
     time_ticks,
 )
+from tests.ui_support import isolated_services, settle
 
 GIB = 1024**3
 TOTAL = 80 * GIB
@@ -352,11 +352,11 @@ async def panel_in_the_train_screen(tmp_path: Path) -> None:
         app.notify = lambda message, **_: notices.append(message)  # type: ignore[method-assign]
 
         monitor = RunMonitor()
-        app.monitor = monitor
+        app.runs.monitor = monitor
         with scripted_run() as run:
             # Up to 90 s: free memory is low and paged state spills.
             paged_spill_scenario(monitor, run, range(90))
-            app.run_changed.publish(monitor)
+            app.runs.changed.publish(monitor)
             await settle(pilot)
             plot = app.screen.query_one(MemoryPlot)
             assert list(plot.series) == [
@@ -383,7 +383,7 @@ async def panel_in_the_train_screen(tmp_path: Path) -> None:
 
             # The episodes go on: shown, not told again.
             paged_spill_scenario(monitor, run, range(90, 110))
-            app.run_changed.publish(monitor)
+            app.runs.changed.publish(monitor)
             await settle(pilot)
             assert "spilling" in panel_text(app, "#memory-warning")
             assert len(notices) == 2
@@ -398,14 +398,14 @@ async def panel_in_the_train_screen(tmp_path: Path) -> None:
 
             # The allocator's cache is emptied: both clear.
             paged_spill_scenario(monitor, run, range(110, 130))
-            app.run_changed.publish(monitor)
+            app.runs.changed.publish(monitor)
             await settle(pilot)
             assert panel_text(app, "#memory-warning") == ""
             assert "13.2 of 80.0 GiB free" in panel_text(app, "#memory-title")
 
             # Memory runs low again: a new episode, told once more.
             paged_spill_scenario(monitor, run, range(75, 80))
-            app.run_changed.publish(monitor)
+            app.runs.changed.publish(monitor)
             await settle(pilot)
             assert panel_text(app, "#memory-warning") == "⚠ low memory: 1.8 GiB free, under 4.0"
             assert len(notices) == 3 and notices[2].startswith("GPU0 has 1.8 GiB free")
@@ -426,8 +426,8 @@ async def host_view_on_this_machine(tmp_path: Path) -> None:
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("3")
         await settle(pilot)
-        app.monitor = monitor
-        app.run_changed.publish(monitor)
+        app.runs.monitor = monitor
+        app.runs.changed.publish(monitor)
         await settle(pilot)
         title = panel_text(app, "#memory-title")
         if monitor.memory_view().gpu_index is not None:
@@ -455,8 +455,8 @@ async def save_screenshot(path: Path, size: tuple[int, int] = (120, 36)) -> None
         monitor = RunMonitor()
         with scripted_run() as run:
             paged_spill_scenario(monitor, run, range(100))
-        app.monitor = monitor
-        app.run_changed.publish(monitor)
+        app.runs.monitor = monitor
+        app.runs.changed.publish(monitor)
         await settle(pilot)
         app.save_screenshot(filename=path.name, path=str(path.parent))
 

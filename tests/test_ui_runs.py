@@ -19,8 +19,8 @@ from studio.engine.session import TrainingSession
 from studio.runs import read_run
 from studio.ui.app import make_app
 from studio.ui.screens.dialogs import ConfirmScreen, ErrorScreen
-from studio.ui.testing import isolated_services, settle
 from tests.conftest import REPO, SAMPLE_DATA
+from tests.ui_support import isolated_services, settle
 
 QUICKSTART = SAMPLE_DATA / "configs" / "quickstart.yaml"
 SIZE = (80, 24)
@@ -159,7 +159,7 @@ def test_list_open_compare_and_resume(runs_folder: Path, tmp_path: Path) -> None
             await pilot.press("r")
             await pilot.pause()
             assert app.current_mode == "train"
-            monitor = app.monitor
+            monitor = app.runs.monitor
             assert monitor is not None
             await settle(pilot, timeout=120)
             assert monitor.state is RunState.FINISHED, monitor.view().error
@@ -195,10 +195,10 @@ def test_out_of_memory_is_triaged_and_relaunched(tmp_path: Path, monkeypatch) ->
         async with app.run_test(size=SIZE) as pilot:
             await settle(pilot)
             monkeypatch.setattr(Trainer, "training_step", step_that_runs_out)
-            assert app.start_training()
+            assert app.runs.start_training()
             await settle(pilot, timeout=120)
             monkeypatch.undo()
-            assert app.monitor.state is RunState.FAILED
+            assert app.runs.monitor.state is RunState.FAILED
             assert isinstance(app.screen, ErrorScreen)  # the failure, with advice
             await pilot.press("escape", "5")
             await settle(pilot)
@@ -221,8 +221,8 @@ def test_out_of_memory_is_triaged_and_relaunched(tmp_path: Path, monkeypatch) ->
             await pilot.pause()
             assert app.current_mode == "train"
             await settle(pilot, timeout=120)
-            assert app.monitor.state is RunState.FINISHED, app.monitor.view().error
-            assert app.monitor.latest.step == 6
+            assert app.runs.monitor.state is RunState.FINISHED, app.runs.monitor.view().error
+            assert app.runs.monitor.latest.step == 6
 
     asyncio.run(scenario())
     run = runs / "oom"
@@ -337,7 +337,7 @@ def test_running_and_interrupted_runs_are_told_apart(runs_folder: Path, tmp_path
 
 
 def test_every_runs_palette_action_is_on_the_screen() -> None:
-    from studio.ui.palette import SCREEN_ACTIONS
+    from studio.ui.chrome.palette import SCREEN_ACTIONS
     from studio.ui.screens.runs import RunsScreen
 
     actions = [action for mode, action, _title, _help in SCREEN_ACTIONS if mode == "runs"]

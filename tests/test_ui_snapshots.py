@@ -25,8 +25,8 @@ from studio.engine.events import (
 )
 from studio.telemetry.snapshots import GpuSnapshot, HostSnapshot, TelemetrySnapshot, TorchMemory
 from studio.ui.app import StudioApp, make_app
-from studio.ui.run_monitor import RunMonitor
-from studio.ui.testing import isolated_services, settle, stop_cursor_blink
+from studio.ui.runs.monitor import RunMonitor
+from tests.ui_support import isolated_services, settle, stop_cursor_blink
 
 SIZES = {"80x24": (80, 24), "120x36": (120, 36)}
 THEMES = ("ftstudio-dark", "ftstudio-light", "ftstudio-high-contrast")
@@ -57,8 +57,8 @@ def utc(monkeypatch: pytest.MonkeyPatch):
 @pytest.fixture(autouse=True)
 def unicode_glyphs():
     """The glyphs of a UTF-8 terminal, whatever TERM and locale the tests run under (a
-    `TERM=linux` or `LANG=C` machine would draw ASCII: studio.ui.glyphs)."""
-    from studio.ui import glyphs
+    `TERM=linux` or `LANG=C` machine would draw ASCII: studio.ui.chrome.glyphs)."""
+    from studio.ui.chrome import glyphs
 
     plain = glyphs.is_plain()
     glyphs.set_plain(False)
@@ -147,8 +147,8 @@ async def show_scripted_run(pilot: Pilot) -> None:
     app = pilot.app
     await pilot.press("3")
     await settle(pilot)
-    app.monitor = scripted_run()
-    app.run_changed.publish(app.monitor)
+    app.runs.monitor = scripted_run()
+    app.runs.changed.publish(app.runs.monitor)
     await settle(pilot)  # settle draws the throttled stats and plots now
 
 
@@ -318,7 +318,7 @@ def test_screen_in_few_colours(
 ) -> None:
     """Readable where colours are few: 16 of them, or none (NO_COLOR): the focused field,
     the buttons and the status stand out by more than a hue."""
-    from studio.ui.testing import SixteenColours
+    from tests.ui_support import SixteenColours
 
     theme, terminal = variant
     if terminal == "no-color":
@@ -352,7 +352,7 @@ def test_config_dataset_tab(app_for, snap_compare) -> None:
 def test_run_error_dialog(app_for, snap_compare) -> None:
     """A failed run: what happened and what to try."""
     from studio.engine.events import RunError
-    from studio.ui.messages import RunFailed
+    from studio.ui.runs.messages import RunFailed
 
     async def run_before(pilot: Pilot) -> None:
         app = pilot.app
@@ -372,9 +372,9 @@ def test_run_error_dialog(app_for, snap_compare) -> None:
         )
         monitor.record(error)
         monitor.record(StateChanged(RunState.FAILED, "after 10 steps", time=0.0))
-        app.monitor = monitor
+        app.runs.monitor = monitor
         app.post_message(RunFailed(monitor, error))
-        app.run_changed.publish(monitor)
+        app.runs.changed.publish(monitor)
         await settle(pilot)
 
     assert snap_compare(app_for("ftstudio-dark"), terminal_size=(80, 24), run_before=run_before)

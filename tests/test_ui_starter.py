@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from studio.config import RunConfig, TrainingSettings, load_config
-from studio.ui.starter import starter_config, with_base_model
-from studio.ui.state import StudioState
+from studio.ui.chrome.state import StudioState
+from studio.ui.config.starter import starter_config, with_base_model
 from tests.conftest import REPO
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from rich.color import Color, ColorSystem
 
-from studio.ui.themes import (
+from studio.ui.chrome.themes import (
     APP_VARIABLES,
     BUILTIN_THEMES_DIR,
     ThemeFileError,

@@ -23,7 +23,7 @@ from textual.widgets import Button, Input, Label, Static
 
 from studio.chat.settings import ChatMessage, GenerationSettings
 from studio.terminal_text import printable
-from studio.ui.chat_choices import ChatChoice
+from studio.ui.chat.choices import ChatChoice
 from studio.ui.screens.base import StudioScreen
 from studio.ui.screens.chat_dialogs import ChooseChatModelScreen
 from studio.ui.widgets.chat_settings import ChatSettingsPanel
@@ -168,7 +168,7 @@ class ChatScreen(StudioScreen):
         return self.query_one(ChatSettingsPanel).settings
 
     def on_mount(self) -> None:
-        self.studio_app.run_changed.subscribe(self, lambda _monitor: self._maybe_load_last_run())
+        self.studio_app.runs.changed.subscribe(self, lambda _monitor: self._maybe_load_last_run())
         self._maybe_load_last_run()
         self.query_one("#chat-input", Input).focus()
 
@@ -182,7 +182,7 @@ class ChatScreen(StudioScreen):
         """With nothing loaded, load the newest finished run's adapter."""
         app = self.studio_app
         run_dir = app.studio.last_run_dir
-        if self.chat is not None or self._loading or not run_dir or app.training_active:
+        if self.chat is not None or self._loading or not run_dir or app.runs.training_active:
             return
         from pathlib import Path
 
@@ -216,7 +216,7 @@ class ChatScreen(StudioScreen):
     @work(thread=True, exclusive=True, group="chat-load", exit_on_error=False)
     def _load(self, choice: ChatChoice) -> None:
         from studio.chat import ChatModel
-        from studio.ui.heavy_imports import ensure_ml_imports
+        from studio.ui.chrome.heavy_imports import ensure_ml_imports
 
         try:
             ensure_ml_imports()

@@ -13,7 +13,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Label, OptionList, Static
 from textual.widgets.option_list import Option
 
-from studio.ui.chat_choices import ChatChoice, chat_choices
+from studio.ui.chat.choices import ChatChoice, chat_choices
 
 
 class ChooseChatModelScreen(ModalScreen[ChatChoice | None]):

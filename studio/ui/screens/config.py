@@ -22,10 +22,10 @@ from textual.widgets.option_list import Option
 from studio.config import FieldSpec, RunConfig, dump_config
 from studio.errors import ConfigError
 from studio.terminal_text import printable
-from studio.ui.command_line import train_command_line
-from studio.ui.corpus_preview import PREVIEW_MAX_FILES, PREVIEW_MAX_SECONDS, CorpusPreview
-from studio.ui.dataset_preview import PROBLEMS_SHOWN, DatasetPreview
-from studio.ui.glyphs import glyph
+from studio.ui.chrome.glyphs import glyph
+from studio.ui.config.command_line import train_command_line
+from studio.ui.data.corpus_preview import PREVIEW_MAX_FILES, PREVIEW_MAX_SECONDS, CorpusPreview
+from studio.ui.data.dataset_preview import PROBLEMS_SHOWN, DatasetPreview
 from studio.ui.screens.base import StudioScreen
 from studio.ui.screens.dialogs import ErrorScreen, PathScreen
 from studio.ui.widgets.config_form import ConfigForm, editor_id
@@ -185,7 +185,7 @@ class ConfigScreen(StudioScreen):
 
     @work(thread=True, exclusive=True, group="dataset-files", exit_on_error=False)
     def _find_datasets(self) -> None:
-        from studio.ui.dataset_files import find_datasets
+        from studio.ui.data.dataset_files import find_datasets
 
         self.post_message(self.DatasetsFound(find_datasets(self.studio_app.services.workdir)))
 
@@ -234,8 +234,8 @@ class ConfigScreen(StudioScreen):
 
     @work(thread=True, exclusive=True, group="dataset", exit_on_error=False)
     def _build_preview(self, config: RunConfig, key: tuple) -> None:
-        from studio.ui.corpus_preview import build_corpus_preview, is_document_source
-        from studio.ui.dataset_preview import build_preview
+        from studio.ui.data.corpus_preview import build_corpus_preview, is_document_source
+        from studio.ui.data.dataset_preview import build_preview
 
         services = self.studio_app.services
         source = services.resolve(config.data.path)
@@ -301,7 +301,7 @@ class ConfigScreen(StudioScreen):
 
     @on(Button.Pressed, "#load")
     def action_load_config(self) -> None:
-        from studio.ui.dataset_files import find_configs
+        from studio.ui.data.dataset_files import find_configs
 
         app = self.studio_app
         self.app.push_screen(

@@ -22,10 +22,10 @@ from textual.widgets.option_list import Option
 from studio.config import RunConfig
 from studio.errors import ModelError
 from studio.formatting import format_bytes, format_count
-from studio.ui.glyphs import glyph
-from studio.ui.model_catalog import TINY_ENTRY, ModelDetails, ModelEntry
+from studio.ui.chrome.glyphs import glyph
+from studio.ui.config.starter import with_base_model
+from studio.ui.models.catalog import TINY_ENTRY, ModelDetails, ModelEntry
 from studio.ui.screens.base import StudioScreen
-from studio.ui.starter import with_base_model
 from studio.ui.widgets.device_picker import DevicePicker
 from studio.ui.widgets.memory_estimate import MemoryEstimatePanel
 
@@ -89,7 +89,7 @@ class ModelsScreen(StudioScreen):
 
     @work(thread=True, exclusive=True, group="models-list", exit_on_error=False)
     def _list_models(self, added: list[str]) -> None:
-        from studio.ui.model_catalog import list_models
+        from studio.ui.models.catalog import list_models
 
         services = self.studio_app.services
         entries = list_models(added, services.hub_cache_dir, services.workdir)
@@ -144,7 +144,7 @@ class ModelsScreen(StudioScreen):
 
     @work(thread=True, exclusive=True, group="models", exit_on_error=False)
     def _describe(self, entry: ModelEntry) -> None:
-        from studio.ui.model_catalog import describe_model
+        from studio.ui.models.catalog import describe_model
 
         try:
             details = describe_model(entry)

@@ -20,7 +20,8 @@ from textual.widgets import DataTable, Input, Select
 
 from studio.errors import StudioError
 from studio.runs.catalog import SORT_KEYS, STATUSES, RunSummary
-from studio.ui.run_monitor import RunMonitor
+from studio.ui.runs.actions import run_action_bindings
+from studio.ui.runs.monitor import RunMonitor
 from studio.ui.screens.base import StudioScreen
 from studio.ui.screens.dialogs import ConfirmScreen, ErrorScreen
 from studio.ui.widgets.run_details import RunDetails
@@ -36,14 +37,9 @@ class RunsScreen(StudioScreen):
     MODE = "runs"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("c", "compare", "Compare"),
-        Binding("r", "resume", "Resume"),
-        Binding("e", "export", "Export"),
-        Binding("n", "rerun", "Re-run"),
-        Binding("d,delete", "delete", "Delete"),
-        # Not in the footer (80 columns hold no more); the line under the list offers them
-        # when they apply, and F1 lists every key.
-        Binding("t", "triage", "Out-of-memory triage", show=False),
-        Binding("a", "attach", "Attach", show=False),
+        # Triage and attach are not in the footer (80 columns hold no more); the line under
+        # the list offers them when they apply, and F1 lists every key.
+        *run_action_bindings(footer=("resume", "export", "rerun", "delete")),
         Binding("slash", "filter", "Filter", show=False),
         Binding("o", "sort", "Sort", show=False),
         Binding("O", "reverse_sort", "Reverse sort", show=False),
@@ -82,7 +78,7 @@ class RunsScreen(StudioScreen):
         return app.services.resolve(app.studio.config.output.runs_dir)
 
     def on_mount(self) -> None:
-        self.studio_app.run_changed.subscribe(self, self._run_changed)
+        self.studio_app.runs.changed.subscribe(self, self._run_changed)
         self.studio_app.config_changed.subscribe(self, self._config_changed)
         self.set_interval(LIVE_REFRESH_SECONDS, self._live_refresh)
         self.table.focus()
@@ -274,7 +270,7 @@ class RunsScreen(StudioScreen):
                 severity="warning",
             )
             return
-        if self.studio_app.resume_run(run.path):
+        if self.studio_app.runs.resume_run(run.path):
             where = f"checkpoint-{run.last_checkpoint}" if run.last_checkpoint else "step 0"
             self.notify(f"resuming {run.name} from {where}")
             self.app.switch_mode("train")
@@ -300,7 +296,7 @@ class RunsScreen(StudioScreen):
             return
 
         def relaunch(choice) -> None:
-            if choice is not None and self.studio_app.resume_run(run.path, choice):
+            if choice is not None and self.studio_app.runs.resume_run(run.path, choice):
                 self.notify(f"relaunching {run.name} with {choice.title}")
                 self.app.switch_mode("train")
 
@@ -312,7 +308,7 @@ class RunsScreen(StudioScreen):
         run = self._current("export")
         if run is None:
             return
-        if self.studio_app.run_in_use(run.path):
+        if self.studio_app.runs.run_in_use(run.path):
             self.notify(
                 f"{run.name} is training in this studio; export it when it ends",
                 title="Cannot export",
@@ -346,7 +342,7 @@ class RunsScreen(StudioScreen):
         from studio.runs.export import export_run
 
         if merged:
-            from studio.ui.heavy_imports import ensure_ml_imports
+            from studio.ui.chrome.heavy_imports import ensure_ml_imports
 
             ensure_ml_imports()
         result = export_run(run, target, merged=merged)
@@ -358,7 +354,7 @@ class RunsScreen(StudioScreen):
     def action_rerun(self) -> None:
         run = self._current("re-run")
         if run is not None:
-            self.studio_app.rerun(run.path)
+            self.studio_app.runs.rerun(run.path)
 
     def action_attach(self) -> None:
         run = self._current("attach to")
@@ -371,7 +367,7 @@ class RunsScreen(StudioScreen):
                 severity="warning",
             )
             return
-        self.studio_app.attach_run(run.path)  # shows the Train screen when it attaches
+        self.studio_app.runs.attach_run(run.path)  # shows the Train screen when it attaches
 
     def action_delete(self) -> None:
         from studio.runs.deletion import plan_delete
@@ -379,7 +375,7 @@ class RunsScreen(StudioScreen):
         run = self._current("delete")
         if run is None:
             return
-        if self.studio_app.run_in_use(run.path):
+        if self.studio_app.runs.run_in_use(run.path):
             # Its status may still say "stopped" while the resume loads the model.
             self.app.push_screen(
                 ErrorScreen(

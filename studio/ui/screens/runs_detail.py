@@ -22,7 +22,8 @@ from textual.widgets import DataTable, Footer, Label, Static, TabbedContent, Tab
 from studio.formatting import format_bytes, format_duration, format_loss
 from studio.runs.catalog import RunSummary, read_curves
 from studio.terminal_text import printable
-from studio.ui.glyphs import glyph
+from studio.ui.chrome.glyphs import glyph
+from studio.ui.runs.actions import run_action_bindings
 from studio.ui.widgets.metric_plot import MetricPlot, Series
 from studio.ui.widgets.run_table import short_name, status_text, steps_text
 
@@ -45,12 +46,10 @@ class RunDetailScreen(ModalScreen[str | None]):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape,q", "close", "Close"),
-        Binding("r", "pick('resume')", "Resume"),
-        Binding("t", "pick('triage')", "OOM triage"),
-        Binding("e", "pick('export')", "Export"),
-        Binding("n", "pick('rerun')", "Re-run"),
-        Binding("d", "pick('delete')", "Delete"),
-        Binding("a", "pick('attach')", "Attach", show=False),
+        *run_action_bindings(
+            footer=("resume", "export", "rerun", "delete", "triage"),
+            action=lambda name: f"pick({name!r})",
+        ),
         Binding("left", "tab(-1)", "Previous tab", show=False),
         Binding("right", "tab(1)", "Next tab", show=False),
     ]

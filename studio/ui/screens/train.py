@@ -25,10 +25,10 @@ from studio.formatting import (
     format_rate,
 )
 from studio.terminal_text import printable
-from studio.ui.glyphs import glyph
-from studio.ui.run_monitor import MonitorView, RunMonitor
+from studio.ui.chrome.glyphs import glyph
+from studio.ui.chrome.throttle import Throttle
+from studio.ui.runs.monitor import MonitorView, RunMonitor
 from studio.ui.screens.base import StudioScreen
-from studio.ui.throttle import Throttle
 from studio.ui.widgets.device_picker import DevicePicker
 from studio.ui.widgets.memory_panel import MemoryPanel
 from studio.ui.widgets.metric_plot import MetricPlot, Series
@@ -76,9 +76,9 @@ class TrainScreen(StudioScreen):
                 yield WrappingLog(id="train-log", max_lines=1000)
 
     def on_mount(self) -> None:
-        self.studio_app.run_changed.subscribe(self, self._run_changed)
+        self.studio_app.runs.changed.subscribe(self, self._run_changed)
         self.studio_app.config_changed.subscribe(self, lambda _config: self._stats.request())
-        self._monitor = self.studio_app.monitor
+        self._monitor = self.studio_app.runs.monitor
         self._stats.flush()
         self._plots.flush()
 
@@ -172,7 +172,7 @@ class TrainScreen(StudioScreen):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Only the keys that apply now are in the footer (and the ? overlay)."""
-        monitor = self.studio_app.monitor
+        monitor = self.studio_app.runs.monitor
         state = monitor.state if monitor is not None else None
         active = state in ACTIVE
         if action == "start":
@@ -185,23 +185,23 @@ class TrainScreen(StudioScreen):
 
     @on(Button.Pressed, "#start")
     def action_start(self) -> None:
-        self.studio_app.start_training()
+        self.studio_app.runs.start_training()
 
     @on(Button.Pressed, "#pause")
     def action_pause_or_resume(self) -> None:
-        monitor = self.studio_app.monitor
+        monitor = self.studio_app.runs.monitor
         if monitor is not None and monitor.state is RunState.PAUSED:
-            self.studio_app.resume_training()
+            self.studio_app.runs.resume_training()
         else:
-            self.studio_app.pause_training()
+            self.studio_app.runs.pause_training()
 
     @on(Button.Pressed, "#stop")
     def action_stop(self) -> None:
-        self.studio_app.stop_training()
+        self.studio_app.runs.stop_training()
 
     @on(Button.Pressed, "#save-now")
     def action_save_now(self) -> None:
-        self.studio_app.save_checkpoint_now()
+        self.studio_app.runs.save_checkpoint_now()
 
 
 STATE_STYLES = {

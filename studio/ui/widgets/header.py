@@ -13,10 +13,10 @@ from textual.widgets import Label, Static
 
 from studio.engine.events import RunState
 from studio.formatting import format_loss
-from studio.ui.glyphs import glyph
-from studio.ui.navigation import DESTINATIONS
-from studio.ui.run_monitor import RunMonitor
-from studio.ui.throttle import Throttle
+from studio.ui.chrome.glyphs import glyph
+from studio.ui.chrome.navigation import DESTINATIONS
+from studio.ui.chrome.throttle import Throttle
+from studio.ui.runs.monitor import RunMonitor
 
 STATUS_INTERVAL = 1.0
 STATE_WORDS = {
@@ -60,14 +60,15 @@ class StudioHeader(Horizontal):
         yield Label("", id="run-status", markup=False)
 
     def on_mount(self) -> None:
-        self.app.run_changed.subscribe(self, lambda _monitor: self._throttle.request())
+        self.app.runs.changed.subscribe(self, lambda _monitor: self._throttle.request())
         self._show_status()
 
     def redraw_now(self) -> None:
         self._throttle.flush()
 
     def _show_status(self) -> None:
-        monitor: RunMonitor | None = getattr(self.app, "monitor", None)
+        runs = getattr(self.app, "runs", None)  # the run controller (`StudioApp.runs`)
+        monitor: RunMonitor | None = runs.monitor if runs is not None else None
         label = self.query_one("#run-status", Label)
         if monitor is None or monitor.state is None:
             label.update("", layout=False)

@@ -16,7 +16,7 @@ from textual.widgets import Static
 
 from studio.config import RunConfig, method_defaults
 from studio.formatting import format_bytes
-from studio.ui.model_catalog import ModelDetails
+from studio.ui.models.catalog import ModelDetails
 
 # (method name, column title) always shown; the config's own method is added when different.
 COMPARED_METHODS = (("full", "full"), ("lora", "LoRA"), ("qlora", "QLoRA"))

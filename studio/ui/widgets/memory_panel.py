@@ -32,8 +32,8 @@ from textual_plotext import PlotextPlot
 
 from studio.formatting import GIB, gib
 from studio.telemetry.snapshots import GpuProcess, GpuSnapshot, TelemetrySnapshot
-from studio.ui.glyphs import is_plain
-from studio.ui.run_monitor import (
+from studio.ui.chrome.glyphs import is_plain
+from studio.ui.runs.monitor import (
     MEMORY_ALLOCATED,
     MEMORY_PAGED,
     MEMORY_RAM_USED,

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from textual.content import Content
 from textual_plotext import PlotextPlot
 
-from studio.ui.glyphs import is_plain
-from studio.ui.themes import theme_colour
+from studio.ui.chrome.glyphs import is_plain
+from studio.ui.chrome.themes import theme_colour
 
 Point = tuple[float, float]
 
@@ -23,7 +23,7 @@ Point = tuple[float, float]
 class Series:
     label: str
     points: list[Point]
-    colour_variable: str  # one of studio.ui.themes.APP_VARIABLES
+    colour_variable: str  # one of studio.ui.chrome.themes.APP_VARIABLES
 
 
 def thin(points: list[Point], limit: int) -> list[Point]:

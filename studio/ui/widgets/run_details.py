@@ -9,7 +9,7 @@ from textual.content import Content
 from textual.widgets import Static
 
 from studio.runs.catalog import RunSummary
-from studio.ui.state import StudioServices
+from studio.ui.chrome.state import StudioServices
 from studio.ui.widgets.run_table import status_text, steps_text
 
 

@@ -18,7 +18,7 @@ from textual.widgets import DataTable
 from studio.formatting import format_bytes, format_duration, format_loss
 from studio.runs.catalog import RunSummary
 from studio.terminal_text import printable
-from studio.ui.glyphs import glyph
+from studio.ui.chrome.glyphs import glyph
 
 # (column key, label, the list_runs sort key it sorts by, or None, width in cells). Fixed
 # widths: the columns never jump when the list is read again, and a screenshot does not depend

@@ -37,7 +37,7 @@ from studio.engine.events import RunState
 
 if TYPE_CHECKING:
     from studio.ui.app import StudioApp
-    from studio.ui.run_monitor import RunMonitor
+    from studio.ui.runs.monitor import RunMonitor
 
 # The drivers of this process's apps, for the SIGHUP handler to cut off.
 _DRIVERS: weakref.WeakSet[HangupTolerantDriver] = weakref.WeakSet()
@@ -135,8 +135,8 @@ class TerminateHandler:
 
     def __call__(self, signum: int, frame: object) -> None:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        if _local_run(self.app) is not None and self.app.control is not None:
-            self.app.control.stop()  # a run attached to goes on in its own process
+        if _local_run(self.app) is not None and self.app.runs.control is not None:
+            self.app.runs.control.stop()  # a run attached to goes on in its own process
         with contextlib.suppress(RuntimeError):  # the loop is closed: the app has gone
             self.loop.call_soon_threadsafe(self.app.leave, "stop")
 
@@ -198,17 +198,17 @@ def _after_exit(app: StudioApp, loop: asyncio.AbstractEventLoop, code: int) -> i
     run_dir = monitor.run_dir
     if how == "keep":
         print(keep_running_message(app, run_dir), flush=True)
-        control = app.control
+        control = app.runs.control
         if control is not None:
             # Ctrl-C in the terminal the process still belongs to: stop (and save) the run.
             signal.signal(signal.SIGINT, lambda signum, frame: control.stop())
         note = "the studio quit and left the run going headless"
     else:
         note = "terminal hung up: training goes on headless"
-    if app.control is not None:
+    if app.runs.control is not None:
         # SIGTERM (kill, systemd, a scheduler's preemption): stop after the step and save,
         # as `ftstudio train` does, instead of dying with an unfinished checkpoint.
-        stopping = app.control
+        stopping = app.runs.control
         signal.signal(signal.SIGTERM, lambda signum, frame: stopping.stop())
     if run_dir:
         _log(Path(run_dir), f"{note} (pid {os.getpid()}); ftstudio runs follow {run_dir}")
@@ -218,11 +218,11 @@ def _after_exit(app: StudioApp, loop: asyncio.AbstractEventLoop, code: int) -> i
 
 def _local_run(app: StudioApp) -> RunMonitor | None:
     """The monitor of the run this process trains (not of one attached to), if any."""
-    if app.monitor is None:
+    if app.runs.monitor is None:
         return None
-    if app.attached is not None and app.attached.monitor is app.monitor:
+    if app.runs.attached is not None and app.runs.attached.monitor is app.runs.monitor:
         return None
-    return app.monitor
+    return app.runs.monitor
 
 
 def _exit_status(monitor: RunMonitor) -> int:

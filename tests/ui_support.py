@@ -22,9 +22,9 @@ from textual.filter import LineFilter
 from textual.pilot import Pilot
 from textual.widgets import Input
 
-from studio.ui.state import StudioServices
+from studio.ui.chrome.state import StudioServices
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 
 
 def isolated_services(

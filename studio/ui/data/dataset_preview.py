@@ -44,7 +44,7 @@ _tokenizers_lock = threading.Lock()
 def _tokenizer(config: RunConfig) -> Any:
     """The run's tokenizer, loaded once per model source and template."""
     from studio.models.loading import load_tokenizer
-    from studio.ui.heavy_imports import ensure_ml_imports
+    from studio.ui.chrome.heavy_imports import ensure_ml_imports
 
     key = (config.model.source, config.model.chat_template, config.model.chat_template_preset)
     with _tokenizers_lock:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from studio.config import RunConfig
-from studio.ui.starter import starter_config
+from studio.ui.config.starter import starter_config
 
 
 @dataclass(frozen=True)

@@ -24,8 +24,8 @@ from textual.message_pump import MessagePump
 
 from studio.engine.follower import RunFollower
 from studio.engine.remote_control import RemoteControl
-from studio.ui.run_monitor import RunMonitor
-from studio.ui.trainer_bridge import TrainerBridge
+from studio.ui.runs.monitor import RunMonitor
+from studio.ui.runs.trainer_bridge import TrainerBridge
 
 # The follower reads at most this often: a few stats per poll, whatever the step rate.
 POLL_SECONDS = 0.5

@@ -27,7 +27,7 @@ from textual.theme import Theme
 from studio.config.files import read_yaml_file
 from studio.errors import ConfigError
 
-BUILTIN_THEMES_DIR = Path(__file__).resolve().parents[2] / "themes"
+BUILTIN_THEMES_DIR = Path(__file__).resolve().parents[3] / "themes"
 
 COLOUR_KEYS = (
     "primary",

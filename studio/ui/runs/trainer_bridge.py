@@ -11,8 +11,8 @@ from __future__ import annotations
 from textual.message_pump import MessagePump
 
 from studio.engine.events import RunError, RunEvent, RunFinished, StateChanged
-from studio.ui.messages import RunCompleted, RunFailed, RunProgress, RunStateChanged
-from studio.ui.run_monitor import RunMonitor
+from studio.ui.runs.messages import RunCompleted, RunFailed, RunProgress, RunStateChanged
+from studio.ui.runs.monitor import RunMonitor
 
 
 class TrainerBridge:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from textual.app import SystemCommand
 from textual.screen import Screen
 
-from studio.ui.navigation import DESTINATIONS
+from studio.ui.chrome.navigation import DESTINATIONS
 
 if TYPE_CHECKING:
     from studio.ui.app import StudioApp

@@ -1,7 +1,7 @@
 """Sessions the Runs screen starts for an old run: resume it, or relaunch it after running out
 of memory with one of the triage's changes.
 
-`StudioApp.resume_run` checks the run can go on, then runs `train_session` on the app's trainer
+`RunController.resume_run` checks the run can go on, then runs `train_session` on the trainer
 worker with a factory from here. The monitor is seeded (on the worker, not the UI thread) with
 the run's history up to the checkpoint it goes on from, so the Train screen shows the whole loss
 curve, not just the steps trained after the resume. Nothing here touches a widget.
@@ -16,9 +16,9 @@ from typing import Any
 from textual.message_pump import MessagePump
 
 from studio.engine.events import EventBus, RunFinished
-from studio.ui.messages import RunProgress
-from studio.ui.run_monitor import RunMonitor
-from studio.ui.trainer_bridge import TrainerBridge
+from studio.ui.runs.messages import RunProgress
+from studio.ui.runs.monitor import RunMonitor
+from studio.ui.runs.trainer_bridge import TrainerBridge
 
 # (bus, control) -> a TrainingSession that has not started.
 SessionFactory = Callable[[EventBus, Any], Any]
@@ -79,7 +79,7 @@ def train_session(
 ) -> RunFinished:
     """The trainer worker's body: show the earlier steps of the run it goes on with (when
     `history_from`), build the session (reads the run folder), train to the end."""
-    from studio.ui.heavy_imports import ensure_ml_imports
+    from studio.ui.chrome.heavy_imports import ensure_ml_imports
 
     if history_from is not None and seed_history(monitor, history_from):
         target.post_message(RunProgress(monitor))

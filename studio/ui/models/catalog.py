@@ -26,7 +26,7 @@ class ModelDetails:
 def describe_model(entry: ModelEntry) -> ModelDetails:
     """Inspect a model without loading its weights (imports torch: call it on a worker)."""
     from studio.models.inspect import inspect_model_folder
-    from studio.ui.heavy_imports import ensure_ml_imports
+    from studio.ui.chrome.heavy_imports import ensure_ml_imports
 
     ensure_ml_imports()
     import torch

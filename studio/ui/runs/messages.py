@@ -14,7 +14,7 @@ from __future__ import annotations
 from textual.message import Message
 
 from studio.engine.events import RunError, RunFinished, RunState
-from studio.ui.run_monitor import RunMonitor
+from studio.ui.runs.monitor import RunMonitor
 
 
 class RunMessage(Message):

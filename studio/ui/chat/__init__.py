@@ -1,0 +1,2 @@
+"""What the Chat screen can load: the base model, each run's adapter and checkpoints
+(`choices`)."""

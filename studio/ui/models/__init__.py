@@ -1,0 +1,1 @@
+"""What the Models screen lists and shows about a model (`catalog`)."""
