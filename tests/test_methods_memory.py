@@ -23,7 +23,8 @@ from studio.config_methods import (
     PTuningSettings,
     QLoraSettings,
 )
-from studio.methods.memory import GIB, ModelShape, estimate_memory
+from studio.methods.memory import GIB, estimate_memory
+from studio.models.shape import ModelShape
 from tests.conftest import REPO
 
 LLAMA_3_8B = {

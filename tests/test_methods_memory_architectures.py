@@ -18,7 +18,8 @@ from studio.config_methods import (
     LoraSettings,
     QLoraSettings,
 )
-from studio.methods.memory import GIB, ModelShape, estimate_memory
+from studio.methods.memory import GIB, estimate_memory
+from studio.models.shape import ModelShape
 from tests.architectures import ARCHITECTURES
 
 METHODS = [

@@ -26,10 +26,11 @@ import contextlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from studio.config_methods import BottleneckSettings
 from studio.errors import ConfigError
+from studio.methods.memory_plan import MemoryPlan
 from studio.methods.model_parts import (
     ATTENTION_NAMES,
     FEEDFORWARD_NAMES,
@@ -42,6 +43,10 @@ WEIGHTS_FILE = "bottleneck_adapter.safetensors"
 CHECKPOINT_WEIGHTS_FILE = "model.safetensors"  # in Trainer checkpoints, see save_pretrained
 CONFIG_FILE = "bottleneck_config.json"
 ADAPTER_NAME = "bottleneck_adapter"
+SETTINGS = (BottleneckSettings,)
+
+if TYPE_CHECKING:
+    from studio.models.shape import ModelShape
 
 
 def _adapter_class() -> type:
@@ -262,3 +267,16 @@ def load(
 
 def merge(model: Any) -> Any:
     raise ConfigError("bottleneck adapters cannot be merged: they add a non-linear block")
+
+
+def memory_plan(
+    shape: ModelShape, settings: BottleneckSettings, *, activation_bytes: int, weight_bytes: int
+) -> MemoryPlan:
+    """A down / up projection pair per adapted block, in float32."""
+    h, layers = shape.hidden_size, shape.num_layers
+    places = 2 if settings.location == "both" else 1
+    size = settings.bottleneck_size
+    trainable = layers * places * (2 * h * size + size + h)
+    # Each adapter keeps its (fp32) input, bottleneck activations and dropout mask.
+    per_token = places * (4 * h + 8 * size + (size if settings.dropout else 0))
+    return MemoryPlan(trainable, trainable, layers_with_grad=layers, per_token_layer=per_token)

@@ -8,9 +8,15 @@ with `studio.methods.memory`, before the first step.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from studio.config_methods import FullSettings
+from studio.methods.memory_plan import MemoryPlan
+
+if TYPE_CHECKING:
+    from studio.models.shape import ModelShape
+
+SETTINGS = (FullSettings,)
 
 
 def apply(model: Any, settings: FullSettings, context: Any = None) -> Any:
@@ -95,3 +101,11 @@ def load(base_model: Any, folder: Path, settings: FullSettings, *, trainable: bo
 
 def merge(model: Any) -> Any:
     return model
+
+
+def memory_plan(
+    shape: ModelShape, settings: FullSettings, *, activation_bytes: int, weight_bytes: int
+) -> MemoryPlan:
+    """Every base weight trains, in every layer."""
+    layers = shape.num_layers
+    return MemoryPlan(shape.num_parameters, 0, True, layers, layers)
