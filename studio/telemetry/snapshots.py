@@ -168,6 +168,19 @@ class TelemetrySnapshot:
     def paged_for_gpu(self, gpu_index: int) -> PagedMemory | None:
         return next((item for item in self.paged if item.gpu_index == gpu_index), None)
 
+    def run_gpu_index(self, shown: int | None = None) -> int | None:
+        """The GPU a run uses: where torch holds memory or paged state is, else `shown` (the
+        one followed so far) while this poll still sees it, else the first; None without a
+        GPU. The memory panel and the memory warnings follow the same GPU by this rule."""
+        holding = [item.gpu_index for item in self.torch_memory if item.reserved_bytes]
+        holding += [item.gpu_index for item in self.paged if item.paged_bytes]
+        in_use = [index for index in holding if index is not None and self.gpu(index)]
+        if in_use:
+            return in_use[0]
+        if shown is not None and self.gpu(shown) is not None:
+            return shown
+        return self.gpus[0].index if self.gpus else None
+
     @property
     def paged_bytes(self) -> int:
         return sum(item.paged_bytes for item in self.paged)

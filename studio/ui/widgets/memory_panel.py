@@ -30,6 +30,7 @@ from textual.content import Content
 from textual.widgets import Static
 from textual_plotext import PlotextPlot
 
+from studio.telemetry.memory_warnings import PAGED_SPILL
 from studio.telemetry.snapshots import GpuProcess, GpuSnapshot, TelemetrySnapshot
 from studio.telemetry.status_line import GIB, gib
 from studio.ui.glyphs import is_plain
@@ -41,7 +42,6 @@ from studio.ui.run_monitor import (
     MEMORY_RSS,
     MEMORY_SPILLED,
     MEMORY_USED,
-    PAGED_SPILL,
     MemoryView,
     RunMonitor,
 )
