@@ -63,7 +63,8 @@ def peft_config(settings: LoraSettings, model: Any = None) -> Any:
     return LoraConfig(
         task_type=TaskType.CAUSAL_LM,
         r=settings.rank,
-        lora_alpha=settings.effective_alpha,
+        # peft annotates an int; a float alpha works the same (scaling = alpha / r).
+        lora_alpha=settings.effective_alpha,  # type: ignore[arg-type]
         lora_dropout=0.0 if parameters else settings.dropout,
         target_modules=modules,
         target_parameters=parameters or None,
@@ -293,7 +294,8 @@ def memory_plan(
     if settings.use_dora:
         per_token += sum(act * fan_out for _, _, fan_out in modules)
     trainable = layers * per_layer
-    base_weights, notes = None, ()
+    base_weights: int | None = None
+    notes: tuple[str, ...] = ()
     if isinstance(settings, QLoraSettings):
         base_weights, notes = quantized_weight_bytes(shape, settings, weight_bytes)
     return MemoryPlan(

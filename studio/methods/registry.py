@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
+from pydantic import BaseModel
+
 from studio.config_methods import METHOD_SETTINGS, METHOD_TRAINING_TYPES
 from studio.errors import ConfigError, ModelError
 from studio.methods.protocol import TrainingMethod, check_method
@@ -58,7 +60,7 @@ class MethodSpec:
     supports_gradient_checkpointing: bool = True
 
     @property
-    def settings_model(self) -> type:
+    def settings_model(self) -> type[BaseModel]:
         return METHOD_SETTINGS[self.name]
 
     @property
