@@ -76,9 +76,12 @@ class ConsoleProgress:
 
     def _handle(self, event: RunEvent) -> None:
         if isinstance(event, TelemetryEvent):
-            from studio.telemetry import TelemetrySnapshot, format_memory_status
+            from studio.telemetry import format_memory_status
+            from studio.telemetry.snapshots import snapshot_from_record
 
-            snapshot = TelemetrySnapshot.from_dict(event.snapshot)
+            snapshot = snapshot_from_record(event.snapshot)
+            if snapshot is None:
+                return  # a damaged telemetry record: nothing to show
             self._memory = format_memory_status(snapshot)
             for warning in self._memory_warnings.observe(snapshot):
                 if not self.quiet:

@@ -152,7 +152,8 @@ def test_runs_follow_prints_the_warnings_of_a_run_folder(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """`ftstudio runs follow` replays telemetry.jsonl through the headless progress: the
-    warnings come out as the TUI would notify them when attached to the same folder."""
+    warnings come out as the TUI would notify them when attached to the same folder, and a
+    damaged record is skipped by both, not a traceback."""
     from studio.cli import main
     from studio.engine.follower import replay_run
 
@@ -162,8 +163,10 @@ def test_runs_follow_prints_the_warnings_of_a_run_folder(
     started = time.time()
     status = {"state": "finished", "pid": os.getpid(), "step": 2, "started": started}
     (run / "status.json").write_text(json.dumps(status))
-    shots = scripted_snapshots()
-    (run / "telemetry.jsonl").write_text("".join(json.dumps(s.to_dict()) + "\n" for s in shots))
+    records = [shot.to_dict() for shot in scripted_snapshots()]
+    # Damaged records (a run folder is read back without trusting it) are skipped.
+    records[2:2] = [{"gpus": [{"index": 0}]}, {"time": 5.0, "gpus": ["GPU0"]}]
+    (run / "telemetry.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
 
     assert main(["runs", "follow", str(run)]) == 0
     out = capsys.readouterr().out

@@ -211,3 +211,12 @@ def _lists_for_tuples(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_lists_for_tuples(item) for item in value]
     return value
+
+
+def snapshot_from_record(data: Any) -> TelemetrySnapshot | None:
+    """A snapshot from a telemetry record (a `TelemetryEvent`'s, a line of telemetry.jsonl), or
+    None when the record is damaged: a run folder is read back without trusting it."""
+    try:
+        return TelemetrySnapshot.from_dict(data)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None

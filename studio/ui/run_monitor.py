@@ -31,7 +31,7 @@ from studio.engine.events import (
     TelemetryEvent,
 )
 from studio.telemetry.memory_warnings import MemoryWarning, MemoryWarningPolicy
-from studio.telemetry.snapshots import GpuSnapshot, TelemetrySnapshot
+from studio.telemetry.snapshots import GpuSnapshot, TelemetrySnapshot, snapshot_from_record
 
 SERIES_LENGTH = 4000
 LOG_LENGTH = 1000
@@ -173,9 +173,8 @@ class RunMonitor:
                 self._run_dir = event.run_dir or self._run_dir
 
     def _record_telemetry(self, event: TelemetryEvent) -> None:
-        try:
-            snapshot = TelemetrySnapshot.from_dict(event.snapshot)
-        except (KeyError, TypeError, ValueError):
+        snapshot = snapshot_from_record(event.snapshot)
+        if snapshot is None:
             return
         self._telemetry = snapshot
         self._telemetry_count += 1
