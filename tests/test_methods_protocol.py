@@ -8,7 +8,7 @@ from types import ModuleType
 
 import pytest
 
-from studio.config_methods import METHOD_NAMES, LoraSettings
+from studio.config_methods import LoraSettings
 from studio.methods import registry
 from studio.methods.memory import estimate_memory
 from studio.methods.memory_plan import MemoryPlan
@@ -31,7 +31,7 @@ def test_the_protocol_names_what_registry_and_estimate_use() -> None:
     assert set(protocol_members()) == {"SETTINGS", "apply", "save", "load", "merge", "memory_plan"}
 
 
-@pytest.mark.parametrize("name", sorted(METHOD_NAMES))
+@pytest.mark.parametrize("name", sorted(registry.METHODS))
 def test_every_registered_method_is_checked_and_states_its_plan(name: str) -> None:
     spec = registry.get_method(name)
     module = spec.implementation()  # raises TypeError when the module lacks a member

@@ -220,6 +220,7 @@ def estimate_memory(
     defaults. `precision` follows the run config (auto: bf16 on a GPU, fp32 on CPU); `device`
     is where it would train ("cuda" or "cpu").
     """
+    # On first use: the registry reads the config's method settings (pydantic).
     from studio.methods.registry import get_method
 
     shape = ModelShape.from_model(model)
