@@ -23,24 +23,25 @@ MIB = 1024**2
 GIB = 1024**3
 
 
-def format_bytes(value: float | None, missing: str = "?") -> str:
-    """A size with its unit: `1.5 GiB`, `300 MiB`, `12 KiB`, `512 B`; `missing` when unknown."""
+def format_bytes(value: float | None, missing: str = "?", *, decimals: int | None = None) -> str:
+    """A size with its unit: `1.5 GiB`, `300 MiB`, `12 KiB`, `512 B`; `missing` when unknown.
+
+    `decimals` fixes the decimals in every unit (`1.0 MiB`); by default GiB get one and the
+    smaller units none."""
     if value is None:
         return missing
-    if value >= GIB:
-        return f"{value / GIB:.1f} GiB"
-    if value >= MIB:
-        return f"{value / MIB:.0f} MiB"
-    if value >= KIB:
-        return f"{value / KIB:.0f} KiB"
+    for size, unit, default in ((GIB, "GiB", 1), (MIB, "MiB", 0), (KIB, "KiB", 0)):
+        if value >= size:
+            shown = default if decimals is None else decimals
+            return f"{value / size:.{shown}f} {unit}"
     return f"{value:.0f} B"
 
 
-def gib(value: float | None) -> str:
-    """Bytes as a number of GiB with one decimal and no unit (`61.2`), or `?` when unknown.
+def gib(value: float | None, decimals: int = 1) -> str:
+    """Bytes as a number of GiB with no unit (`61.2`), or `?` when unknown.
 
     For texts that put several figures before one unit: `61.2/79.6 GiB`."""
-    return "?" if value is None else f"{value / GIB:.1f}"
+    return "?" if value is None else f"{value / GIB:.{decimals}f}"
 
 
 def format_count(value: float | None) -> str:

@@ -23,7 +23,9 @@ from studio.config import (
     PTuningSettings,
     QLoraSettings,
 )
-from studio.methods.memory import GIB, ModelShape, estimate_memory
+from studio.formatting import GIB
+from studio.methods.memory import estimate_memory
+from studio.models.shape import ModelShape
 from tests.conftest import REPO
 
 LLAMA_3_8B = {

@@ -18,7 +18,9 @@ from studio.config import (
     LoraSettings,
     QLoraSettings,
 )
-from studio.methods.memory import GIB, ModelShape, estimate_memory
+from studio.formatting import GIB
+from studio.methods.memory import estimate_memory
+from studio.models.shape import ModelShape
 from tests.architectures import ARCHITECTURES
 
 METHODS = [

@@ -1,4 +1,5 @@
-"""Status line, fit check, memory alerts, device mapping and the snapshot dict round trip."""
+"""Status line, fit check, device mapping and the snapshot dict round trip (the memory warnings:
+test_telemetry_memory_warnings.py)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,6 @@ from studio.telemetry import (
     TorchMemory,
     check_fit,
     format_memory_status,
-    memory_alerts,
 )
 from studio.telemetry.device_map import map_cuda_to_gpu
 
@@ -155,31 +155,6 @@ def test_no_gpu_compares_with_host_ram() -> None:
 def test_unknown_free_memory_gives_no_advice() -> None:
     assert check_fit(10 * GIB, snapshot(GpuSnapshot(index=0))) is None
     assert check_fit(10 * GIB, snapshot(gpu()), device_index=3) is None
-
-
-# -- alerts -----------------------------------------------------------------------------
-
-
-def test_low_memory_alert_fires_when_crossing_only() -> None:
-    roomy, tight = snapshot(gpu(used=60)), snapshot(gpu(used=76))  # 76/79.6: 4.5% free
-    (alert,) = memory_alerts(roomy, tight)
-    assert alert.kind == "low_gpu_memory" and alert.gpu_index == 0
-    assert "under 5%" in alert.message
-    assert memory_alerts(tight, tight) == ()  # still low: no repeat
-    assert memory_alerts(None, tight)[0].kind == "low_gpu_memory"
-    assert memory_alerts(roomy, tight, low_free_fraction=0.01) == ()
-
-
-def test_spill_alert_fires_when_spilling_starts() -> None:
-    before, after = snapshot(gpu(), paged=(spilled(0.0),)), snapshot(gpu(), paged=(spilled(0.8),))
-    (alert,) = memory_alerts(before, after)
-    assert alert.kind == "paged_spill" and "0.8 of 3.1 GiB" in alert.message
-    assert memory_alerts(after, after) == ()
-    assert memory_alerts(before, snapshot(gpu(), paged=(spilled(None),))) == ()
-
-
-def test_no_gpu_has_no_alerts() -> None:
-    assert memory_alerts(snapshot(), snapshot()) == ()
 
 
 # -- device mapping ---------------------------------------------------------------------

@@ -21,9 +21,9 @@ from textual.widgets import Static
 from studio.engine.events import RunState, StateChanged, StepMetrics, TelemetryEvent
 from studio.telemetry import TelemetrySampler, TelemetrySnapshot
 from studio.telemetry.fake_nvml import FakeGpu, FakeNvml
+from studio.telemetry.memory_warnings import LOW_GPU_MEMORY, PAGED_SPILL, low_free_threshold
 from studio.ui.app import make_app
 from studio.ui.runs.monitor import (
-    LOW_GPU_MEMORY,
     MEMORY_ALLOCATED,
     MEMORY_PAGED,
     MEMORY_RAM_USED,
@@ -31,9 +31,7 @@ from studio.ui.runs.monitor import (
     MEMORY_RSS,
     MEMORY_SPILLED,
     MEMORY_USED,
-    PAGED_SPILL,
     RunMonitor,
-    low_free_threshold,
 )
 from studio.ui.widgets.memory_panel import (
     MemoryPanel,

@@ -17,7 +17,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from studio.methods.memory import human_bytes
+    from studio.formatting import format_bytes
     from studio.models.catalog import list_models
     from studio.models.inspect import folder_size
     from studio.models.tiny import tiny_model_dir
@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
         size_bytes = entry.size_bytes
         if entry.kind == "folder" and entry.folder:
             size_bytes = folder_size(Path(entry.folder))
-        size = human_bytes(size_bytes) if size_bytes is not None else ""
+        size = format_bytes(size_bytes, "", decimals=1)
         where = entry.folder or ""
         if entry.kind == "tiny":
             where = str(tiny_model_dir())

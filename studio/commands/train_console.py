@@ -53,6 +53,9 @@ class ConsoleProgress:
         self.live = self.stream.isatty()
         self._line_open = False
         self._memory = ""
+        from studio.telemetry.memory_warnings import MemoryWarningPolicy
+
+        self._memory_warnings = MemoryWarningPolicy()  # the same episodes the TUI tells
         # Telemetry arrives on the sampler's thread, steps on the trainer's.
         self._lock = threading.Lock()
         # Set (without a lock: from a signal handler) once the terminal has hung up.
@@ -66,9 +69,16 @@ class ConsoleProgress:
 
     def _handle(self, event: RunEvent) -> None:
         if isinstance(event, TelemetryEvent):
-            from studio.telemetry import TelemetrySnapshot, format_memory_status
+            from studio.telemetry import format_memory_status
+            from studio.telemetry.snapshots import snapshot_from_record
 
-            self._memory = format_memory_status(TelemetrySnapshot.from_dict(event.snapshot))
+            snapshot = snapshot_from_record(event.snapshot)
+            if snapshot is None:
+                return  # a damaged telemetry record: nothing to show
+            self._memory = format_memory_status(snapshot)
+            for warning in self._memory_warnings.observe(snapshot):
+                if not self.quiet:
+                    self._print(f"memory warning: {warning.message}")
         elif isinstance(event, StepMetrics):
             if not self.quiet:
                 line = progress_line(event)

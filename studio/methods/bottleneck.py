@@ -26,10 +26,11 @@ import contextlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from studio.config import BottleneckSettings
 from studio.errors import ConfigError
+from studio.methods.memory_plan import MemoryPlan
 from studio.methods.model_parts import (
     ATTENTION_NAMES,
     FEEDFORWARD_NAMES,
@@ -42,6 +43,10 @@ WEIGHTS_FILE = "bottleneck_adapter.safetensors"
 CHECKPOINT_WEIGHTS_FILE = "model.safetensors"  # in Trainer checkpoints, see save_pretrained
 CONFIG_FILE = "bottleneck_config.json"
 ADAPTER_NAME = "bottleneck_adapter"
+SETTINGS = (BottleneckSettings,)
+
+if TYPE_CHECKING:
+    from studio.models.shape import ModelShape
 
 
 def _adapter_class() -> type:
@@ -89,6 +94,8 @@ _ADAPTER_CLASS: type | None = None
 
 class BottleneckModelMixin:
     """Mixed into the model's own class by `apply`: switch adapters off, save only them."""
+
+    bottleneck_settings: BottleneckSettings  # set by `apply`
 
     def bottleneck_adapters(self) -> dict[str, Any]:
         adapter_class = _adapter_class()
@@ -160,9 +167,11 @@ def _make_hook(adapter: Any, parallel: bool) -> Any:
 def blocks(model: Any, location: str) -> list[tuple[str, Any]]:
     """(qualified name, module) of every block that gets an adapter."""
     layers_name, layers = decoder_layers(model)
-    kinds = {"attention": [ATTENTION_NAMES], "mlp": [FEEDFORWARD_NAMES]}.get(
-        location, [ATTENTION_NAMES, FEEDFORWARD_NAMES]
-    )
+    by_location: dict[str, list[tuple[str, ...]]] = {
+        "attention": [ATTENTION_NAMES],
+        "mlp": [FEEDFORWARD_NAMES],
+    }
+    kinds = by_location.get(location, [ATTENTION_NAMES, FEEDFORWARD_NAMES])
     found = []
     for index, layer in enumerate(layers):
         for names in kinds:
@@ -262,3 +271,16 @@ def load(
 
 def merge(model: Any) -> Any:
     raise ConfigError("bottleneck adapters cannot be merged: they add a non-linear block")
+
+
+def memory_plan(
+    shape: ModelShape, settings: BottleneckSettings, *, activation_bytes: int, weight_bytes: int
+) -> MemoryPlan:
+    """A down / up projection pair per adapted block, in float32."""
+    h, layers = shape.hidden_size, shape.num_layers
+    places = 2 if settings.location == "both" else 1
+    size = settings.bottleneck_size
+    trainable = layers * places * (2 * h * size + size + h)
+    # Each adapter keeps its (fp32) input, bottleneck activations and dropout mask.
+    per_token = places * (4 * h + 8 * size + (size if settings.dropout else 0))
+    return MemoryPlan(trainable, trainable, layers_with_grad=layers, per_token_layer=per_token)

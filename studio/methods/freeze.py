@@ -9,11 +9,17 @@ back as is, ready for `save_pretrained`.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from studio.config import FreezeSettings
 from studio.errors import ConfigError
+from studio.methods.memory_plan import MemoryPlan
 from studio.methods.model_parts import decoder_layers
+
+if TYPE_CHECKING:
+    from studio.models.shape import ModelShape
+
+SETTINGS = (FreezeSettings,)
 
 WEIGHTS_FILE = "freeze_weights.safetensors"
 
@@ -90,3 +96,25 @@ def load(
 
 def merge(model: Any) -> Any:
     return model
+
+
+def memory_plan(
+    shape: ModelShape, settings: FreezeSettings, *, activation_bytes: int, weight_bytes: int
+) -> MemoryPlan:
+    """The chosen base weights train; gradients flow down to the lowest layer holding one."""
+    layers = shape.num_layers
+    first = layers - min(settings.trainable_layers, layers)
+    prefixes = tuple(f"model.layers.{i}." for i in range(first, layers))
+    trainable = 0
+    lowest = layers
+    for param, count in shape.parameter_names():
+        chosen = (prefixes and param.startswith(prefixes)) or any(
+            p in param for p in settings.trainable_patterns
+        )
+        if chosen:
+            trainable += count
+            if param.startswith("model.layers."):
+                lowest = min(lowest, int(param.split(".")[2]))
+            elif param.startswith("model.embed"):
+                lowest = 0
+    return MemoryPlan(trainable, 0, True, layers - lowest, layers - lowest)

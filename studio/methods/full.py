@@ -8,9 +8,15 @@ with `studio.methods.memory`, before the first step.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from studio.config import FullSettings
+from studio.methods.memory_plan import MemoryPlan
+
+if TYPE_CHECKING:
+    from studio.models.shape import ModelShape
+
+SETTINGS = (FullSettings,)
 
 
 def apply(model: Any, settings: FullSettings, context: Any = None) -> Any:
@@ -26,7 +32,8 @@ def apply(model: Any, settings: FullSettings, context: Any = None) -> Any:
 
 
 def memory_warning(model: Any, context: Any) -> str:
-    from studio.methods.memory import human_bytes, optimizer_state_bytes
+    from studio.formatting import format_bytes
+    from studio.methods.memory import optimizer_state_bytes
 
     parameters = sum(p.numel() for p in model.parameters())
     bytes_per = next(model.parameters()).element_size()
@@ -34,10 +41,14 @@ def memory_warning(model: Any, context: Any) -> str:
     weights = parameters * bytes_per
     gradients = parameters * bytes_per
     state = optimizer_state_bytes(optimizer, parameters, bytes_per)
+
+    def size(count: int) -> str:
+        return format_bytes(count, decimals=1)
+
     return (
-        f"full fine-tune trains all {parameters:,} parameters: {human_bytes(weights)} of "
-        f"weights + {human_bytes(gradients)} of gradients + {human_bytes(state)} of "
-        f"{optimizer} state = {human_bytes(weights + gradients + state)} before activations. "
+        f"full fine-tune trains all {parameters:,} parameters: {size(weights)} of "
+        f"weights + {size(gradients)} of gradients + {size(state)} of "
+        f"{optimizer} state = {size(weights + gradients + state)} before activations. "
         "LoRA and QLoRA keep gradients and optimizer state for their adapters only (usually "
         "under 1% of the parameters); use them if memory runs short."
     )
@@ -95,3 +106,11 @@ def load(base_model: Any, folder: Path, settings: FullSettings, *, trainable: bo
 
 def merge(model: Any) -> Any:
     return model
+
+
+def memory_plan(
+    shape: ModelShape, settings: FullSettings, *, activation_bytes: int, weight_bytes: int
+) -> MemoryPlan:
+    """Every base weight trains, in every layer."""
+    layers = shape.num_layers
+    return MemoryPlan(shape.num_parameters, 0, True, layers, layers)

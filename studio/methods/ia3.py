@@ -8,10 +8,16 @@ For attention targets the vector scales the layer's output; for feed-forward tar
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from studio.config import IA3Settings
 from studio.errors import ConfigError
+from studio.methods.memory_plan import MemoryPlan, matches_target, targeted_linears
+
+if TYPE_CHECKING:
+    from studio.models.shape import ModelShape
+
+SETTINGS = (IA3Settings,)
 
 # Names of the second (down) projection of the feed-forward block in common architectures.
 FEEDFORWARD_LAYER_NAMES = ("down_proj", "fc2", "w2", "dense_4h_to_h", "c_proj", "fc_out")
@@ -94,3 +100,64 @@ def load(base_model: Any, folder: Path, settings: IA3Settings, *, trainable: boo
 
 def merge(model: Any) -> Any:
     return model.merge_and_unload()
+
+
+# ------------------------------------------------------------------ memory
+
+# IA3's default layers where peft has one (its TRANSFORMERS_MODELS_TO_IA3_* tables):
+# (targets, feed-forward targets); other architectures by role, as `methods.targets` finds them.
+IA3_DEFAULTS = {
+    "llama": (("k_proj", "v_proj", "down_proj"), ("down_proj",)),
+    "mistral": (("k_proj", "v_proj", "down_proj"), ("down_proj",)),
+    "gemma": (("q_proj", "v_proj", "down_proj"), ("down_proj",)),
+    "gemma2": (("q_proj", "v_proj", "down_proj"), ("down_proj",)),
+    "gemma3_text": (("q_proj", "v_proj", "down_proj"), ("down_proj",)),
+    "qwen2": (("q_proj", "v_proj", "down_proj"), ("down_proj",)),
+    "qwen3": (("q_proj", "v_proj", "down_proj"), ("down_proj",)),
+    "gpt2": (("c_attn", "mlp.c_proj"), ("mlp.c_proj",)),
+    "gpt_neox": (("query_key_value", "dense_4h_to_h"), ("dense_4h_to_h",)),
+}
+
+
+def _memory_targets(
+    shape: ModelShape, settings: IA3Settings
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    targets = tuple(settings.target_modules or ())
+    feedforward = tuple(settings.feedforward_modules or ())
+    if not targets:
+        default = IA3_DEFAULTS.get(shape.model_type)
+        if default is None:
+            names = [name for name, _, _ in shape.layer_linears()]
+            fused = next((n for n in names if n.endswith(("qkv_proj", "query_key_value"))), "")
+            key_value = (fused.split(".")[-1],) if fused else ("k_proj", "v_proj")
+            default = ((*key_value, "down_proj"), ("down_proj",))
+        targets = default[0]
+        feedforward = feedforward or default[1]
+    if not feedforward:
+        feedforward = tuple(
+            name
+            for name in targets
+            if name.split(".")[-1] in FEEDFORWARD_LAYER_NAMES and not name.startswith("attn.")
+        )
+    return targets, feedforward
+
+
+def memory_plan(
+    shape: ModelShape, settings: IA3Settings, *, activation_bytes: int, weight_bytes: int
+) -> MemoryPlan:
+    """One vector per targeted layer: its output's width, or its input's for feed-forward
+    targets; each keeps the activation it rescales."""
+    names, feedforward = _memory_targets(shape, settings)
+    modules = targeted_linears(shape, list(names), names)
+    sizes = [
+        fan_in if any(matches_target(module, name) for name in feedforward) else fan_out
+        for module, fan_in, fan_out in modules
+    ]
+    layers = shape.num_layers
+    trainable = layers * sum(sizes)
+    return MemoryPlan(
+        trainable,
+        trainable,
+        layers_with_grad=layers,
+        per_token_layer=activation_bytes * sum(sizes),
+    )

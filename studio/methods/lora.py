@@ -16,10 +16,16 @@ what a standalone model needs anyway.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from studio.config import LoraSettings, QLoraSettings
 from studio.errors import ConfigError
+from studio.methods.memory_plan import MemoryPlan, targeted_linears
+
+if TYPE_CHECKING:
+    from studio.models.shape import ModelShape
+
+SETTINGS = (LoraSettings, QLoraSettings)
 
 
 def quantization_config(settings: LoraSettings, plan: Any) -> Any:
@@ -57,7 +63,8 @@ def peft_config(settings: LoraSettings, model: Any = None) -> Any:
     return LoraConfig(
         task_type=TaskType.CAUSAL_LM,
         r=settings.rank,
-        lora_alpha=settings.effective_alpha,
+        # peft annotates an int; a float alpha works the same (scaling = alpha / r).
+        lora_alpha=settings.effective_alpha,  # type: ignore[arg-type]
         lora_dropout=0.0 if parameters else settings.dropout,
         target_modules=modules,
         target_parameters=parameters or None,
@@ -145,3 +152,181 @@ def merge(model: Any) -> Any:
     plain = get_peft_model(base, config)
     set_peft_model_state_dict(plain, state)
     return plain.merge_and_unload()
+
+
+# ------------------------------------------------------------------ memory
+
+# bitsandbytes 4-bit: blocks of 64 weights share one fp32 scale; double quantization stores
+# those scales in 8 bits with an fp32 scale per 256 of them.
+QUANT_BLOCK = 64
+NESTED_BLOCK = 256
+# Expert tensors by name, and the per-expert layer names users write for them.
+EXPERT_ALIASES = {
+    "gate_up_proj": ("gate_up_proj", "gate_proj", "up_proj", "w1", "w3"),
+    "down_proj": ("down_proj", "w2"),
+}
+
+
+# Mixtures of experts whose transformers 4 checkpoints peft 0.21 converts (transformers'
+# `_MODEL_TO_CONVERSION_PATTERN` to "mixtral" or "qwen2_moe"): for "all-linear" it also adapts
+# the router and gives the fused gate_up_proj rank 2r (the two matrices it replaces had r each).
+PEFT_CONVERTED_MOE = frozenset(
+    [
+        "mixtral",
+        "minimax",
+        "minimax_m2",
+        "afmoe",
+        "deepseek_v2",
+        "deepseek_v3",
+        "deepseek_v32",
+        "dots1",
+        "ernie4_5_moe",
+        "glm4_moe",
+        "glm4_moe_lite",
+        "glm_moe_dsa",
+        "glm4v_moe",
+        "longcat_flash",
+        "solar_open",
+        "mellum",
+        "qwen3_moe",
+        "beam",
+        "qwen3_omni_moe",
+        "qwen3_omni_moe_thinker",
+        "qwen3_omni_moe_text",
+        "qwen3_next",
+        "hunyuan_v1_moe",
+        "flex_olmo",
+        "olmoe",
+        "sarvam_mla",
+        "exaone_moe",
+        "cohere2_moe",
+    ]
+)
+
+
+def _expert_targets(shape: ModelShape, targets: Any) -> list[tuple[str, int, int, int]]:
+    """(name, in, out, rank multiple) of the fused expert tensors LoRA adapts
+    (`studio.methods.targets.lora_targets`, and peft's own conversion)."""
+    converted = shape.model_type in PEFT_CONVERTED_MOE
+    experts = [
+        (name, fan_in, fan_out, 2 if converted and name.endswith("gate_up_proj") else 1)
+        for name, fan_in, fan_out in shape.expert_tensors()
+    ]
+    if targets == "all-linear":
+        return experts
+    names = tuple(targets or ())
+    return [
+        (name, fan_in, fan_out, 1)
+        for name, fan_in, fan_out, _ in experts
+        if any(target in EXPERT_ALIASES[name.split(".")[-1]] for target in names)
+    ]
+
+
+FAN_IN = {
+    "q_proj": "attn_norm",
+    "k_proj": "attn_norm",
+    "v_proj": "attn_norm",
+    "qkv_proj": "attn_norm",
+    "c_attn": "attn_norm",
+    "query_key_value": "attn_norm",
+    "o_proj": "attn_out",
+    "attn.c_proj": "attn_out",
+    "dense": "attn_out",
+    "gate_proj": "mlp_norm",
+    "up_proj": "mlp_norm",
+    "gate_up_proj": "mlp_norm",
+    "c_fc": "mlp_norm",
+    "dense_h_to_4h": "mlp_norm",
+    "down_proj": "mlp_hidden",
+    "mlp.c_proj": "mlp_hidden",
+    "dense_4h_to_h": "mlp_hidden",
+}
+
+
+def fan_in_name(module: tuple[str, int, int]) -> str:
+    """Which tensor feeds a linear layer: the layers fed by the same tensor share one copy."""
+    name = module[0]
+    return FAN_IN.get(".".join(name.split(".")[-2:]), FAN_IN.get(name.split(".")[-1], name))
+
+
+def inputs_sizes(shape: ModelShape, inputs: set[str]) -> list[int]:
+    sizes = {
+        "attn_norm": shape.hidden_size,
+        "attn_out": shape.q_size,  # reshaped from attention's output: a copy of its own
+        "mlp_norm": shape.hidden_size,
+        "mlp_hidden": shape.intermediate_size,
+    }
+    return [sizes.get(name, shape.hidden_size) for name in inputs]
+
+
+def memory_plan(
+    shape: ModelShape, settings: LoraSettings, *, activation_bytes: int, weight_bytes: int
+) -> MemoryPlan:
+    """Rank-r matrices beside the targeted linear layers (and fused expert tensors); QLoRA's
+    base weights at 4 bits (see `quantized_weight_bytes`)."""
+    act, layers = activation_bytes, shape.num_layers
+    modules = targeted_linears(shape, settings.target_modules, ("q_proj", "v_proj"))
+    rank = settings.rank
+    per_layer = sum(rank * (fan_in + fan_out) for _, fan_in, fan_out in modules)
+    # peft's ParamWrapper on a fused expert tensor: A (r x experts, in), B (out, r x experts).
+    experts = _expert_targets(shape, settings.target_modules)
+    per_layer += sum(
+        rank * multiple * shape.num_experts * (fan_in + fan_out)
+        for _, fan_in, fan_out, multiple in experts
+    )
+    if (
+        experts
+        and settings.target_modules == "all-linear"
+        and (shape.model_type in PEFT_CONVERTED_MOE)
+    ):
+        per_layer += rank * (shape.hidden_size + shape.num_experts)  # the router
+    if settings.use_dora:
+        per_layer += sum(fan_out for _, _, fan_out in modules)
+    # lora_A keeps its input: without dropout one copy per distinct input tensor (q, k
+    # and v share theirs), with dropout a dropped-out copy and a mask per module. lora_B
+    # keeps the rank-r intermediate; DoRA keeps the base output for the magnitude.
+    if settings.dropout:
+        per_token = sum((act + 1) * fan_in for _, fan_in, _ in modules)
+    else:
+        inputs = {fan_in_name(module) for module in modules}
+        per_token = sum(act * size for size in inputs_sizes(shape, inputs))
+    per_token += sum(act * rank for _ in modules)
+    if settings.use_dora:
+        per_token += sum(act * fan_out for _, _, fan_out in modules)
+    trainable = layers * per_layer
+    base_weights: int | None = None
+    notes: tuple[str, ...] = ()
+    if isinstance(settings, QLoraSettings):
+        base_weights, notes = quantized_weight_bytes(shape, settings, weight_bytes)
+    return MemoryPlan(
+        trainable,
+        trainable,
+        layers_with_grad=layers,
+        per_token_layer=per_token,
+        base_weight_bytes=base_weights,
+        notes=notes,
+    )
+
+
+def quantized_weight_bytes(
+    shape: ModelShape, settings: QLoraSettings, weight_bytes: int
+) -> tuple[int, tuple[str, ...]]:
+    """Bytes of a 4-bit base and what to say about it: linear layers at 4 bits plus their
+    quantization constants, the rest upcast to fp32 by `prepare_model_for_kbit_training`, fused
+    experts unquantized (bitsandbytes quantizes linear layers only; QLoRA refuses such models)."""
+    quantized = shape.linear_parameters
+    scale = (
+        1 / QUANT_BLOCK + 4 / (QUANT_BLOCK * NESTED_BLOCK)
+        if settings.double_quant
+        else 4 / QUANT_BLOCK
+    )
+    experts = shape.expert_parameters
+    rest = shape.num_parameters - quantized - experts
+    weights = int(quantized * (0.5 + scale)) + rest * 4 + experts * weight_bytes
+    notes = ["QLoRA: linear layers in 4 bits; embeddings, norms and head upcast to fp32"]
+    if experts:
+        notes.append(
+            f"QLoRA is refused on this model: bitsandbytes does not quantize its fused "
+            f"experts ({experts:,} parameters), counted here unquantized; use LoRA"
+        )
+    return weights, tuple(notes)

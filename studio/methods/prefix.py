@@ -49,11 +49,17 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from studio.config import PrefixTuningSettings
 from studio.errors import ConfigError
 from studio.methods import prompt
+from studio.methods.memory_plan import MemoryPlan
+
+if TYPE_CHECKING:
+    from studio.models.shape import ModelShape
+
+SETTINGS = (PrefixTuningSettings,)
 
 GRADIENT_CHECKPOINTING_ADVICE = (
     "set training.gradient_checkpointing: false (prefix tuning passes its prefixes through "
@@ -131,3 +137,16 @@ def load(
 
 def merge(model: Any) -> Any:
     raise ConfigError("prefix tuning cannot be merged into the base weights")
+
+
+def memory_plan(
+    shape: ModelShape, settings: PrefixTuningSettings, *, activation_bytes: int, weight_bytes: int
+) -> MemoryPlan:
+    """Key / value prefixes at every layer (through a projection MLP when `projection`)."""
+    tokens, kv, layers = settings.num_virtual_tokens, shape.kv_size, shape.num_layers
+    if settings.projection:
+        hidden = settings.encoder_hidden_size
+        trainable = tokens * kv + kv * hidden + hidden + hidden * 2 * layers * kv + 2 * layers * kv
+    else:
+        trainable = tokens * 2 * layers * kv
+    return MemoryPlan(trainable, trainable, layers_with_grad=layers)

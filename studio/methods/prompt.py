@@ -17,10 +17,16 @@ the encoder. Prefix tuning (`studio.methods.prefix`) shares this.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from studio.config import PromptTuningSettings, PTuningSettings
 from studio.errors import ConfigError
+from studio.methods.memory_plan import MemoryPlan
+
+if TYPE_CHECKING:
+    from studio.models.shape import ModelShape
+
+SETTINGS = (PromptTuningSettings, PTuningSettings)
 
 ENCODER_FILE = "ftstudio_prompt_encoder.safetensors"
 
@@ -181,3 +187,26 @@ def load(
 
 def merge(model: Any) -> Any:
     raise ConfigError("virtual-token methods cannot be merged into the base weights")
+
+
+def memory_plan(
+    shape: ModelShape,
+    settings: PromptTuningSettings | PTuningSettings,
+    *,
+    activation_bytes: int,
+    weight_bytes: int,
+) -> MemoryPlan:
+    """Virtual token embeddings (and P-tuning's prompt encoder); the tokens lengthen every
+    sequence, and gradients flow through every layer down to them."""
+    h, layers = shape.hidden_size, shape.num_layers
+    tokens = settings.num_virtual_tokens
+    if isinstance(settings, PromptTuningSettings):
+        return MemoryPlan(tokens * h, tokens * h, layers_with_grad=layers, extra_tokens=tokens)
+    hidden = settings.encoder_hidden_size
+    if settings.encoder_type == "mlp":
+        encoder = h * hidden + hidden + hidden * hidden + hidden + hidden * h + h
+    else:  # peft: 2-layer bidirectional LSTM, then a 2-layer MLP head
+        lstm = 2 * 4 * hidden * (h + hidden + 2) + 2 * 4 * hidden * (2 * hidden + hidden + 2)
+        encoder = lstm + (2 * hidden) ** 2 + 2 * hidden + 2 * hidden * h + h
+    trainable = tokens * h + encoder
+    return MemoryPlan(trainable, trainable, layers_with_grad=layers, extra_tokens=tokens)

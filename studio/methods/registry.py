@@ -1,18 +1,23 @@
 """One registry of fine-tuning methods that the config, the TUI and the CLI read from.
 
-Each method family lives in its own module, imported only when a run uses it (they import
-torch and peft). A family module provides:
+Each method family lives in its own module (they import torch and peft inside their functions,
+so the registry and the memory estimate stay light). A family module provides the
+`TrainingMethod` protocol (`studio.methods.protocol`):
 
-    quantization_config(settings, plan) -> transformers quantization config or None  (optional)
+    SETTINGS: tuple of the settings classes it takes
     apply(model, settings, context) -> model ready to train
     save(model, folder, settings) -> None            writes what was trained into `folder`
     load(base_model, folder, settings, *, trainable=False) -> model
                                                      puts it back on a fresh base model, for
                                                      chat (trainable=False) or more training
     merge(model) -> plain transformers model          (when can_merge or whole_model)
+    memory_plan(shape, settings, *, activation_bytes, weight_bytes) -> MemoryPlan
+                                                     what it trains and keeps in memory
+    quantization_config(settings, plan) -> transformers quantization config or None  (optional)
 
-`save` must also accept a Trainer checkpoint folder in `load` where it can (chat opens
-checkpoints through the family module with the run's settings).
+`MethodSpec.implementation()` imports the module and refuses it, naming what is missing, when
+it does not provide the protocol. `load` must also accept a Trainer checkpoint folder where it
+can (chat opens checkpoints through the family module with the run's settings).
 """
 
 from __future__ import annotations
@@ -23,11 +28,13 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
-from typing import Any
+from typing import Any, cast
+
+from pydantic import BaseModel
 
 from studio.config import METHOD_SETTINGS, METHOD_TRAINING_TYPES
 from studio.errors import ConfigError, ModelError
+from studio.methods.protocol import TrainingMethod, check_method
 
 METHOD_FILE = "ftstudio_method.json"
 
@@ -53,7 +60,7 @@ class MethodSpec:
     supports_gradient_checkpointing: bool = True
 
     @property
-    def settings_model(self) -> type:
+    def settings_model(self) -> type[BaseModel]:
         return METHOD_SETTINGS[self.name]
 
     @property
@@ -78,8 +85,11 @@ class MethodSpec:
         """A standalone model can be written: merged adapter or the trained whole model."""
         return self.can_merge or self.whole_model
 
-    def implementation(self) -> ModuleType:
-        return importlib.import_module(self.module)
+    def implementation(self) -> TrainingMethod:
+        """The method's module, checked against the `TrainingMethod` protocol."""
+        module = importlib.import_module(self.module)
+        check_method(module, self.name, self.settings_model)
+        return cast(TrainingMethod, module)
 
 
 METHODS: dict[str, MethodSpec] = {

@@ -4,9 +4,9 @@ Importing this package imports neither torch nor pynvml nor bitsandbytes: NVML l
 first poll, and torch / bitsandbytes figures are read only when the process already uses them.
 """
 
-from studio.telemetry.alerts import DEFAULT_LOW_FREE_FRACTION, MemoryAlert, memory_alerts
 from studio.telemetry.fit_check import FitAdvice, check_fit
 from studio.telemetry.history import TelemetryHistory
+from studio.telemetry.memory_warnings import MemoryWarning, MemoryWarningPolicy
 from studio.telemetry.replay import read_telemetry_jsonl
 from studio.telemetry.sampler import MIN_INTERVAL_SECONDS, TelemetrySampler
 from studio.telemetry.snapshots import (
@@ -20,13 +20,13 @@ from studio.telemetry.snapshots import (
 from studio.telemetry.status_line import format_memory_status
 
 __all__ = [
-    "DEFAULT_LOW_FREE_FRACTION",
     "MIN_INTERVAL_SECONDS",
     "FitAdvice",
     "GpuProcess",
     "GpuSnapshot",
     "HostSnapshot",
-    "MemoryAlert",
+    "MemoryWarning",
+    "MemoryWarningPolicy",
     "PagedMemory",
     "TelemetryHistory",
     "TelemetrySampler",
@@ -34,6 +34,5 @@ __all__ = [
     "TorchMemory",
     "check_fit",
     "format_memory_status",
-    "memory_alerts",
     "read_telemetry_jsonl",
 ]

@@ -77,7 +77,9 @@ class GpuSnapshot:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GpuSnapshot:
         processes = data.get("processes")
-        values = {key: data.get(key) for key in cls.__dataclass_fields__ if key != "processes"}
+        values: dict[str, Any] = {
+            key: data.get(key) for key in cls.__dataclass_fields__ if key != "processes"
+        }
         values["index"] = int(data["index"])
         return cls(
             **values,
@@ -99,7 +101,7 @@ class TorchMemory:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TorchMemory:
-        values = {key: data.get(key) for key in cls.__dataclass_fields__}
+        values: dict[str, Any] = {key: data.get(key) for key in cls.__dataclass_fields__}
         values["cuda_index"] = int(data["cuda_index"])
         return cls(**values)
 
@@ -121,7 +123,7 @@ class PagedMemory:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PagedMemory:
-        values = {key: data.get(key) for key in cls.__dataclass_fields__}
+        values: dict[str, Any] = {key: data.get(key) for key in cls.__dataclass_fields__}
         values["cuda_index"] = int(data["cuda_index"])
         values["paged_bytes"] = int(data.get("paged_bytes") or 0)
         values["tensor_count"] = int(data.get("tensor_count") or 0)
@@ -168,6 +170,19 @@ class TelemetrySnapshot:
     def paged_for_gpu(self, gpu_index: int) -> PagedMemory | None:
         return next((item for item in self.paged if item.gpu_index == gpu_index), None)
 
+    def run_gpu_index(self, shown: int | None = None) -> int | None:
+        """The GPU a run uses: where torch holds memory or paged state is, else `shown` (the
+        one followed so far) while this poll still sees it, else the first; None without a
+        GPU. The memory panel and the memory warnings follow the same GPU by this rule."""
+        holding = [item.gpu_index for item in self.torch_memory if item.reserved_bytes]
+        holding += [item.gpu_index for item in self.paged if item.paged_bytes]
+        in_use = [index for index in holding if index is not None and self.gpu(index)]
+        if in_use:
+            return in_use[0]
+        if shown is not None and self.gpu(shown) is not None:
+            return shown
+        return self.gpus[0].index if self.gpus else None
+
     @property
     def paged_bytes(self) -> int:
         return sum(item.paged_bytes for item in self.paged)
@@ -196,3 +211,12 @@ def _lists_for_tuples(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_lists_for_tuples(item) for item in value]
     return value
+
+
+def snapshot_from_record(data: Any) -> TelemetrySnapshot | None:
+    """A snapshot from a telemetry record (a `TelemetryEvent`'s, a line of telemetry.jsonl), or
+    None when the record is damaged: a run folder is read back without trusting it."""
+    try:
+        return TelemetrySnapshot.from_dict(data)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None

@@ -7,8 +7,8 @@ happened since the last one.
 
 Telemetry feeds the memory panel: memory series over time (`memory_view()`, copied only when
 the panel draws, not on every `view()`), utilisation and PCIe ring buffers, and the memory
-warnings, each an episode that starts when its condition does and ends when it clears, so the
-UI tells the user once per episode (`take_new_warnings()`), not once per sample.
+warnings of the one policy the headless run prints too (`studio.telemetry.memory_warnings`),
+each an episode, so the UI tells the user once per episode (`take_new_warnings()`).
 """
 
 from __future__ import annotations
@@ -30,9 +30,8 @@ from studio.engine.events import (
     StepMetrics,
     TelemetryEvent,
 )
-from studio.formatting import GIB, MIB, gib
-from studio.telemetry.alerts import DEFAULT_LOW_FREE_FRACTION
-from studio.telemetry.snapshots import GpuSnapshot, PagedMemory, TelemetrySnapshot
+from studio.telemetry.memory_warnings import MemoryWarning, MemoryWarningPolicy
+from studio.telemetry.snapshots import GpuSnapshot, TelemetrySnapshot, snapshot_from_record
 
 SERIES_LENGTH = 4000
 LOG_LENGTH = 1000
@@ -50,34 +49,6 @@ MEMORY_SPILLED = "spilled"  # paged optimizer state estimated on the host
 # Without a GPU:
 MEMORY_RAM_USED = "RAM used"
 MEMORY_RSS = "RSS"
-
-# Free GPU memory under max(LOW_FREE_FRACTION of the total, LOW_FREE_MIN_BYTES) is a warning,
-# which clears once free memory is back above LOW_FREE_CLEAR_FACTOR times that (so a run that
-# hovers at the threshold does not warn on every other sample).
-LOW_FREE_FRACTION = DEFAULT_LOW_FREE_FRACTION
-LOW_FREE_MIN_BYTES = GIB
-LOW_FREE_CLEAR_FACTOR = 1.25
-# Spill estimates below this are noise in NVML's numbers, not pages on the host.
-SPILL_NOISE_BYTES = 64 * MIB
-LOW_GPU_MEMORY = "low_gpu_memory"
-PAGED_SPILL = "paged_spill"
-
-
-def low_free_threshold(total_bytes: int) -> int:
-    """Free GPU memory under this is a warning: 5 % of the total or 1 GiB, whichever is larger."""
-    return max(int(total_bytes * LOW_FREE_FRACTION), LOW_FREE_MIN_BYTES)
-
-
-@dataclass(frozen=True)
-class MemoryWarning:
-    """One episode of a memory condition; the same `episode` number for as long as it lasts."""
-
-    kind: str  # LOW_GPU_MEMORY or PAGED_SPILL
-    episode: int  # counts up from 1 within a run
-    tag: str  # a few words, for a line that holds more than one warning
-    summary: str  # one short line for the panel
-    message: str  # the longer notification
-
 
 _RUN_DIRECTORY = re.compile(r"^run directory (?P<path>.+)$")
 
@@ -139,7 +110,7 @@ class RunMonitor:
         self._pcie: deque[float] = deque(maxlen=GAUGE_HISTORY)
         self._time_origin: float | None = None
         self._last_x = 0.0
-        self._warnings = _WarningTracker()
+        self._warnings = MemoryWarningPolicy()
         self._log: deque[LogLine] = deque(maxlen=log_length)
         self._log_total = 0
         self._error: RunError | None = None
@@ -202,9 +173,8 @@ class RunMonitor:
                 self._run_dir = event.run_dir or self._run_dir
 
     def _record_telemetry(self, event: TelemetryEvent) -> None:
-        try:
-            snapshot = TelemetrySnapshot.from_dict(event.snapshot)
-        except (KeyError, TypeError, ValueError):
+        snapshot = snapshot_from_record(event.snapshot)
+        if snapshot is None:
             return
         self._telemetry = snapshot
         self._telemetry_count += 1
@@ -225,7 +195,6 @@ class RunMonitor:
             rx, tx = gpu.pcie_rx_bytes_per_second, gpu.pcie_tx_bytes_per_second
             if rx is not None or tx is not None:
                 self._pcie.append(float((rx or 0) + (tx or 0)))
-            self._warnings.update(gpu, paged)
         else:
             host = snapshot.host
             values = {MEMORY_RAM_USED: host.ram_used_bytes, MEMORY_RSS: host.process_rss_bytes}
@@ -233,6 +202,7 @@ class RunMonitor:
             utilisation = host.cpu_percent
         if utilisation is not None:
             self._utilisation.append(float(utilisation))
+        self._warnings.observe(snapshot)
         x = self._elapsed(snapshot.time)
         for name, value in values.items():
             if value is not None:
@@ -243,15 +213,7 @@ class RunMonitor:
         """The GPU this run uses: where torch holds memory or paged state is, else the one
         shown so far, else the first. A change of GPU (or to the host view) starts the series
         afresh."""
-        holding = [item.gpu_index for item in snapshot.torch_memory if item.reserved_bytes]
-        holding += [item.gpu_index for item in snapshot.paged if item.paged_bytes]
-        in_use = [index for index in holding if index is not None and snapshot.gpu(index)]
-        if in_use:
-            index: int | None = in_use[0]
-        elif self._memory_gpu is not None and snapshot.gpu(self._memory_gpu) is not None:
-            index = self._memory_gpu
-        else:
-            index = snapshot.gpus[0].index if snapshot.gpus else None
+        index = snapshot.run_gpu_index(self._memory_gpu)
         if index != self._memory_gpu:
             self._memory.clear()
             self._utilisation.clear()
@@ -331,78 +293,3 @@ class RunMonitor:
     def run_dir(self) -> str | None:
         with self._lock:
             return self._run_dir
-
-
-class _WarningTracker:
-    """Memory warning episodes: low free GPU memory, and paged state spilling to the host."""
-
-    def __init__(self) -> None:
-        self._active: dict[str, MemoryWarning] = {}
-        self._episodes = 0
-        self._unannounced: set[int] = set()
-        self._last_spilled = 0
-
-    def active(self) -> tuple[MemoryWarning, ...]:
-        return tuple(self._active.values())
-
-    def take_new(self) -> tuple[MemoryWarning, ...]:
-        new = tuple(item for item in self._active.values() if item.episode in self._unannounced)
-        self._unannounced.clear()
-        return new
-
-    def update(self, gpu: GpuSnapshot, paged: PagedMemory | None) -> None:
-        self._check_free(gpu)
-        self._check_spill(gpu, paged)
-
-    def _check_free(self, gpu: GpuSnapshot) -> None:
-        total, free = gpu.memory_total_bytes, gpu.free_bytes
-        if not total or free is None:
-            return  # not measured this time: the episode neither starts nor ends
-        threshold = low_free_threshold(total)
-        limit = threshold * LOW_FREE_CLEAR_FACTOR if LOW_GPU_MEMORY in self._active else threshold
-        if free >= limit:
-            self._end(LOW_GPU_MEMORY)
-            return
-        self._hold(
-            LOW_GPU_MEMORY,
-            "low memory",
-            f"low memory: {gib(free)} GiB free, under {gib(threshold)}",
-            f"GPU{gpu.index} has {gib(free)} GiB free of {gib(total)} GiB, under "
-            f"{gib(threshold)} GiB: the run may stop with out of memory. A smaller batch or "
-            "sequence length, gradient checkpointing or 4-bit loading needs less.",
-        )
-
-    def _check_spill(self, gpu: GpuSnapshot, paged: PagedMemory | None) -> None:
-        spilled = paged.spilled_bytes if paged is not None else 0  # no paged state: none
-        if spilled is None:
-            return  # no estimate this time
-        rising = spilled > self._last_spilled
-        self._last_spilled = spilled
-        if spilled <= SPILL_NOISE_BYTES:
-            self._end(PAGED_SPILL)
-        elif rising or PAGED_SPILL in self._active:
-            self._hold(
-                PAGED_SPILL,
-                f"spilling ~{gib(spilled)} GiB",
-                f"paged optimizer spilling: ~{gib(spilled)} GiB on the host",
-                f"GPU{gpu.index}: the paged optimizer's state is spilling to host memory "
-                f"(~{gib(spilled)} of {gib(paged.paged_bytes if paged else 0)} GiB, an "
-                "estimate); steps slow "
-                "down while pages move over PCIe. Free GPU memory (a smaller batch or "
-                "sequence length) to keep it on the GPU.",
-            )
-
-    def _hold(self, kind: str, tag: str, summary: str, message: str) -> None:
-        current = self._active.get(kind)
-        if current is None:
-            self._episodes += 1
-            self._unannounced.add(self._episodes)
-            episode = self._episodes
-        else:
-            episode = current.episode
-        self._active[kind] = MemoryWarning(kind, episode, tag, summary, message)
-
-    def _end(self, kind: str) -> None:
-        ended = self._active.pop(kind, None)
-        if ended is not None:
-            self._unannounced.discard(ended.episode)

@@ -31,6 +31,7 @@ from textual.widgets import Static
 from textual_plotext import PlotextPlot
 
 from studio.formatting import GIB, gib
+from studio.telemetry.memory_warnings import PAGED_SPILL
 from studio.telemetry.snapshots import GpuProcess, GpuSnapshot, TelemetrySnapshot
 from studio.ui.chrome.glyphs import is_plain
 from studio.ui.runs.monitor import (
@@ -41,7 +42,6 @@ from studio.ui.runs.monitor import (
     MEMORY_RSS,
     MEMORY_SPILLED,
     MEMORY_USED,
-    PAGED_SPILL,
     MemoryView,
     RunMonitor,
 )
