@@ -62,7 +62,7 @@ class ChatModel:
         *,
         device: str | None = None,
         check_memory: bool = True,
-        on_progress: Callable[[str], None] | None = None,
+        on_progress: Callable[[str], object] | None = None,
     ) -> ChatModel:
         """Load the base model and the target's trained method on the best device.
 

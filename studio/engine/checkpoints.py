@@ -261,7 +261,7 @@ def newest_verified_checkpoint(
 ) -> tuple[Checkpoint | None, list[tuple[Path, str]]]:
     """The newest complete checkpoint whose files verify; damaged newer ones are moved aside
     to `checkpoints/.damaged-checkpoint-N` (kept for a look, never deleted)."""
-    damaged = []
+    damaged: list[tuple[Path, str]] = []
     for checkpoint in reversed(complete_checkpoints(run)):
         problem = verify_complete(checkpoint.path)
         if problem is None:

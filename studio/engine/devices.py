@@ -158,14 +158,18 @@ def choose_devices(
                 f"does not have (it has {have})",
                 advice="pick indices as nvidia-smi lists them, or devices.gpus: auto",
             )
-        chosen = [snapshot.gpu(index) for index in asked]
+        picked = [gpu for gpu in map(snapshot.gpu, asked) if gpu is not None]  # none missing
         strategy = choose_strategy(settings.strategy, method, len(asked))
         need = per_process_bytes(estimate_bytes, strategy, len(asked))
-        warnings = _warnings_for(chosen, snapshot, need, own_pids)  # type: ignore[arg-type]
-        names = "; ".join(describe_gpu(gpu, own_pids) for gpu in chosen)  # type: ignore[arg-type]
+        picked_warnings = _warnings_for(picked, snapshot, need, own_pids)
+        names = "; ".join(describe_gpu(gpu, own_pids) for gpu in picked)
         how = "" if strategy == "single" else f" ({strategy})"
         return DeviceChoice(
-            tuple(asked), len(asked), strategy, f"as configured{how}: {names}", tuple(warnings)
+            tuple(asked),
+            len(asked),
+            strategy,
+            f"as configured{how}: {names}",
+            tuple(picked_warnings),
         )
     count = min(settings.gpu_count, len(snapshot.gpus))
     strategy = choose_strategy(settings.strategy, method, count)

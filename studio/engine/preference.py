@@ -230,7 +230,7 @@ def _orpo_class() -> type:
     """ORPOTrainer whose tokenization cuts prompts and answers to the configured limits."""
     ORPOTrainer = _experimental_orpo().ORPOTrainer
 
-    class StudioORPOTrainer(ORPOTrainer):
+    class StudioORPOTrainer(ORPOTrainer):  # type: ignore[misc,valid-type]
         def __init__(self, limits: tuple[int, int], *args: Any, **kwargs: Any) -> None:
             # Set before the parent's constructor, which tokenizes the datasets.
             self.limits = limits

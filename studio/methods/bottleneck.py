@@ -90,6 +90,8 @@ _ADAPTER_CLASS: type | None = None
 class BottleneckModelMixin:
     """Mixed into the model's own class by `apply`: switch adapters off, save only them."""
 
+    bottleneck_settings: BottleneckSettings  # set by `apply`
+
     def bottleneck_adapters(self) -> dict[str, Any]:
         adapter_class = _adapter_class()
         return {
@@ -160,9 +162,11 @@ def _make_hook(adapter: Any, parallel: bool) -> Any:
 def blocks(model: Any, location: str) -> list[tuple[str, Any]]:
     """(qualified name, module) of every block that gets an adapter."""
     layers_name, layers = decoder_layers(model)
-    kinds = {"attention": [ATTENTION_NAMES], "mlp": [FEEDFORWARD_NAMES]}.get(
-        location, [ATTENTION_NAMES, FEEDFORWARD_NAMES]
-    )
+    by_location: dict[str, list[tuple[str, ...]]] = {
+        "attention": [ATTENTION_NAMES],
+        "mlp": [FEEDFORWARD_NAMES],
+    }
+    kinds = by_location.get(location, [ATTENTION_NAMES, FEEDFORWARD_NAMES])
     found = []
     for index, layer in enumerate(layers):
         for names in kinds:

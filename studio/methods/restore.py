@@ -80,8 +80,11 @@ def unrestored_tensors(model: Any, folder: Path, *, whole_model: bool) -> list[s
     unrestored = []
     for name, tensor in expected.items():
         copy = saved.get(name)
-        same = copy is not None and copy.shape == tensor.shape
-        if not same or not torch.equal(copy.to(tensor.device, tensor.dtype), tensor.detach()):
+        if (
+            copy is None
+            or copy.shape != tensor.shape
+            or not torch.equal(copy.to(tensor.device, tensor.dtype), tensor.detach())
+        ):
             unrestored.append(name)
     return unrestored
 

@@ -77,7 +77,7 @@ def release_paged_state(
     if not isinstance(registered, list) or not registered:
         return 0, 0
     state = getattr(optimizer, "state", None)
-    if hasattr(state, "clear"):
+    if state is not None and hasattr(state, "clear"):
         state.clear()  # the optimizer's moments are these buffers
     entries = []
     for tensor in registered:

@@ -77,7 +77,9 @@ class GpuSnapshot:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GpuSnapshot:
         processes = data.get("processes")
-        values = {key: data.get(key) for key in cls.__dataclass_fields__ if key != "processes"}
+        values: dict[str, Any] = {
+            key: data.get(key) for key in cls.__dataclass_fields__ if key != "processes"
+        }
         values["index"] = int(data["index"])
         return cls(
             **values,
@@ -99,7 +101,7 @@ class TorchMemory:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TorchMemory:
-        values = {key: data.get(key) for key in cls.__dataclass_fields__}
+        values: dict[str, Any] = {key: data.get(key) for key in cls.__dataclass_fields__}
         values["cuda_index"] = int(data["cuda_index"])
         return cls(**values)
 
@@ -121,7 +123,7 @@ class PagedMemory:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PagedMemory:
-        values = {key: data.get(key) for key in cls.__dataclass_fields__}
+        values: dict[str, Any] = {key: data.get(key) for key in cls.__dataclass_fields__}
         values["cuda_index"] = int(data["cuda_index"])
         values["paged_bytes"] = int(data.get("paged_bytes") or 0)
         values["tensor_count"] = int(data.get("tensor_count") or 0)

@@ -60,7 +60,8 @@ class StudioHeader(Horizontal):
         yield Label("", id="run-status", markup=False)
 
     def on_mount(self) -> None:
-        self.app.run_changed.subscribe(self, lambda _monitor: self._throttle.request())
+        run_changed = self.app.run_changed  # type: ignore[attr-defined]  # StudioApp's
+        run_changed.subscribe(self, lambda _monitor: self._throttle.request())
         self._show_status()
 
     def redraw_now(self) -> None:
