@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Any
 from studio.engine.events import LogLine, RunError, RunEvent
 
 if TYPE_CHECKING:
+    from transformers import TrainerControl, TrainerState, TrainingArguments
+
     from studio.engine.run_dir import RunDirectory
     from studio.engine.session import TrainingSession
 
@@ -245,7 +247,13 @@ def group_control_callback(session: TrainingSession) -> Any:
         def __init__(self) -> None:
             self.agreed = TrainingControl()
 
-        def on_step_end(self, args, state, control, **kwargs):
+        def on_step_end(
+            self,
+            args: TrainingArguments,
+            state: TrainerState,
+            control: TrainerControl,
+            **kwargs: Any,
+        ) -> TrainerControl:
             stop, save, paused = exchange()
             if paused:
                 session.publish(
@@ -263,7 +271,13 @@ def group_control_callback(session: TrainingSession) -> Any:
                 self.agreed.request_save()
             return control
 
-        def on_save(self, args, state, control, **kwargs):
+        def on_save(
+            self,
+            args: TrainingArguments,
+            state: TrainerState,
+            control: TrainerControl,
+            **kwargs: Any,
+        ) -> None:
             # Every rank has written its part (RNG state) before rank 0 marks it complete.
             rank.barrier()
 

@@ -11,11 +11,14 @@ checkpoint rotation never deletes the best checkpoint.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from transformers import TrainerCallback
 
 from studio.errors import ConfigError
+
+if TYPE_CHECKING:
+    from transformers import TrainerControl, TrainerState, TrainingArguments
 
 
 class EvaluationTracker(TrainerCallback):
@@ -27,7 +30,14 @@ class EvaluationTracker(TrainerCallback):
         self.evaluations_without_improvement = 0
         self.stopped_early_at: int | None = None
 
-    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+    def on_evaluate(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        metrics: dict[str, float] | None = None,
+        **kwargs: Any,
+    ) -> TrainerControl:
         loss = (metrics or {}).get("eval_loss")
         if loss is None or not math.isfinite(loss):
             return control
@@ -54,7 +64,9 @@ class EvaluationTracker(TrainerCallback):
             )
         return control
 
-    def on_save(self, args, state, control, **kwargs):
+    def on_save(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> TrainerControl:
         if state.best_model_checkpoint:
             self._status(best_checkpoint=state.best_model_checkpoint)
         return control

@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from studio.engine.events import SampleAnswer, SampleGenerations
+
+if TYPE_CHECKING:
+    from transformers import TrainerControl, TrainerState, TrainingArguments
 
 SAMPLES_FILE = "samples.jsonl"
 PROMPTS_DRAWN = 2
@@ -174,7 +177,14 @@ def attach_samples_callback(trainer: Any, session: Any) -> None:
     run = session.run_dir
 
     class SamplesCallback(TrainerCallback):
-        def on_step_end(self, args, state, control, model=None, **kwargs):
+        def on_step_end(
+            self,
+            args: TrainingArguments,
+            state: TrainerState,
+            control: TrainerControl,
+            model: Any = None,
+            **kwargs: Any,
+        ) -> None:
             every = sample_every(config.training.sample_steps, state.max_steps)
             step = state.global_step
             if step % every and step != state.max_steps:

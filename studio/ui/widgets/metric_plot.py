@@ -146,7 +146,7 @@ class MetricPlot(PlotextPlot):
                 marker="dot" if is_plain() else "hd",  # braille and block halves need UTF-8
             )
         ticks = step_ticks(min(steps), max(steps), max(width // 10, 2))
-        plt.xticks(ticks, [str(tick) for tick in ticks])
+        plt.xticks(ticks, [str(tick) for tick in ticks])  # type: ignore[arg-type]  # ints do
         values = [y for item in drawn for _, y in item.points if math.isfinite(y)]
         if values:
             low, high = min(values), max(values)
