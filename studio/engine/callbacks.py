@@ -16,6 +16,8 @@ from studio.engine.events import EvalMetrics, RunState, StateChanged, StepMetric
 if TYPE_CHECKING:
     from transformers import TrainerControl, TrainerState, TrainingArguments
 
+    from studio.engine.session import TrainingSession
+
 # Keys the Trainer logs that are bookkeeping, not metrics worth a plot.
 _SKIP_KEYS = {"epoch", "step", "total_flos", "train_runtime", "num_input_tokens_seen"}
 
@@ -169,7 +171,7 @@ class RunCallback(TrainerCallback):
 
     def __init__(
         self,
-        session: Any,
+        session: TrainingSession,
         keep: int | None,
         restore_schedule_from: Any = None,
         requested_saves: set[int] | None = None,
@@ -225,7 +227,7 @@ class RunCallback(TrainerCallback):
             self.session.on_checkpoint(state.global_step, folder)
 
 
-def attach_run_callbacks(trainer: Any, session: Any) -> None:
+def attach_run_callbacks(trainer: Any, session: TrainingSession) -> None:
     """Hook the run's bookkeeping into a built Trainer (any training type)."""
     # The engine prunes checkpoints itself, after marking the new one complete; the Trainer
     # would delete the previous good one before the new one is known to be whole.

@@ -13,12 +13,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from studio.errors import ConfigError, StudioError
 from studio.telemetry.fit_check import check_fit
 from studio.telemetry.snapshots import GpuSnapshot, TelemetrySnapshot
 from studio.telemetry.status_line import gib
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from studio.config import DeviceSettings, RunConfig
 
 Strategy = Literal["single", "ddp", "fsdp"]
 # Methods that train every weight: their optimizer state is the model's size twice over, so
@@ -110,7 +115,7 @@ def per_process_bytes(estimate_bytes: int | None, strategy: str, processes: int)
 
 
 def choose_devices(
-    settings: Any,
+    settings: DeviceSettings,
     snapshot: TelemetrySnapshot,
     *,
     method: str,
@@ -296,7 +301,7 @@ def cuda_started() -> bool:
         return torch is not None
 
 
-def estimate_for(config: Any, base_dir: Any = None) -> int | None:
+def estimate_for(config: RunConfig, base_dir: str | Path | None = None) -> int | None:
     """The run's memory estimate in bytes, when the model is local (None otherwise)."""
     from studio.models.sources import resolve_model_source
 
@@ -312,7 +317,7 @@ def estimate_for(config: Any, base_dir: Any = None) -> int | None:
 
 
 def decide_devices(
-    config: Any,
+    config: RunConfig,
     *,
     snapshot: TelemetrySnapshot | None = None,
     estimate_bytes: int | None = None,

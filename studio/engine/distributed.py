@@ -27,8 +27,10 @@ from studio.engine.events import LogLine, RunError, RunEvent
 if TYPE_CHECKING:
     from transformers import TrainerControl, TrainerState, TrainingArguments
 
+    from studio.config import RunConfig
     from studio.engine.run_dir import RunDirectory
     from studio.engine.session import TrainingSession
+    from studio.models.loading import DevicePlan
 
 RANKS_DIR = "ranks"
 # Methods whose every trainable parameter gets a gradient at every step.
@@ -167,7 +169,7 @@ def open_rank_run_directory(session: TrainingSession) -> RunDirectory:
 # ------------------------------------------------------------ Trainer arguments
 
 
-def group_argument_values(config: Any, plan: Any) -> dict[str, Any]:
+def group_argument_values(config: RunConfig, plan: DevicePlan) -> dict[str, Any]:
     """TrainingArguments for a process in a torchrun group ({} outside one).
 
     DDP needs only the backend; FSDP2 goes through accelerate's plugin (fsdp_config version 2,

@@ -20,9 +20,11 @@ from studio.errors import ConfigError
 if TYPE_CHECKING:
     from transformers import TrainerControl, TrainerState, TrainingArguments
 
+    from studio.engine.session import TrainingSession
+
 
 class EvaluationTracker(TrainerCallback):
-    def __init__(self, session: Any, patience: int | None) -> None:
+    def __init__(self, session: TrainingSession, patience: int | None) -> None:
         self.session = session
         self.patience = patience
         self.best_loss: float | None = None

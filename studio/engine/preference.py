@@ -26,6 +26,7 @@ from studio.engine.evaluation import evaluation_callbacks
 from studio.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
+    from studio.engine.session import TrainingSession
     from studio.engine.training import TrainingJob
 
 # ORPO gets no length limit of its own from us: answers are cut here, after the prompt is.
@@ -280,7 +281,7 @@ def keep_last_tokens(tokenizer: Any, text: str, limit: int) -> tuple[str, bool]:
     return text[start:], True
 
 
-def use_base_as_reference(model: Any, session: Any, trainer_name: str) -> None:
+def use_base_as_reference(model: Any, session: TrainingSession, trainer_name: str) -> None:
     """The reference model of DPO / KTO: the base (adapters off) for an adapter method, else
     trl's frozen copy; logged, so a user knows what the run compared against."""
     from peft import PeftModel
@@ -294,5 +295,5 @@ def use_base_as_reference(model: Any, session: Any, trainer_name: str) -> None:
         session.log(f"{trainer_name} reference model: a frozen copy of the base model")
 
 
-def _log_pairs(session: Any, name: str, stats: PairStats) -> None:
+def _log_pairs(session: TrainingSession, name: str, stats: PairStats) -> None:
     session.log(f"{name}: {stats.summary()}", "warning" if stats.lossy else "info")

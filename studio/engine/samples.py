@@ -21,6 +21,9 @@ from studio.engine.events import SampleAnswer, SampleGenerations
 if TYPE_CHECKING:
     from transformers import TrainerControl, TrainerState, TrainingArguments
 
+    from studio.engine.run_dir import RunDirectory
+    from studio.engine.session import TrainingSession
+
 SAMPLES_FILE = "samples.jsonl"
 PROMPTS_DRAWN = 2
 MAX_NEW_TOKENS = 32
@@ -154,7 +157,7 @@ def read_samples(run_dir: str | Path) -> list[SampleGenerations]:
     return events
 
 
-def attach_samples_callback(trainer: Any, session: Any) -> None:
+def attach_samples_callback(trainer: Any, session: TrainingSession) -> None:
     """Answer the sample prompts during training (skipped, with a logged reason, where it
     cannot: several processes, or no prompt to draw)."""
     from transformers import TrainerCallback
@@ -174,7 +177,9 @@ def attach_samples_callback(trainer: Any, session: Any) -> None:
     if not prompts:
         session.log("samples: no prompt to answer (set training.sample_prompts)", "warning")
         return
-    run = session.run_dir
+    made = session.run_dir
+    assert made is not None  # the session made the run folder before training
+    run: RunDirectory = made
 
     class SamplesCallback(TrainerCallback):
         def on_step_end(

@@ -17,7 +17,9 @@ from studio.engine.run_dir import replace_directory
 
 if TYPE_CHECKING:
     from studio.data import LoadedData
+    from studio.engine.fast_path import FastPath
     from studio.engine.session import TrainingSession
+    from studio.models.loading import DevicePlan
 
 TRAINER_MODULES = {
     "sft": "studio.engine.sft",
@@ -36,9 +38,9 @@ class TrainingJob:
     data: LoadedData
     model: Any
     tokenizer: Any
-    plan: Any  # studio.models.loading.DevicePlan
+    plan: DevicePlan
     callback_factory: Any  # (tokens_seen: () -> int) -> EngineCallback
-    fast_path: Any = None  # studio.engine.fast_path.FastPath
+    fast_path: FastPath | None = None
 
     @property
     def config(self) -> Any:
@@ -226,7 +228,7 @@ def train(session: TrainingSession) -> EngineCallback:
     return callbacks[0]
 
 
-def _release_paged_state(trainer: Any, session: Any) -> None:
+def _release_paged_state(trainer: Any, session: TrainingSession) -> None:
     """bitsandbytes keeps paged optimizer state registered (and allocated) for the life of the
     process: a later run would be added to this one in the memory panel."""
     from studio.telemetry.paged import release_paged_state
