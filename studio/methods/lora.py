@@ -16,19 +16,22 @@ what a standalone model needs anyway.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from studio.config_methods import LoraSettings, QLoraSettings
 from studio.errors import ConfigError
 
+if TYPE_CHECKING:
+    from studio.models.loading import DevicePlan
 
-def quantization_config(settings: LoraSettings, plan: Any) -> Any:
+
+def quantization_config(settings: LoraSettings, plan: DevicePlan) -> Any:
     if not isinstance(settings, QLoraSettings):
         return None
     import torch
     from transformers import BitsAndBytesConfig
 
-    compute = settings.compute_dtype
+    compute: str = settings.compute_dtype
     if compute == "auto":
         compute = plan.dtype_name if plan.device == "cuda" else "float32"
     return BitsAndBytesConfig(
