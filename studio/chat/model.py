@@ -24,6 +24,8 @@ from studio.chat.targets import ChatTarget
 from studio.errors import ModelError
 
 if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
     from studio.models.loading import DevicePlan
 
 Side = Literal["base", "adapter"]
@@ -44,7 +46,7 @@ class ChatModel:
         self,
         target: ChatTarget,
         modes: AdapterModes,
-        tokenizer: Any,
+        tokenizer: PreTrainedTokenizerBase,
         plan: DevicePlan,
     ) -> None:
         self.target = target

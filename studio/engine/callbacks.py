@@ -153,7 +153,7 @@ class EngineCallback(TrainerCallback):
             )
         )
 
-    def _eta(self, state: Any, now: float) -> float | None:
+    def _eta(self, state: TrainerState, now: float) -> float | None:
         # Measured from the end of the first step, so model warm-up does not skew it.
         if self.first_step_time is None:
             return None

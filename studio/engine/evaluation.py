@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from transformers import TrainerControl, TrainerState, TrainingArguments
 
     from studio.engine.session import TrainingSession
+    from studio.engine.training import TrainingJob
 
 
 class EvaluationTracker(TrainerCallback):
@@ -79,7 +80,7 @@ class EvaluationTracker(TrainerCallback):
             run.write_status(**fields)
 
 
-def evaluation_callbacks(job: Any, has_eval: bool) -> list[TrainerCallback]:
+def evaluation_callbacks(job: TrainingJob, has_eval: bool) -> list[TrainerCallback]:
     """The evaluation callbacks for a trainer; ConfigError if early stopping has no eval data."""
     patience = job.config.training.early_stopping_patience
     if not has_eval:

@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Any
 from studio.engine.packing import VIRTUAL_TOKEN_METHODS
 
 if TYPE_CHECKING:
-    from studio.config import RunConfig
+    from studio.config import RunConfig, TrainingSettings
     from studio.models.loading import DevicePlan
 
 FLASH_ATTENTION = ("flash_attention_2", "flash_attention_3")
@@ -319,7 +319,7 @@ def _attention(kernel: str, reason: str, warn: bool = False) -> Choice:
     return Choice("attention", True, reason, kernel, warn, state=kernel)
 
 
-def choose_checkpointing(training: Any, machine: Machine) -> tuple[Choice, Choice]:
+def choose_checkpointing(training: TrainingSettings, machine: Machine) -> tuple[Choice, Choice]:
     """(gradient checkpointing, activation offloading); decided before the method is applied,
     because QLoRA's preparation of the model needs to know."""
     offload = False

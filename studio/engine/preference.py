@@ -26,6 +26,8 @@ from studio.engine.evaluation import evaluation_callbacks
 from studio.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
     from studio.engine.session import TrainingSession
     from studio.engine.training import TrainingJob
 
@@ -271,7 +273,7 @@ def _experimental_orpo() -> Any:
     return orpo
 
 
-def keep_last_tokens(tokenizer: Any, text: str, limit: int) -> tuple[str, bool]:
+def keep_last_tokens(tokenizer: PreTrainedTokenizerBase, text: str, limit: int) -> tuple[str, bool]:
     """`text` cut at a token boundary so that at most `limit` tokens remain; (text, was cut)."""
     encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     offsets = encoded["offset_mapping"]

@@ -19,7 +19,12 @@ from typing import TYPE_CHECKING, Any
 from studio.engine.events import SampleAnswer, SampleGenerations
 
 if TYPE_CHECKING:
-    from transformers import TrainerControl, TrainerState, TrainingArguments
+    from transformers import (
+        PreTrainedTokenizerBase,
+        TrainerControl,
+        TrainerState,
+        TrainingArguments,
+    )
 
     from studio.engine.run_dir import RunDirectory
     from studio.engine.session import TrainingSession
@@ -76,7 +81,7 @@ def drawn_prompts(datasets: list[Any], count: int = PROMPTS_DRAWN) -> list[list[
     return []
 
 
-def typed_prompt_ids(tokenizer: Any, prompt: str, chat: bool) -> list[int]:
+def typed_prompt_ids(tokenizer: PreTrainedTokenizerBase, prompt: str, chat: bool) -> list[int]:
     """A prompt from the config, with the chat template when the run trains on chats."""
     if chat and getattr(tokenizer, "chat_template", None):
         encoded = tokenizer.apply_chat_template(

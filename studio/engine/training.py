@@ -16,6 +16,11 @@ from studio.engine.callbacks import EngineCallback, attach_run_callbacks
 from studio.engine.run_dir import replace_directory
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from transformers import PreTrainedTokenizerBase
+
+    from studio.config import RunConfig
     from studio.data import LoadedData
     from studio.engine.fast_path import FastPath
     from studio.engine.session import TrainingSession
@@ -37,13 +42,13 @@ class TrainingJob:
     session: TrainingSession
     data: LoadedData
     model: Any
-    tokenizer: Any
+    tokenizer: PreTrainedTokenizerBase
     plan: DevicePlan
-    callback_factory: Any  # (tokens_seen: () -> int) -> EngineCallback
+    callback_factory: Callable[[Callable[[], int]], EngineCallback]
     fast_path: FastPath | None = None
 
     @property
-    def config(self) -> Any:
+    def config(self) -> RunConfig:
         return self.session.config
 
 
@@ -177,7 +182,7 @@ def train(session: TrainingSession) -> EngineCallback:
         group_control = group_control_callback(session)
         engine_control = group_control.agreed
 
-    def callback_factory(tokens_seen: Any) -> EngineCallback:
+    def callback_factory(tokens_seen: Callable[[], int]) -> EngineCallback:
         callback = EngineCallback(session.publish, engine_control, tokens_seen)
         callbacks.append(callback)
         return callback
