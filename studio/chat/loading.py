@@ -22,7 +22,7 @@ def load_chat_parts(
     *,
     device: str | None = None,
     check_memory: bool = True,
-    on_progress: Callable[[str], None] | None = None,
+    on_progress: Callable[[str], object] | None = None,
 ) -> tuple[AdapterModes, Any, DevicePlan]:
     report = on_progress or (lambda text: None)
     quiet_libraries()

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from studio.config import ModelSettings
 from studio.errors import ModelError
 from studio.formatting import gib
 from studio.telemetry.snapshots import TelemetrySnapshot
+
+if TYPE_CHECKING:
+    from transformers import PretrainedConfig
 
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 FOUR_BIT_BYTES = 0.55  # NF4 weights plus quantization constants, per parameter
@@ -140,7 +143,7 @@ def measure_gpu_room(needed_bytes: int) -> GpuRoom:
     return GpuRoom(needed_bytes, int(free), "GPU0")
 
 
-def _model_config(model: ModelSettings, location: str) -> Any | None:
+def _model_config(model: ModelSettings, location: str) -> PretrainedConfig | None:
     from transformers import AutoConfig
 
     try:
@@ -151,7 +154,7 @@ def _model_config(model: ModelSettings, location: str) -> Any | None:
         return None
 
 
-def _count_parameters(config: Any) -> tuple[int, int] | None:
+def _count_parameters(config: PretrainedConfig) -> tuple[int, int] | None:
     """(weights of the linear layers bitsandbytes would quantize, every other parameter),
     counted once each (tied embeddings too) on the meta device."""
     import torch
@@ -177,7 +180,7 @@ def _count_parameters(config: Any) -> tuple[int, int] | None:
     return linear, other
 
 
-def _kv_cache_bytes(config: Any, element_bytes: int) -> int:
+def _kv_cache_bytes(config: PretrainedConfig, element_bytes: int) -> int:
     text = config.get_text_config() if hasattr(config, "get_text_config") else config
     layers = getattr(text, "num_hidden_layers", None)
     heads = getattr(text, "num_attention_heads", None)

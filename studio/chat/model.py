@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import gc
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from studio.chat.adapter_modes import AdapterModes
 from studio.chat.decoding import IncrementalDecoder
@@ -22,6 +22,11 @@ from studio.chat.prompt import Prompt, encode_completion, encode_prompt
 from studio.chat.settings import GenerationSettings, HistoryItem
 from studio.chat.targets import ChatTarget
 from studio.errors import ModelError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+    from studio.models.loading import DevicePlan
 
 Side = Literal["base", "adapter"]
 
@@ -41,13 +46,13 @@ class ChatModel:
         self,
         target: ChatTarget,
         modes: AdapterModes,
-        tokenizer: Any,
-        plan: Any,
+        tokenizer: PreTrainedTokenizerBase,
+        plan: DevicePlan,
     ) -> None:
         self.target = target
         self.modes = modes
         self.tokenizer = tokenizer
-        self.plan = plan  # studio.models.loading.DevicePlan
+        self.plan = plan
         self._lock = threading.Lock()
         model = modes.models()[0]
         self.context_length = _context_length(model)
@@ -62,7 +67,7 @@ class ChatModel:
         *,
         device: str | None = None,
         check_memory: bool = True,
-        on_progress: Callable[[str], None] | None = None,
+        on_progress: Callable[[str], object] | None = None,
     ) -> ChatModel:
         """Load the base model and the target's trained method on the best device.
 
@@ -105,7 +110,7 @@ class ChatModel:
         *,
         use_adapter: bool = True,
         cancel: threading.Event | None = None,
-    ) -> Iterator[str]:
+    ) -> Generator[str, None, None]:
         """Yield the reply to `user_message` after `history` in pieces, as it is generated.
 
         `use_adapter=False` answers with the base model. Setting `cancel` stops after the

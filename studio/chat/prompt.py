@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from studio.chat.settings import HistoryItem, build_messages
 from studio.errors import ModelError, StudioError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 
 class PromptTooLong(StudioError):
@@ -26,7 +29,7 @@ class Prompt:
     dropped_messages: int  # oldest history messages left out to fit the context
 
 
-def render(tokenizer: Any, messages: list[dict[str, str]]) -> str:
+def render(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str]]) -> str:
     """The chat template's text for `messages`, ending with the assistant's turn opening."""
     if not getattr(tokenizer, "chat_template", None):
         raise ModelError(
@@ -46,7 +49,7 @@ def render(tokenizer: Any, messages: list[dict[str, str]]) -> str:
 
 
 def encode_prompt(
-    tokenizer: Any,
+    tokenizer: PreTrainedTokenizerBase,
     history: Sequence[HistoryItem],
     user_message: str,
     system_prompt: str = "",
@@ -69,7 +72,9 @@ def encode_prompt(
         dropped += removed
 
 
-def encode_completion(tokenizer: Any, text: str, max_tokens: int | None = None) -> Prompt:
+def encode_completion(
+    tokenizer: PreTrainedTokenizerBase, text: str, max_tokens: int | None = None
+) -> Prompt:
     """Plain completion: the text's own tokens, as pre-training saw them (no chat template,
     no special tokens added); a text longer than `max_tokens` keeps its end."""
     ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])

@@ -14,16 +14,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from studio.config import ModelSettings, load_config
 from studio.engine.checkpoints import CHECKPOINT_NAME, Checkpoint
 from studio.engine.checkpoints import list_checkpoints as engine_checkpoints
 from studio.engine.liveness import ACTIVE_STATES, effective_state
-from studio.engine.run_files import read_json_object, str_field
 from studio.errors import ConfigError, ModelError
 from studio.methods.registry import METHOD_FILE
 from studio.models.tiny import TINY_MODEL_NAME
+from studio.run_files import read_json_object, str_field
+
+if TYPE_CHECKING:
+    from studio.config import RunConfig
+    from studio.config_methods import MethodSettings
 
 TargetKind = Literal["run", "checkpoint", "adapter", "base"]
 
@@ -39,7 +43,7 @@ class ChatTarget:
     adapter_dir: Path | None = None
     run_dir: Path | None = None
     # The run config's method settings; None means "read them from the adapter folder".
-    method: Any = None
+    method: MethodSettings | None = None
     step: int | None = None
 
     @property
@@ -227,7 +231,7 @@ def _step_number(checkpoint: int | str) -> int:
     return int(text)
 
 
-def _run_config(run_dir: Path) -> Any:
+def _run_config(run_dir: Path) -> RunConfig:
     if not run_dir.is_dir():
         raise ModelError(
             f"run folder not found: {run_dir}",

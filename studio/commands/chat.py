@@ -8,7 +8,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from studio.chat import ChatModel
+    from studio.chat.settings import GenerationSettings, HistoryItem
 
 REPL_HELP = (
     "commands: /reset (new conversation), /compare (toggle base vs. adapter), "
@@ -99,7 +105,9 @@ def run(args: argparse.Namespace) -> int:
     return repl(chat, settings, compare=args.compare)
 
 
-def answer_once(chat: Any, prompt: str, settings: Any, *, compare: bool, out: TextIO) -> None:
+def answer_once(
+    chat: ChatModel, prompt: str, settings: GenerationSettings, *, compare: bool, out: TextIO
+) -> None:
     """Stream one answer to `out`; with compare, both answers under a label each."""
     if not compare:
         _print_stream(chat.stream([], prompt, settings), out)
@@ -109,7 +117,7 @@ def answer_once(chat: Any, prompt: str, settings: Any, *, compare: bool, out: Te
         _print_stream(chat.stream([], prompt, settings, use_adapter=side == "adapter"), out)
 
 
-def repl(chat: Any, settings: Any, *, compare: bool) -> int:
+def repl(chat: ChatModel, settings: GenerationSettings, *, compare: bool) -> int:
     from studio.chat.settings import ChatMessage
 
     what = "completing text with" if settings.completion else "chatting with"
@@ -153,7 +161,12 @@ def repl(chat: Any, settings: Any, *, compare: bool) -> int:
 
 
 def _stream_interruptibly(
-    chat: Any, history: list[Any], text: str, settings: Any, *, use_adapter: bool
+    chat: ChatModel,
+    history: Sequence[HistoryItem],
+    text: str,
+    settings: GenerationSettings,
+    *,
+    use_adapter: bool,
 ) -> str:
     """Stream a reply to stdout; Ctrl-C stops the reply, not the chat."""
     pieces: list[str] = []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import get_args
 
 from studio.config import DataFormat, TrainingType
 
@@ -18,11 +19,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="dataset file (.json, .jsonl, .csv, .parquet, .txt), dataset folder (save_to_disk "
         "or shards) or hub dataset name",
     )
-    check.add_argument("--format", default="auto", choices=DataFormat.__args__)
+    check.add_argument("--format", default="auto", choices=get_args(DataFormat))
     check.add_argument("--min-chars", type=int, default=1, help="drop shorter records")
     check.add_argument(
         "--training-type",
-        choices=TrainingType.__args__,
+        choices=get_args(TrainingType),
         help="also check the data fits this training type",
     )
     check.add_argument("--keep-duplicates", action="store_true")

@@ -74,8 +74,14 @@ def train_headless(
     from studio.commands.train_console import run_session_in_terminal
     from studio.config import load_config, parse_overrides
     from studio.engine.launcher import session_for_config, session_for_resume
+    from studio.errors import ConfigError
 
     if resume is None:
+        if config_path is None:
+            raise ConfigError(
+                "ftstudio train needs a config file or --resume RUN",
+                advice="ftstudio train run.yaml  (ftstudio config writes one)",
+            )
         config = load_config(config_path, overrides)
         return run_session_in_terminal(
             lambda bus, control: session_for_config(config, bus, control), quiet

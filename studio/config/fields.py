@@ -69,9 +69,9 @@ def _field_info(loc: list[str]) -> FieldInfo | None:
         # loc is ["method", "<tag>", field] from pydantic or ["method", field] from users.
         tag, field_name = (loc[1], loc[2]) if len(loc) >= 3 else (None, loc[1])
         models = [METHOD_SETTINGS[tag]] if tag in METHOD_SETTINGS else METHOD_SETTINGS.values()
-        for model in models:
-            if field_name in model.model_fields:
-                return model.model_fields[field_name]
+        for method_model in models:
+            if field_name in method_model.model_fields:
+                return method_model.model_fields[field_name]
         return None
     model = section_model(loc[:-1]) if len(loc) > 1 else RunConfig
     if model is None:
@@ -80,7 +80,9 @@ def _field_info(loc: list[str]) -> FieldInfo | None:
 
 
 def _bounds_of(info: FieldInfo) -> tuple[float | None, float | None]:
-    low = high = None
+    # annotated-types allows any comparable bound; ours are all numbers.
+    low: Any = None
+    high: Any = None
     for item in info.metadata:
         if isinstance(item, Ge):
             low = item.ge

@@ -3,7 +3,7 @@ field, the value given, and what is allowed."""
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +78,7 @@ def _is_union_tag(part: Any) -> bool:
     return isinstance(part, str) and part in METHOD_NAMES
 
 
-def _allowed_text(item: dict[str, Any]) -> str:
+def _allowed_text(item: Mapping[str, Any]) -> str:
     ctx = item.get("ctx") or {}
     kind = item["type"]
     if kind == "literal_error" and "expected" in ctx:
@@ -91,7 +91,7 @@ def _allowed_text(item: dict[str, Any]) -> str:
     return message.removeprefix("Value error, ")
 
 
-def _bounds_text(item: dict[str, Any]) -> str:
+def _bounds_text(item: Mapping[str, Any]) -> str:
     loc = [str(p) for p in item["loc"]]
     bounds = field_bounds(loc)
     text = str(item.get("msg", "out of range")).lower()

@@ -31,8 +31,8 @@ def detect_file_format(raw: RawFile, requested: str) -> str:
         return "text"
     if requested != "auto":
         return requested
-    votes = Counter(detect_record_format(record.value) for record in raw.records)
-    votes.pop(None, None)
+    detected = (detect_record_format(record.value) for record in raw.records)
+    votes = Counter(found for found in detected if found is not None)
     if not votes:
         fields = sorted(
             {
@@ -57,7 +57,7 @@ def detect_file_format(raw: RawFile, requested: str) -> str:
         (f for f in (detect_record_format(r.value) for r in raw.records) if f is not None), None
     )
     best = max(votes.values())
-    return first if votes[first] == best else votes.most_common(1)[0][0]
+    return first if first is not None and votes[first] == best else votes.most_common(1)[0][0]
 
 
 def validate_records(

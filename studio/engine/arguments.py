@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from studio.config import RunConfig
+    from studio.engine.fast_path import FastPath
+    from studio.models.loading import DevicePlan
 
 
-def total_steps(config: Any, examples: int) -> int:
+def total_steps(config: RunConfig, examples: int) -> int:
     training = config.training
     if training.max_steps:
         return training.max_steps
@@ -30,12 +35,12 @@ def auto_save_steps(steps: int) -> int | None:
 
 
 def argument_values(
-    config: Any,
+    config: RunConfig,
     output_dir: Path,
-    plan: Any,
+    plan: DevicePlan,
     examples: int,
     has_eval: bool,
-    fast_path: Any = None,
+    fast_path: FastPath | None = None,
 ) -> dict[str, Any]:
     """Keyword arguments for TrainingArguments (or a trl config, which extends it).
 
@@ -100,12 +105,12 @@ def _checkpointing_argument() -> str:
 
 
 def training_arguments(
-    config: Any,
+    config: RunConfig,
     output_dir: Path,
-    plan: Any,
+    plan: DevicePlan,
     examples: int,
     has_eval: bool,
-    fast_path: Any = None,
+    fast_path: FastPath | None = None,
 ) -> Any:
     from transformers import TrainingArguments
 

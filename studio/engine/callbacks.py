@@ -6,12 +6,17 @@ import math
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from transformers import TrainerCallback
 
 from studio.engine.control import TrainingControl
 from studio.engine.events import EvalMetrics, RunState, StateChanged, StepMetrics
+
+if TYPE_CHECKING:
+    from transformers import TrainerControl, TrainerState, TrainingArguments
+
+    from studio.engine.session import TrainingSession
 
 # Keys the Trainer logs that are bookkeeping, not metrics worth a plot.
 _SKIP_KEYS = {"epoch", "step", "total_flos", "train_runtime", "num_input_tokens_seen"}
@@ -47,14 +52,18 @@ class EngineCallback(TrainerCallback):
         self.requested_saves: set[int] = set()
         """Steps whose checkpoint the user asked for (save now): kept out of pruning."""
 
-    def on_train_begin(self, args, state, control, **kwargs):
+    def on_train_begin(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
         self.started = time.monotonic()
         self.last_log_time = self.started
         self.last_tokens = self.tokens_seen()
         self.first_step = state.global_step
         self.publish(StateChanged(RunState.RUNNING, f"training for {state.max_steps} steps"))
 
-    def on_step_end(self, args, state, control, **kwargs):
+    def on_step_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> TrainerControl | None:
         if self.user_control.failure is not None:
             raise self.user_control.failure
         if self.first_step_time is None:
@@ -87,7 +96,14 @@ class EngineCallback(TrainerCallback):
             self.publish(StateChanged(RunState.STOPPING, f"stopping at step {state.global_step}"))
         return control
 
-    def on_log(self, args, state, control, logs=None, **kwargs):
+    def on_log(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        logs: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
         logs = dict(logs or {})
         if any(key.startswith("eval_") for key in logs):
             loss = _as_float(logs.pop("eval_loss", None))
@@ -137,7 +153,7 @@ class EngineCallback(TrainerCallback):
             )
         )
 
-    def _eta(self, state: Any, now: float) -> float | None:
+    def _eta(self, state: TrainerState, now: float) -> float | None:
         # Measured from the end of the first step, so model warm-up does not skew it.
         if self.first_step_time is None:
             return None
@@ -155,7 +171,7 @@ class RunCallback(TrainerCallback):
 
     def __init__(
         self,
-        session: Any,
+        session: TrainingSession,
         keep: int | None,
         restore_schedule_from: Any = None,
         requested_saves: set[int] | None = None,
@@ -165,7 +181,15 @@ class RunCallback(TrainerCallback):
         self.restore_schedule_from = restore_schedule_from
         self.requested_saves = requested_saves if requested_saves is not None else set()
 
-    def on_train_begin(self, args, state, control, lr_scheduler=None, optimizer=None, **kwargs):
+    def on_train_begin(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        lr_scheduler: Any = None,
+        optimizer: Any = None,
+        **kwargs: Any,
+    ) -> None:
         if self.restore_schedule_from is not None and lr_scheduler is not None:
             import torch
 
@@ -178,10 +202,14 @@ class RunCallback(TrainerCallback):
                     ):
                         group["lr"] = rate
 
-    def on_step_begin(self, args, state, control, **kwargs):
+    def on_step_begin(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
         self.session.current_step = state.global_step + 1
 
-    def on_save(self, args, state, control, **kwargs):
+    def on_save(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
         from studio.engine.checkpoints import mark_complete, prune_checkpoints
 
         if not state.is_world_process_zero:
@@ -199,7 +227,7 @@ class RunCallback(TrainerCallback):
             self.session.on_checkpoint(state.global_step, folder)
 
 
-def attach_run_callbacks(trainer: Any, session: Any) -> None:
+def attach_run_callbacks(trainer: Any, session: TrainingSession) -> None:
     """Hook the run's bookkeeping into a built Trainer (any training type)."""
     # The engine prunes checkpoints itself, after marking the new one complete; the Trainer
     # would delete the previous good one before the new one is known to be whole.

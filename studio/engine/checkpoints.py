@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from studio.engine.run_dir import RunDirectory, read_metrics, restore_replaced, write_atomic
-from studio.engine.run_files import int_field, read_json_object
+from studio.run_files import int_field, read_json_object
 
 CHECKPOINT_NAME = re.compile(r"^checkpoint-(\d+)$")
 COMPLETE_MARKER = "ftstudio_complete.json"
@@ -261,7 +261,7 @@ def newest_verified_checkpoint(
 ) -> tuple[Checkpoint | None, list[tuple[Path, str]]]:
     """The newest complete checkpoint whose files verify; damaged newer ones are moved aside
     to `checkpoints/.damaged-checkpoint-N` (kept for a look, never deleted)."""
-    damaged = []
+    damaged: list[tuple[Path, str]] = []
     for checkpoint in reversed(complete_checkpoints(run)):
         problem = verify_complete(checkpoint.path)
         if problem is None:

@@ -13,12 +13,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from studio.errors import ConfigError, StudioError
 from studio.formatting import gib
 from studio.telemetry.fit_check import check_fit
 from studio.telemetry.snapshots import GpuSnapshot, TelemetrySnapshot
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from studio.config import DeviceSettings, RunConfig
 
 Strategy = Literal["single", "ddp", "fsdp"]
 # Methods that train every weight: their optimizer state is the model's size twice over, so
@@ -110,7 +115,7 @@ def per_process_bytes(estimate_bytes: int | None, strategy: str, processes: int)
 
 
 def choose_devices(
-    settings: Any,
+    settings: DeviceSettings,
     snapshot: TelemetrySnapshot,
     *,
     method: str,
@@ -158,14 +163,18 @@ def choose_devices(
                 f"does not have (it has {have})",
                 advice="pick indices as nvidia-smi lists them, or devices.gpus: auto",
             )
-        chosen = [snapshot.gpu(index) for index in asked]
+        picked = [gpu for gpu in map(snapshot.gpu, asked) if gpu is not None]  # none missing
         strategy = choose_strategy(settings.strategy, method, len(asked))
         need = per_process_bytes(estimate_bytes, strategy, len(asked))
-        warnings = _warnings_for(chosen, snapshot, need, own_pids)  # type: ignore[arg-type]
-        names = "; ".join(describe_gpu(gpu, own_pids) for gpu in chosen)  # type: ignore[arg-type]
+        picked_warnings = _warnings_for(picked, snapshot, need, own_pids)
+        names = "; ".join(describe_gpu(gpu, own_pids) for gpu in picked)
         how = "" if strategy == "single" else f" ({strategy})"
         return DeviceChoice(
-            tuple(asked), len(asked), strategy, f"as configured{how}: {names}", tuple(warnings)
+            tuple(asked),
+            len(asked),
+            strategy,
+            f"as configured{how}: {names}",
+            tuple(picked_warnings),
         )
     count = min(settings.gpu_count, len(snapshot.gpus))
     strategy = choose_strategy(settings.strategy, method, count)
@@ -292,7 +301,7 @@ def cuda_started() -> bool:
         return torch is not None
 
 
-def estimate_for(config: Any, base_dir: Any = None) -> int | None:
+def estimate_for(config: RunConfig, base_dir: str | Path | None = None) -> int | None:
     """The run's memory estimate in bytes, when the model is local (None otherwise)."""
     from studio.models.sources import resolve_model_source
 
@@ -308,7 +317,7 @@ def estimate_for(config: Any, base_dir: Any = None) -> int | None:
 
 
 def decide_devices(
-    config: Any,
+    config: RunConfig,
     *,
     snapshot: TelemetrySnapshot | None = None,
     estimate_bytes: int | None = None,

@@ -25,8 +25,12 @@ from typing import TYPE_CHECKING, Any
 from studio.engine.events import LogLine, RunError, RunEvent
 
 if TYPE_CHECKING:
+    from transformers import TrainerControl, TrainerState, TrainingArguments
+
+    from studio.config import RunConfig
     from studio.engine.run_dir import RunDirectory
     from studio.engine.session import TrainingSession
+    from studio.models.loading import DevicePlan
 
 RANKS_DIR = "ranks"
 # Methods whose every trainable parameter gets a gradient at every step.
@@ -165,7 +169,7 @@ def open_rank_run_directory(session: TrainingSession) -> RunDirectory:
 # ------------------------------------------------------------ Trainer arguments
 
 
-def group_argument_values(config: Any, plan: Any) -> dict[str, Any]:
+def group_argument_values(config: RunConfig, plan: DevicePlan) -> dict[str, Any]:
     """TrainingArguments for a process in a torchrun group ({} outside one).
 
     DDP needs only the backend; FSDP2 goes through accelerate's plugin (fsdp_config version 2,
@@ -245,7 +249,13 @@ def group_control_callback(session: TrainingSession) -> Any:
         def __init__(self) -> None:
             self.agreed = TrainingControl()
 
-        def on_step_end(self, args, state, control, **kwargs):
+        def on_step_end(
+            self,
+            args: TrainingArguments,
+            state: TrainerState,
+            control: TrainerControl,
+            **kwargs: Any,
+        ) -> TrainerControl:
             stop, save, paused = exchange()
             if paused:
                 session.publish(
@@ -263,7 +273,13 @@ def group_control_callback(session: TrainingSession) -> Any:
                 self.agreed.request_save()
             return control
 
-        def on_save(self, args, state, control, **kwargs):
+        def on_save(
+            self,
+            args: TrainingArguments,
+            state: TrainerState,
+            control: TrainerControl,
+            **kwargs: Any,
+        ) -> None:
             # Every rank has written its part (RNG state) before rank 0 marks it complete.
             rank.barrier()
 

@@ -11,15 +11,21 @@ checkpoint rotation never deletes the best checkpoint.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from transformers import TrainerCallback
 
 from studio.errors import ConfigError
 
+if TYPE_CHECKING:
+    from transformers import TrainerControl, TrainerState, TrainingArguments
+
+    from studio.engine.session import TrainingSession
+    from studio.engine.training import TrainingJob
+
 
 class EvaluationTracker(TrainerCallback):
-    def __init__(self, session: Any, patience: int | None) -> None:
+    def __init__(self, session: TrainingSession, patience: int | None) -> None:
         self.session = session
         self.patience = patience
         self.best_loss: float | None = None
@@ -27,7 +33,14 @@ class EvaluationTracker(TrainerCallback):
         self.evaluations_without_improvement = 0
         self.stopped_early_at: int | None = None
 
-    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+    def on_evaluate(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        metrics: dict[str, float] | None = None,
+        **kwargs: Any,
+    ) -> TrainerControl:
         loss = (metrics or {}).get("eval_loss")
         if loss is None or not math.isfinite(loss):
             return control
@@ -54,7 +67,9 @@ class EvaluationTracker(TrainerCallback):
             )
         return control
 
-    def on_save(self, args, state, control, **kwargs):
+    def on_save(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> TrainerControl:
         if state.best_model_checkpoint:
             self._status(best_checkpoint=state.best_model_checkpoint)
         return control
@@ -65,7 +80,7 @@ class EvaluationTracker(TrainerCallback):
             run.write_status(**fields)
 
 
-def evaluation_callbacks(job: Any, has_eval: bool) -> list[TrainerCallback]:
+def evaluation_callbacks(job: TrainingJob, has_eval: bool) -> list[TrainerCallback]:
     """The evaluation callbacks for a trainer; ConfigError if early stopping has no eval data."""
     patience = job.config.training.early_stopping_patience
     if not has_eval:

@@ -44,9 +44,13 @@ import importlib.util
 import os
 import shutil
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from studio.engine.packing import VIRTUAL_TOKEN_METHODS
+
+if TYPE_CHECKING:
+    from studio.config import RunConfig, TrainingSettings
+    from studio.models.loading import DevicePlan
 
 FLASH_ATTENTION = ("flash_attention_2", "flash_attention_3")
 TOKEN_SEQUENCE_TYPES = ("sft", "pretrain")
@@ -262,7 +266,7 @@ def inspect_model(model: Any) -> ModelFacts:
 
 
 def choose_attention(
-    requested: str, plan: Any, machine: Machine, supported: frozenset[str] | None = None
+    requested: str, plan: DevicePlan, machine: Machine, supported: frozenset[str] | None = None
 ) -> Choice:
     """The attention implementation to load the model with (decided before loading).
 
@@ -279,7 +283,7 @@ def choose_attention(
 
 
 def _requested_attention(
-    requested: str, plan: Any, machine: Machine, supported: frozenset[str] | None
+    requested: str, plan: DevicePlan, machine: Machine, supported: frozenset[str] | None
 ) -> Choice:
     half = plan.dtype_name in ("bfloat16", "float16")
     if requested in FLASH_ATTENTION:
@@ -315,7 +319,7 @@ def _attention(kernel: str, reason: str, warn: bool = False) -> Choice:
     return Choice("attention", True, reason, kernel, warn, state=kernel)
 
 
-def choose_checkpointing(training: Any, machine: Machine) -> tuple[Choice, Choice]:
+def choose_checkpointing(training: TrainingSettings, machine: Machine) -> tuple[Choice, Choice]:
     """(gradient checkpointing, activation offloading); decided before the method is applied,
     because QLoRA's preparation of the model needs to know."""
     offload = False
@@ -350,7 +354,7 @@ def choose_checkpointing(training: Any, machine: Machine) -> tuple[Choice, Choic
 
 
 def decide_fast_path(
-    config: Any, plan: Any, machine: Machine, model: ModelFacts, attention: Choice
+    config: RunConfig, plan: DevicePlan, machine: Machine, model: ModelFacts, attention: Choice
 ) -> FastPath:
     """Every switch for a run, from the config, the device plan, the machine and the model."""
     training = config.training
@@ -371,7 +375,7 @@ def decide_fast_path(
     )
 
 
-def _padding_free(config: Any, model: ModelFacts) -> Choice:
+def _padding_free(config: RunConfig, model: ModelFacts) -> Choice:
     name = "padding-free batches"
     setting = config.training.padding_free
     demanded = setting == "on"
@@ -465,7 +469,7 @@ def _compile(requested: bool, machine: Machine) -> Choice:
     return Choice(name, True, "first step compiles")
 
 
-def _bf16(plan: Any) -> Choice:
+def _bf16(plan: DevicePlan) -> Choice:
     if plan.bf16:
         return Choice("bf16", True, f"on {plan.device}, weights {plan.dtype_name}")
     if plan.fp16:

@@ -37,8 +37,8 @@ from studio.engine.events import (
 )
 from studio.engine.liveness import INTERRUPTED, TERMINAL_STATES, effective_state
 from studio.engine.run_dir import RunDirectory
-from studio.engine.run_files import int_field, str_field, str_list_field
 from studio.engine.samples import SAMPLES_FILE, sample_event
+from studio.run_files import int_field, str_field, str_list_field
 
 _STEP_FIELDS = {
     "step",

@@ -20,6 +20,7 @@ from studio.engine.preference import (
 from studio.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
+    from studio.engine.session import TrainingSession
     from studio.engine.training import TrainingJob
 
 
@@ -90,6 +91,6 @@ def cut_prompts(dataset: Any, max_prompt_length: int, given: int) -> tuple[Any, 
     return dataset, stats
 
 
-def _log(session: Any, name: str, stats: PairStats) -> None:
+def _log(session: TrainingSession, name: str, stats: PairStats) -> None:
     text = stats.summary().replace("preference pairs", "labelled answers")
     session.log(f"{name}: {text}", "warning" if stats.lossy else "info")

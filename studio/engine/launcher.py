@@ -24,7 +24,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from studio.engine.control import TrainingControl
 from studio.engine.distributed import read_rank_results
@@ -32,6 +32,10 @@ from studio.engine.events import EventBus, LogLine, RunError, RunEvent, RunFinis
 from studio.engine.liveness import this_host
 from studio.engine.run_dir import RunDirectory
 from studio.errors import ConfigError
+
+if TYPE_CHECKING:
+    from studio.config import RunConfig
+    from studio.telemetry.snapshots import TelemetrySnapshot
 
 DEFAULT_PORT = 29500
 RANK_MODULE = "studio.engine.rank"
@@ -273,7 +277,7 @@ class GroupSession:
 
     def __init__(
         self,
-        config: Any,
+        config: RunConfig,
         spec: NodeSpec,
         bus: EventBus | None = None,
         control: TrainingControl | None = None,
@@ -452,13 +456,13 @@ if __name__ == "__main__":
 
 
 def session_for_config(
-    config: Any,
+    config: RunConfig,
     bus: EventBus | None = None,
     control: TrainingControl | None = None,
     *,
     resume_dir: str | Path | None = None,
     changes: Mapping[str, Any] | None = None,
-    snapshot: Any = None,
+    snapshot: TelemetrySnapshot | None = None,
     **options: Any,
 ) -> Any:
     """The session that trains `config` on the devices its `devices` section chooses.

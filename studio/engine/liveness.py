@@ -17,7 +17,7 @@ import socket
 import time
 from typing import Any
 
-from studio.engine.run_files import int_field, number_field, str_field
+from studio.run_files import int_field, number_field, str_field
 
 ACTIVE_STATES = frozenset({"preparing", "running", "paused", "stopping"})
 TERMINAL_STATES = frozenset({"finished", "stopped", "failed"})

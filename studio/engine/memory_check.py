@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from studio.config import RunConfig
 
 
-def warn_if_it_will_not_fit(config: Any, model_folder: str, device: str, log: Callable) -> None:
+def warn_if_it_will_not_fit(
+    config: RunConfig, model_folder: str, device: str, log: Callable[..., None]
+) -> None:
     """Log the run's memory estimate and, when it does not fit, the changes that would.
 
     Only a warning: the estimate is approximate, and the user may know better.

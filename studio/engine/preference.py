@@ -26,6 +26,9 @@ from studio.engine.evaluation import evaluation_callbacks
 from studio.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+    from studio.engine.session import TrainingSession
     from studio.engine.training import TrainingJob
 
 # ORPO gets no length limit of its own from us: answers are cut here, after the prompt is.
@@ -230,7 +233,7 @@ def _orpo_class() -> type:
     """ORPOTrainer whose tokenization cuts prompts and answers to the configured limits."""
     ORPOTrainer = _experimental_orpo().ORPOTrainer
 
-    class StudioORPOTrainer(ORPOTrainer):
+    class StudioORPOTrainer(ORPOTrainer):  # type: ignore[misc,valid-type]
         def __init__(self, limits: tuple[int, int], *args: Any, **kwargs: Any) -> None:
             # Set before the parent's constructor, which tokenizes the datasets.
             self.limits = limits
@@ -270,7 +273,7 @@ def _experimental_orpo() -> Any:
     return orpo
 
 
-def keep_last_tokens(tokenizer: Any, text: str, limit: int) -> tuple[str, bool]:
+def keep_last_tokens(tokenizer: PreTrainedTokenizerBase, text: str, limit: int) -> tuple[str, bool]:
     """`text` cut at a token boundary so that at most `limit` tokens remain; (text, was cut)."""
     encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     offsets = encoded["offset_mapping"]
@@ -280,7 +283,7 @@ def keep_last_tokens(tokenizer: Any, text: str, limit: int) -> tuple[str, bool]:
     return text[start:], True
 
 
-def use_base_as_reference(model: Any, session: Any, trainer_name: str) -> None:
+def use_base_as_reference(model: Any, session: TrainingSession, trainer_name: str) -> None:
     """The reference model of DPO / KTO: the base (adapters off) for an adapter method, else
     trl's frozen copy; logged, so a user knows what the run compared against."""
     from peft import PeftModel
@@ -294,5 +297,5 @@ def use_base_as_reference(model: Any, session: Any, trainer_name: str) -> None:
         session.log(f"{trainer_name} reference model: a frozen copy of the base model")
 
 
-def _log_pairs(session: Any, name: str, stats: PairStats) -> None:
+def _log_pairs(session: TrainingSession, name: str, stats: PairStats) -> None:
     session.log(f"{name}: {stats.summary()}", "warning" if stats.lossy else "info")

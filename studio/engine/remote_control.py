@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from studio.engine.control import TrainingControl
-from studio.engine.run_files import read_json_object
 from studio.errors import ConfigError
+from studio.run_files import read_json_object
 
 COMMANDS = ("stop", "pause", "resume", "save")
 CONTROL_FILE = "control.jsonl"

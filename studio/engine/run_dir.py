@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from studio.config import RunConfig, dump_config
-from studio.engine.run_files import JsonObject, read_json_object, read_jsonl_objects
+from studio.run_files import JsonObject, read_json_object, read_jsonl_objects
 
 PRIVATE_DIR_MODE, PRIVATE_FILE_MODE = 0o700, 0o600
 SHARED_DIR_MODE, SHARED_FILE_MODE = 0o750, 0o640

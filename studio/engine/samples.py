@@ -14,9 +14,20 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from studio.engine.events import SampleAnswer, SampleGenerations
+
+if TYPE_CHECKING:
+    from transformers import (
+        PreTrainedTokenizerBase,
+        TrainerControl,
+        TrainerState,
+        TrainingArguments,
+    )
+
+    from studio.engine.run_dir import RunDirectory
+    from studio.engine.session import TrainingSession
 
 SAMPLES_FILE = "samples.jsonl"
 PROMPTS_DRAWN = 2
@@ -70,7 +81,7 @@ def drawn_prompts(datasets: list[Any], count: int = PROMPTS_DRAWN) -> list[list[
     return []
 
 
-def typed_prompt_ids(tokenizer: Any, prompt: str, chat: bool) -> list[int]:
+def typed_prompt_ids(tokenizer: PreTrainedTokenizerBase, prompt: str, chat: bool) -> list[int]:
     """A prompt from the config, with the chat template when the run trains on chats."""
     if chat and getattr(tokenizer, "chat_template", None):
         encoded = tokenizer.apply_chat_template(
@@ -151,7 +162,7 @@ def read_samples(run_dir: str | Path) -> list[SampleGenerations]:
     return events
 
 
-def attach_samples_callback(trainer: Any, session: Any) -> None:
+def attach_samples_callback(trainer: Any, session: TrainingSession) -> None:
     """Answer the sample prompts during training (skipped, with a logged reason, where it
     cannot: several processes, or no prompt to draw)."""
     from transformers import TrainerCallback
@@ -171,10 +182,19 @@ def attach_samples_callback(trainer: Any, session: Any) -> None:
     if not prompts:
         session.log("samples: no prompt to answer (set training.sample_prompts)", "warning")
         return
-    run = session.run_dir
+    made = session.run_dir
+    assert made is not None  # the session made the run folder before training
+    run: RunDirectory = made
 
     class SamplesCallback(TrainerCallback):
-        def on_step_end(self, args, state, control, model=None, **kwargs):
+        def on_step_end(
+            self,
+            args: TrainingArguments,
+            state: TrainerState,
+            control: TrainerControl,
+            model: Any = None,
+            **kwargs: Any,
+        ) -> None:
             every = sample_every(config.training.sample_steps, state.max_steps)
             step = state.global_step
             if step % every and step != state.max_steps:

@@ -21,7 +21,7 @@ import traceback
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from studio.config import RunConfig, config_with_changes, dump_config, load_config
 from studio.engine.checkpoints import (
@@ -47,6 +47,9 @@ from studio.engine.events import (
 from studio.engine.liveness import this_host
 from studio.engine.run_dir import RunDirectory, train_losses, write_atomic
 from studio.errors import ConfigError, StudioError
+
+if TYPE_CHECKING:
+    from studio.telemetry import TelemetrySampler, TelemetrySnapshot
 
 # What a relaunch keeps from the last checkpoint (see errors.MemoryChoice.carry).
 CARRY_EVERYTHING, CARRY_WEIGHTS = "everything", "weights"
@@ -451,13 +454,13 @@ class TrainingSession:
     def _on_refused_commands(self, reason: str) -> None:
         self.log(f"commands ignored: {reason}; only this run's user may control it", "warning")
 
-    def _start_telemetry(self) -> Any:
+    def _start_telemetry(self) -> TelemetrySampler | None:
         """Sample GPU / host memory about once a second into telemetry.jsonl and events."""
         if self.telemetry_interval is None or not self.records_run:
             return None
         from studio.telemetry import TelemetrySampler
 
-        def on_snapshot(snapshot: Any) -> None:
+        def on_snapshot(snapshot: TelemetrySnapshot) -> None:
             self.publish(TelemetryEvent(snapshot=snapshot.to_dict()))
 
         sampler = TelemetrySampler(self.telemetry_interval, on_snapshot=on_snapshot)

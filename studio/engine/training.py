@@ -17,8 +17,15 @@ from studio.engine.run_dir import replace_directory
 from studio.formatting import MIB
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from transformers import PreTrainedTokenizerBase
+
+    from studio.config import RunConfig
     from studio.data import LoadedData
+    from studio.engine.fast_path import FastPath
     from studio.engine.session import TrainingSession
+    from studio.models.loading import DevicePlan
 
 TRAINER_MODULES = {
     "sft": "studio.engine.sft",
@@ -36,13 +43,13 @@ class TrainingJob:
     session: TrainingSession
     data: LoadedData
     model: Any
-    tokenizer: Any
-    plan: Any  # studio.models.loading.DevicePlan
-    callback_factory: Any  # (tokens_seen: () -> int) -> EngineCallback
-    fast_path: Any = None  # studio.engine.fast_path.FastPath
+    tokenizer: PreTrainedTokenizerBase
+    plan: DevicePlan
+    callback_factory: Callable[[Callable[[], int]], EngineCallback]
+    fast_path: FastPath | None = None
 
     @property
-    def config(self) -> Any:
+    def config(self) -> RunConfig:
         return self.session.config
 
 
@@ -176,7 +183,7 @@ def train(session: TrainingSession) -> EngineCallback:
         group_control = group_control_callback(session)
         engine_control = group_control.agreed
 
-    def callback_factory(tokens_seen: Any) -> EngineCallback:
+    def callback_factory(tokens_seen: Callable[[], int]) -> EngineCallback:
         callback = EngineCallback(session.publish, engine_control, tokens_seen)
         callbacks.append(callback)
         return callback
@@ -227,7 +234,7 @@ def train(session: TrainingSession) -> EngineCallback:
     return callbacks[0]
 
 
-def _release_paged_state(trainer: Any, session: Any) -> None:
+def _release_paged_state(trainer: Any, session: TrainingSession) -> None:
     """bitsandbytes keeps paged optimizer state registered (and allocated) for the life of the
     process: a later run would be added to this one in the memory panel."""
     from studio.telemetry.paged import release_paged_state

@@ -23,9 +23,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from studio.errors import ConfigError
+
+if TYPE_CHECKING:
+    from studio.config import RunConfig
 
 _LORA_TYPES = ("LORA",)
 
@@ -64,7 +67,7 @@ class VocabularyPlan:
         log(f"vocabulary: training the {len(self.added_ids)} new tokens' embeddings ({how})")
 
 
-def plan_vocabulary(config: Any, base_dir: Path | None = None) -> VocabularyPlan:
+def plan_vocabulary(config: RunConfig, base_dir: Path | None = None) -> VocabularyPlan:
     """Read `model.extra_tokens_file`; ConfigError for a missing file or an unsuited run."""
     path = config.model.extra_tokens_file
     if not path:

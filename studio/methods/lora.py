@@ -27,14 +27,17 @@ if TYPE_CHECKING:
 
 SETTINGS = (LoraSettings, QLoraSettings)
 
+if TYPE_CHECKING:
+    from studio.models.loading import DevicePlan
 
-def quantization_config(settings: LoraSettings, plan: Any) -> Any:
+
+def quantization_config(settings: LoraSettings, plan: DevicePlan) -> Any:
     if not isinstance(settings, QLoraSettings):
         return None
     import torch
     from transformers import BitsAndBytesConfig
 
-    compute = settings.compute_dtype
+    compute: str = settings.compute_dtype
     if compute == "auto":
         compute = plan.dtype_name if plan.device == "cuda" else "float32"
     return BitsAndBytesConfig(
@@ -64,7 +67,7 @@ def peft_config(settings: LoraSettings, model: Any = None) -> Any:
         task_type=TaskType.CAUSAL_LM,
         r=settings.rank,
         # peft annotates an int; a float alpha works the same (scaling = alpha / r).
-        lora_alpha=settings.effective_alpha,  # type: ignore[arg-type]
+        lora_alpha=settings.effective_alpha,
         lora_dropout=0.0 if parameters else settings.dropout,
         target_modules=modules,
         target_parameters=parameters or None,

@@ -48,7 +48,7 @@ def model_class() -> type:
             if kwargs.get("is_main_process", True):
                 save_encoder(self, Path(save_directory))
 
-        def load_adapter(self, model_id: Any, adapter_name: str, *args: Any, **kwargs: Any):
+        def load_adapter(self, model_id: Any, adapter_name: str, *args: Any, **kwargs: Any) -> Any:
             folder = Path(model_id)
             config = self.peft_config.get(adapter_name)
             if (

@@ -194,8 +194,8 @@ def parameter_count(parameter: Any) -> int:
         return count
     if parameter.__class__.__name__ == "Params4bit":
         # Not quantized yet: bitsandbytes packs two 4-bit values per byte once it is.
-        return parameter.numel() * (2 if parameter.dtype.itemsize == 1 else 1)
-    return parameter.numel()
+        return int(parameter.numel()) * (2 if parameter.dtype.itemsize == 1 else 1)
+    return int(parameter.numel())
 
 
 def trainable_parameters(model: Any) -> tuple[int, int]:
@@ -233,7 +233,7 @@ def read_method_settings(folder: Path) -> Any:
     from pydantic import TypeAdapter, ValidationError
 
     from studio.config import MethodSettings
-    from studio.engine.run_files import read_json_object
+    from studio.run_files import read_json_object
 
     note = folder / METHOD_FILE
     if note.exists():

@@ -8,13 +8,18 @@ explicit choice it lacks is replaced (with a warning) rather than failing the lo
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from studio.config import ModelSettings
 
 # Best first, as `auto` prefers them (flash-attn only where the machine has it).
 KERNELS = ("flash_attention_2", "sdpa", "eager")
 
 
-def supported_attention(location: str, settings: Any = None) -> frozenset[str] | None:
+def supported_attention(
+    location: str, settings: ModelSettings | None = None
+) -> frozenset[str] | None:
     """Kernels the model class at `location` (folder or hub id) supports; None if unknown
     (config not readable offline, custom code)."""
     from transformers import AutoConfig

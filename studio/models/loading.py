@@ -33,7 +33,7 @@ def plan_device(model: ModelSettings, precision: str = "auto") -> DevicePlan:
             "fp16 training needs a GPU",
             advice="set training.precision to auto or fp32 on a machine without a GPU",
         )
-    dtype = model.dtype
+    dtype: str = model.dtype
     if dtype == "auto":
         dtype = {"bf16": "bfloat16", "fp16": "float16"}.get(precision, "float32")
         if not cuda and precision == "bf16":

@@ -11,6 +11,10 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
 
 TINY_MODEL_NAME = "tiny-demo"
 # Bump when anything below changes, so stale caches are rebuilt rather than reused.
@@ -83,7 +87,7 @@ def _build_into(folder: Path) -> None:
     model.generation_config.save_pretrained(folder)
 
 
-def build_tokenizer():  # -> transformers.PreTrainedTokenizerFast
+def build_tokenizer() -> PreTrainedTokenizerFast:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -111,7 +115,7 @@ def build_tokenizer():  # -> transformers.PreTrainedTokenizerFast
     return tokenizer
 
 
-def build_model(tokenizer):  # -> transformers.LlamaForCausalLM
+def build_model(tokenizer: PreTrainedTokenizerFast) -> LlamaForCausalLM:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 

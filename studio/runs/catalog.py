@@ -25,14 +25,14 @@ from studio.config.files import read_yaml_file
 from studio.engine.checkpoints import complete_checkpoints, resume_problem
 from studio.engine.liveness import ACTIVE_STATES, INTERRUPTED, effective_state
 from studio.engine.run_dir import RunDirectory, read_metrics
-from studio.engine.run_files import (
+from studio.errors import ConfigError
+from studio.run_files import (
     int_field,
     mapping_field,
     number_field,
     str_field,
     wrong_field,
 )
-from studio.errors import ConfigError
 
 DAMAGED = "damaged"
 # The fields of status.json a listing reads, and their types.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,8 +74,8 @@ class Comparison:
         names = [run.name for run in self.runs]
         width = max(len(d.key) for d in self.differences)
         columns = [max(len(name), 12) for name in names]
-        cells = (name.ljust(column) for name, column in zip(names, columns, strict=True))
-        header = " " * width + "  " + "  ".join(cells)
+        titles = (name.ljust(column) for name, column in zip(names, columns, strict=True))
+        header = " " * width + "  " + "  ".join(titles)
         lines = [header.rstrip()]
         for difference in self.differences:
             cells = [
@@ -90,7 +91,7 @@ def _short(value: Any, limit: int = 40) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def compare_runs(runs: list[str | Path]) -> Comparison:
+def compare_runs(runs: Sequence[str | Path]) -> Comparison:
     paths = tuple(Path(run) for run in runs)
     return Comparison(
         runs=paths,

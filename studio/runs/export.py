@@ -16,13 +16,16 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from studio.engine.checkpoints import last_complete_checkpoint, verify_complete
 from studio.engine.run_dir import replace_directory
 from studio.errors import ConfigError, ModelError
 from studio.runs.catalog import load_run_config, read_run
 from studio.runs.model_card import model_card
+
+if TYPE_CHECKING:
+    from studio.config import RunConfig
 
 EXPORT_NOTE = "ftstudio_export.json"
 # What a Trainer checkpoint holds beside the adapter; never part of an export.
@@ -169,7 +172,7 @@ def _source_kind(source: str) -> str:
         return "unknown"
 
 
-def _write_adapter(config: Any, source: Path, staging: Path) -> None:
+def _write_adapter(config: RunConfig, source: Path, staging: Path) -> None:
     from studio.methods.registry import METHOD_FILE
 
     for entry in source.iterdir():
@@ -188,14 +191,14 @@ def _write_adapter(config: Any, source: Path, staging: Path) -> None:
         _base_tokenizer(config).save_pretrained(str(staging))
 
 
-def _base_tokenizer(config: Any) -> Any:
+def _base_tokenizer(config: RunConfig) -> Any:
     from studio.models.loading import load_tokenizer
 
     return load_tokenizer(config.model)
 
 
 def _write_merged(
-    config: Any, source: Path, staging: Path, *, dtype: str, device: str | None
+    config: RunConfig, source: Path, staging: Path, *, dtype: str, device: str | None
 ) -> None:
     from studio.engine.training import quiet_libraries
     from studio.methods.registry import METHOD_FILE, get_method, read_method_settings

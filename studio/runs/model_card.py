@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from studio.runs.catalog import RunSummary
+
+if TYPE_CHECKING:
+    from studio.config import RunConfig
 
 HYPERPARAMETERS = (
     "epochs",
@@ -49,7 +52,7 @@ def _method_line(method: dict[str, Any]) -> str:
     return f"{method.get('name', '?')} ({details})" if details else str(method.get("name"))
 
 
-def _front_matter(config: Any, source_kind: str, merged: bool) -> str:
+def _front_matter(config: RunConfig, source_kind: str, merged: bool) -> str:
     import yaml
 
     meta: dict[str, Any] = {}
@@ -62,7 +65,7 @@ def _front_matter(config: Any, source_kind: str, merged: bool) -> str:
     return "---\n" + yaml.safe_dump(meta, sort_keys=False) + "---\n"
 
 
-def _usage(config: Any, merged: bool, repo: str) -> str:
+def _usage(config: RunConfig, merged: bool, repo: str) -> str:
     if merged:
         return (
             "```python\nfrom transformers import AutoModelForCausalLM, AutoTokenizer\n\n"
@@ -80,7 +83,7 @@ def _usage(config: Any, merged: bool, repo: str) -> str:
 
 def model_card(
     run: Path,
-    config: Any,
+    config: RunConfig,
     summary: RunSummary,
     *,
     merged: bool,

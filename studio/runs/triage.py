@@ -12,13 +12,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from studio.engine.checkpoints import last_complete_checkpoint
 from studio.engine.errors import MemoryChoice, out_of_memory_choices
 from studio.errors import ConfigError
 from studio.formatting import GIB
 from studio.runs.catalog import load_run_config, run_status
+
+if TYPE_CHECKING:
+    from studio.engine.control import TrainingControl
+    from studio.engine.events import EventBus
+    from studio.telemetry.snapshots import TelemetrySnapshot
 
 
 @dataclass(frozen=True)
@@ -99,13 +104,13 @@ def memory_curve(run: Path) -> tuple[str | None, tuple[tuple[float, int], ...], 
             return None
         return name, tuple(points), total(snapshots[-1])
 
-    def torch_allocated(snapshot: Any) -> Any:
+    def torch_allocated(snapshot: TelemetrySnapshot) -> int | None:
         return snapshot.torch_memory[0].allocated_bytes if snapshot.torch_memory else None
 
-    def gpu_used(snapshot: Any) -> Any:
+    def gpu_used(snapshot: TelemetrySnapshot) -> int | None:
         return snapshot.gpus[0].memory_used_bytes if snapshot.gpus else None
 
-    def gpu_total(snapshot: Any) -> Any:
+    def gpu_total(snapshot: TelemetrySnapshot) -> int | None:
         return snapshot.gpus[0].memory_total_bytes if snapshot.gpus else None
 
     for option in (
@@ -150,8 +155,8 @@ def diagnose(run: str | Path) -> OutOfMemoryTriage | None:
 def relaunch_session(
     run: str | Path,
     choice: MemoryChoice | str,
-    bus: Any = None,
-    control: Any = None,
+    bus: EventBus | None = None,
+    control: TrainingControl | None = None,
     **options: Any,
 ) -> Any:
     """A `TrainingSession` (not started) that relaunches `run` with `choice` applied.
@@ -187,8 +192,8 @@ def _unknown(key: str, choices: tuple[MemoryChoice, ...]) -> MemoryChoice:
 def relaunch(
     run: str | Path,
     choice: MemoryChoice | str,
-    bus: Any = None,
-    control: Any = None,
+    bus: EventBus | None = None,
+    control: TrainingControl | None = None,
     **options: Any,
 ) -> Any:
     """Relaunch `run` with `choice` applied and train to the end (blocking)."""

@@ -56,7 +56,7 @@ def _peak_rss(process: psutil.Process) -> int | None:
         import resource
     except ImportError:  # Windows: psutil reports the peak working set instead
         try:
-            return int(process.memory_info().peak_wset)  # type: ignore[attr-defined]
+            return int(process.memory_info().peak_wset)
         except (psutil.Error, OSError, AttributeError):
             return None
     try:

@@ -6,7 +6,12 @@ NVML reports host pids that psutil cannot see; those stay None.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 import psutil
+
+_Result = TypeVar("_Result")
 
 MAX_COMMAND_CHARS = 240  # keep telemetry.jsonl lines short; the start of a command says enough
 
@@ -45,7 +50,7 @@ def _command_of(process: psutil.Process) -> str | None:
     return command or None
 
 
-def _guarded(call):  # type: ignore[no-untyped-def]
+def _guarded(call: Callable[[], _Result]) -> _Result | None:
     try:
         return call()
     except (psutil.Error, OSError):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import ClassVar, Literal
 
 from textual import on
@@ -46,7 +46,7 @@ QUIT_CHOICES = (
 class StudioApp(App[int]):
     """Terminal fine-tuning studio."""
 
-    CSS_PATH: ClassVar[list[str | Path]] = [
+    CSS_PATH: ClassVar[list[str | PurePath]] = [
         Path(__file__).parent / "app.tcss",
         Path(__file__).parent / "runs.tcss",
     ]

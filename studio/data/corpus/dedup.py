@@ -16,7 +16,10 @@ import re
 import zlib
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from datasketch import MinHash
 
 NUM_PERM = 128
 SHINGLE = 5
@@ -44,7 +47,7 @@ class DuplicateIndex:
         self.threshold = threshold
         self._exact: dict[bytes, str] = {}
         self._lsh = MinHashLSH(threshold=threshold, num_perm=NUM_PERM) if threshold < 1 else None
-        self._sketches: dict[str, object] = {}
+        self._sketches: dict[str, MinHash] = {}
 
     def sketch(self) -> Sketch:
         return Sketch()
@@ -113,7 +116,7 @@ class Sketch:
 
     def __init__(self) -> None:
         self._hash = hashlib.blake2b(digest_size=16)
-        self._minhash: object | None = None
+        self._minhash: MinHash | None = None
         self._tail: list[str] = []
 
     def update(self, text: str) -> None:
@@ -133,10 +136,10 @@ class Sketch:
             self._minhash = MinHash(
                 num_perm=NUM_PERM, hashfunc=int, permutations=_permutations(), scheme="affine32"
             )
-        self._minhash.update_batch(hashes)  # type: ignore[attr-defined]
+        self._minhash.update_batch(hashes)
 
     def digest(self) -> bytes:
         return self._hash.digest()
 
-    def minhash(self) -> object | None:
+    def minhash(self) -> MinHash | None:
         return self._minhash

@@ -11,8 +11,12 @@ import re
 import zipfile
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from studio.data.corpus.encoding import SAMPLE_BYTES, detect_encoding
+
+if TYPE_CHECKING:
+    from magika import Magika
 
 TEXT_SUFFIXES = frozenset({".txt", ".text", ".md", ".markdown", ".rst", ".tex", ".org"})
 SOURCE_SUFFIXES = frozenset(
@@ -87,7 +91,7 @@ def _is_docx(path: Path) -> bool:
 
 
 @cache
-def _magika():  # magika's type stays out of the signature
+def _magika() -> Magika:
     from magika import Magika
 
     return Magika()

@@ -14,10 +14,13 @@ and hyperlinks their text; footnotes follow the body as "[n] text", with no back
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from studio.data.corpus.encoding import decode_bytes
 from studio.data.corpus.errors import DocumentError
+
+if TYPE_CHECKING:
+    from docx.table import Table
 
 MAX_LINK_TEXT_SHARE = 0.6  # a page whose visible text is mostly link text is a link page
 _NOT_CONTENT = (
@@ -136,7 +139,7 @@ def _numbered(paragraph: Any) -> bool:
     return properties is not None and properties.numPr is not None
 
 
-def _docx_table(table: object) -> str:
+def _docx_table(table: Table) -> str:
     rows = [[" ".join(cell.text.split()) for cell in row.cells] for row in table.rows]
     rows = [row for row in rows if any(row)]
     if not rows:

@@ -85,7 +85,7 @@ class PrepareReport:
             self.kept_samples.append(sample_of(source, text))
 
     def dropped_by_reason(self) -> dict[str, int]:
-        counts = Counter(outcome.reason for outcome in self.dropped)
+        counts = Counter(str(outcome.reason) for outcome in self.dropped)  # always set
         order = [*FILE_REASONS, *sorted(set(counts) - set(FILE_REASONS))]
         return {reason: counts[reason] for reason in order if counts[reason]}
 

@@ -42,7 +42,7 @@ def list_runs(runs_dir: Path) -> list[Path]:
 
 
 def run_state(run_dir: Path) -> str:
-    from studio.engine.run_files import read_json_object, str_field
+    from studio.run_files import read_json_object, str_field
 
     return str_field(read_json_object(run_dir / "status.json").data, "state") or "unknown"
 

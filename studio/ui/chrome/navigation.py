@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from textual.binding import Binding
 from textual.screen import Screen
@@ -70,7 +71,7 @@ DESTINATIONS: tuple[Destination, ...] = (
 )
 
 
-def modes() -> dict[str, Callable[[], Screen]]:
+def modes() -> dict[str, str | Callable[[], Screen[Any]]]:
     return {destination.mode: destination.make_screen for destination in DESTINATIONS}
 
 

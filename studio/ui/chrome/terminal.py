@@ -82,7 +82,8 @@ class HangupTolerantDriver(LinuxDriver):
     def __init__(self, app: Any, **options: Any) -> None:
         super().__init__(app, **options)
         self.output = TerminalOutput(self._file)
-        self._file = self.output
+        # Textual types its file as a text file; TerminalOutput stands in for one.
+        self._file = self.output  # type: ignore[assignment]
         _DRIVERS.add(self)
 
     def run_input_thread(self) -> None:

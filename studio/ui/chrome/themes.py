@@ -92,7 +92,7 @@ def theme_from_data(data: Any, source: str) -> Theme:
         raise ThemeFileError(f"{source}: 'name' is missing or empty")
     if "primary" not in data:
         raise ThemeFileError(f"{source}: 'primary' colour is missing")
-    colours = {}
+    colours: dict[str, Any] = {}
     for key in COLOUR_KEYS:
         if data.get(key) is not None:
             colours[key] = _colour(data[key], f"{source}: {key}")

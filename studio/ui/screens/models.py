@@ -235,9 +235,11 @@ def summary_text(details: ModelDetails) -> Text:
     if info is None:
         text.append(details.note or "no details", style="italic")
         return text
-    chat_template = {True: "yes", False: "none: a preset is used (chat_template_preset)"}.get(
-        info.has_chat_template, "?"
-    )
+    template_labels: dict[bool | None, str] = {
+        True: "yes",
+        False: "none: a preset is used (chat_template_preset)",
+    }
+    chat_template = template_labels.get(info.has_chat_template, "?")
     rows = [
         ("architecture", info.architecture),
         ("parameters", format_count(info.num_parameters)),

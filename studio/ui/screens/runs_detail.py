@@ -100,7 +100,7 @@ class RunDetailScreen(ModalScreen[str | None]):
 
     def action_tab(self, offset: int) -> None:
         tabs = self.query_one("#run-view-tabs", TabbedContent)
-        panes = [pane.id for pane in tabs.query(TabPane)]
+        panes = [pane.id for pane in tabs.query(TabPane) if pane.id]  # every pane has one
         index = panes.index(tabs.active) if tabs.active in panes else 0
         tabs.active = panes[(index + offset) % len(panes)] or panes[0]
 
@@ -208,7 +208,7 @@ class CompareScreen(ModalScreen[None]):
 
     def action_tab(self, offset: int) -> None:
         tabs = self.query_one("#run-view-tabs", TabbedContent)
-        panes = [pane.id for pane in tabs.query(TabPane)]
+        panes = [pane.id for pane in tabs.query(TabPane) if pane.id]  # every pane has one
         index = panes.index(tabs.active) if tabs.active in panes else 0
         tabs.active = panes[(index + offset) % len(panes)] or panes[0]
 

@@ -139,8 +139,8 @@ def make_editor(spec: FieldSpec, value: Any) -> Widget:
     else:
         validators = []
         if spec.kind in ("int", "float"):
-            bounds = {"minimum": spec.minimum, "maximum": spec.maximum}
-            validators.append(Integer(**bounds) if spec.kind == "int" else Number(**bounds))
+            low, high = spec.minimum, spec.maximum
+            validators.append(Integer(low, high) if spec.kind == "int" else Number(low, high))
         editor = Input(
             value_text(spec, value),
             placeholder="(empty)" if spec.optional else "",
@@ -182,7 +182,7 @@ class ConfigForm(VerticalScroll):
     def __init__(self, config: RunConfig, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self._initial = config
-        self.method_name = config.method.name
+        self.method_name: str = config.method.name
         self.specs: dict[str, FieldSpec] = {}
 
     def compose(self) -> ComposeResult:

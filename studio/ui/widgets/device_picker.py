@@ -23,6 +23,7 @@ from textual.widgets import Label, SelectionList, Static
 from textual.widgets.selection_list import Selection
 
 if TYPE_CHECKING:
+    from studio.config import RunConfig
     from studio.engine.devices import DeviceChoice
     from studio.telemetry.snapshots import TelemetrySnapshot
     from studio.ui.app import StudioApp
@@ -86,7 +87,7 @@ class DevicePicker(Vertical):
         )
 
     @work(thread=True, exclusive=True, group="device-picker", exit_on_error=False)
-    def _sample(self, config: Any, nvml_module: Any) -> None:
+    def _sample(self, config: RunConfig, nvml_module: Any) -> None:
         from studio.engine.devices import estimate_for
         from studio.telemetry import TelemetrySampler
 

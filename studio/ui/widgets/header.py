@@ -60,7 +60,8 @@ class StudioHeader(Horizontal):
         yield Label("", id="run-status", markup=False)
 
     def on_mount(self) -> None:
-        self.app.runs.changed.subscribe(self, lambda _monitor: self._throttle.request())
+        runs = self.app.runs  # type: ignore[attr-defined]  # StudioApp's
+        runs.changed.subscribe(self, lambda _monitor: self._throttle.request())
         self._show_status()
 
     def redraw_now(self) -> None:

@@ -7,7 +7,7 @@ checkpointing, and shown part by part: weights, gradients, optimizer state, acti
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 from rich.text import Text
@@ -17,6 +17,9 @@ from textual.widgets import Static
 from studio.config import RunConfig, method_defaults
 from studio.formatting import format_bytes
 from studio.ui.models.catalog import ModelDetails
+
+if TYPE_CHECKING:
+    from rich.console import Group
 
 # (method name, column title) always shown; the config's own method is added when different.
 COMPARED_METHODS = (("full", "full"), ("lora", "LoRA"), ("qlora", "QLoRA"))
@@ -31,7 +34,7 @@ class MemoryEstimatePanel(Static):
     details: reactive[ModelDetails | None] = reactive(None, always_update=True, layout=True)
     """The inspected model, or None while it is being read."""
 
-    def render(self) -> Any:
+    def render(self) -> Group | Text | str:
         if self.details is None or self.details.folder is None or self.config is None:
             return ""
         return memory_table(self.details.folder, self.config, self.details.device)
@@ -51,7 +54,7 @@ def method_settings(config: RunConfig, name: str) -> Any:
     return method_defaults(name)
 
 
-def memory_table(folder: str, config: RunConfig, device: str = "cuda") -> Any:
+def memory_table(folder: str, config: RunConfig, device: str = "cuda") -> Group | Text:
     from studio.methods.memory import estimate_memory
 
     training = config.training

@@ -89,7 +89,7 @@ class MemoryPlot(PlotextPlot):
         self.series, self.limit_bytes = series, limit_bytes
         self.refresh()
 
-    def render(self):  # type: ignore[override]
+    def render(self):
         drawn = {name: points for name, points in self.series.items() if points}
         if not drawn:
             return Content.styled(self.empty_text, "italic $foreground-muted")

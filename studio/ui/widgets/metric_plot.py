@@ -8,6 +8,7 @@ cost stays flat however long the run is.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from textual.content import Content
@@ -22,11 +23,11 @@ Point = tuple[float, float]
 @dataclass(frozen=True)
 class Series:
     label: str
-    points: list[Point]
+    points: Sequence[Point]
     colour_variable: str  # one of studio.ui.chrome.themes.APP_VARIABLES
 
 
-def thin(points: list[Point], limit: int) -> list[Point]:
+def thin(points: Sequence[Point], limit: int) -> Sequence[Point]:
     """At most about `limit` points, evenly picked, always keeping the last one."""
     if len(points) <= limit or limit < 2:
         return points
@@ -122,7 +123,7 @@ class MetricPlot(PlotextPlot):
         self.plot_title = title
         self.refresh()
 
-    def render(self):  # type: ignore[override]
+    def render(self):
         drawn = [item for item in self.series if item.points]
         if not drawn:
             # No plot to build: just say what the plot will show.
@@ -145,7 +146,7 @@ class MetricPlot(PlotextPlot):
                 marker="dot" if is_plain() else "hd",  # braille and block halves need UTF-8
             )
         ticks = step_ticks(min(steps), max(steps), max(width // 10, 2))
-        plt.xticks(ticks, [str(tick) for tick in ticks])
+        plt.xticks(ticks, [str(tick) for tick in ticks])  # type: ignore[arg-type]  # ints do
         values = [y for item in drawn for _, y in item.points if math.isfinite(y)]
         if values:
             low, high = min(values), max(values)
