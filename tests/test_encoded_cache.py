@@ -286,3 +286,60 @@ def test_report_round_trips(tiny_tokenizer: Any) -> None:
     job = make_job(SAMPLE_DATA / "bad" / "alpaca_with_errors.jsonl", tiny_tokenizer)
     data = job.data.report.to_dict()
     assert DataReport.from_dict(json.loads(json.dumps(data))).to_dict() == data
+
+
+def test_console_shows_the_preparation_progress() -> None:
+    import io
+
+    from studio.cli_train import ConsoleProgress
+
+    stream = io.StringIO()
+    console = ConsoleProgress(stream=stream)
+    console(PreparationProgress("train set", 500, 1000, 1.0, 1.0))
+    assert "encoding train set: 500 / 1,000 records (50%), 500 records/s, ETA 1 s" in (
+        stream.getvalue()
+    )
+
+
+@pytest.mark.slow
+def test_stop_during_preparation_ends_the_run_stopped_without_a_cache_entry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from studio.engine import EventBus, RunState
+    from studio.engine.session import TrainingSession
+
+    monkeypatch.setattr(parallel_encoding, "BATCH_RECORDS", 8)
+    config = config_from_dict(
+        {
+            "model": {"source": "tiny-demo"},
+            "method": {"name": "lora", "rank": 4, "alpha": 8},
+            "data": {"path": "alpaca_en.jsonl", "max_length": 64},
+            "training": {"max_steps": 2, "batch_size": 2},
+            "output": {"runs_dir": str(tmp_path / "runs")},
+        }
+    )
+    bus, control = EventBus(), TrainingControl()
+    # The user stops (x in the TUI, Ctrl-C headless) at the first progress report.
+    bus.subscribe(lambda event: isinstance(event, PreparationProgress) and control.stop())
+    result = TrainingSession(
+        config, bus, control, base_dir=SAMPLE_DATA, telemetry_interval=None
+    ).run()
+    assert result.state is RunState.STOPPED and result.steps == 0
+    assert _entries() == 0 and not encoded_cache.unfinished()
+    status = json.loads((Path(result.run_dir) / "status.json").read_text())
+    assert status["state"] == "stopped" and status["error"] is None
+
+
+def test_train_screen_state_line_shows_the_preparation_progress() -> None:
+    from studio.engine import RunState
+    from studio.engine.events import StateChanged
+    from studio.ui.run_monitor import RunMonitor
+
+    monitor = RunMonitor()
+    monitor.record(StateChanged(RunState.PREPARING, "run directory /tmp/runs/x"))
+    monitor.record(PreparationProgress("train set", 250, 1000, 5.0, 15.0))
+    view = monitor.view()
+    assert view.state is RunState.PREPARING
+    assert (
+        view.state_detail == "encoding train set: 250 / 1,000 records (25%), 50 records/s, ETA 15 s"
+    )
