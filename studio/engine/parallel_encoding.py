@@ -92,6 +92,14 @@ _worker_tokenizer: Any = None
 
 def _start_worker(tokenizer_bytes: bytes) -> None:
     global _worker_tokenizer
+    import signal
+
+    # Ctrl-C and a hung-up terminal reach the whole process group: the parent decides (stop
+    # after this batch, or abort and shut the pool down); a worker killed by them would turn a
+    # clean stop into a broken pool.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
     # The workers are the parallelism: a Rust thread pool in each would only oversubscribe.
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
     _worker_tokenizer = pickle.loads(tokenizer_bytes)
