@@ -15,9 +15,10 @@ loss on the answers only, four ways, each in a process of its own (so peak RSS i
 
 Each arm's time counts from after its imports and the tokenizer load (the same in every arm)
 to prepared examples; the Hugging Face datasets cache of each arm is a fresh folder, so no arm
-reuses another's (or an earlier run's) work. Peak RSS is sampled every 50 ms over the arm's
-process and all its worker processes together (`peak_rss_bytes`, the sum), with the main
-process's own peak (`peak_rss_main_bytes`) and its RSS before preparing (`baseline_rss_bytes`).
+reuses another's (or an earlier run's) work. Memory is sampled every 100 ms over the arm's
+process and all its worker processes together as PSS (`peak_pss_bytes`: shared pages counted
+once), with the main process's own peak RSS (`peak_rss_main_bytes`) and the PSS before
+preparing (`baseline_pss_bytes`: interpreter, libraries, tokenizer).
 The figures go to bench/results/data-prep-<records>.json and are printed as a table.
 """
 
@@ -55,32 +56,39 @@ def _cores() -> int:
 
 
 class PeakMemory:
-    """Samples the RSS of this process and its children (workers) until stopped."""
+    """Samples the memory of this process and its children (workers) until stopped.
+
+    The sum over the processes is of PSS (proportional set size: a page shared by n processes
+    counts 1/n in each), so forked workers that share their parent's pages are not counted
+    twice; the main process's own peak RSS comes from the kernel's high-water mark."""
 
     def __init__(self) -> None:
         import psutil
 
         self.process = psutil.Process()
-        self.baseline = self.process.memory_info().rss
+        self.baseline = self._pss(self.process)
         self.peak = self.baseline
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
+
+    @staticmethod
+    def _pss(process: Any) -> int:
+        info = process.memory_full_info()
+        return int(getattr(info, "pss", info.rss))
 
     def _sample(self) -> None:
         import psutil
 
         while not self._stop.is_set():
             total = 0
-            try:
-                total = self.process.memory_info().rss
+            with contextlib.suppress(psutil.Error):
+                total = self._pss(self.process)
                 for child in self.process.children(recursive=True):
                     with contextlib.suppress(psutil.Error):  # a worker that just ended
-                        total += child.memory_info().rss
-            except psutil.Error:
-                pass
+                        total += self._pss(child)
             self.peak = max(self.peak, total)
-            self._stop.wait(0.05)
+            self._stop.wait(0.1)
 
     def stop(self) -> dict[str, int]:
         import resource
@@ -89,8 +97,8 @@ class PeakMemory:
         self._thread.join()
         main_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
         return {
-            "baseline_rss_bytes": self.baseline,
-            "peak_rss_bytes": self.peak,
+            "baseline_pss_bytes": self.baseline,
+            "peak_pss_bytes": self.peak,
             "peak_rss_main_bytes": main_peak,
         }
 
@@ -130,6 +138,7 @@ def _ftstudio(path: Path) -> tuple[int, dict[str, Any]]:
     started = time.perf_counter()
     data = load_run_data(session)  # type: ignore[arg-type]
     loaded = time.perf_counter() - started
+    after_reading = memory.process.memory_info().rss
     job = SimpleNamespace(config=config, session=session, data=data, tokenizer=tokenizer)
     encoded = encoded_for_training(job)  # type: ignore[arg-type]
     seconds = time.perf_counter() - started
@@ -138,6 +147,7 @@ def _ftstudio(path: Path) -> tuple[int, dict[str, Any]]:
         "seconds": seconds,
         **figures,
         "read_check_clean_seconds": loaded,  # the rest is encoding (or the cache)
+        "rss_after_reading_bytes": after_reading,
         "from_cache": encoded.from_cache,
         "log": logged,
     }
@@ -258,15 +268,15 @@ def table(results: list[dict[str, Any]], records: int, file_bytes: int) -> str:
     mib = 1024**2
     lines = [
         f"{records:,} alpaca records, {file_bytes / mib:.1f} MiB file",
-        "| arm | seconds | records/s | peak RSS, all processes (MiB) | x file | "
-        "main process peak (MiB) | before preparing (MiB) |",
+        "| arm | seconds | records/s | peak PSS, all processes (MiB) | x file | "
+        "main process peak RSS (MiB) | PSS before preparing (MiB) |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for row in results:
         lines.append(
             f"| {row['arm']} | {row['seconds']:.2f} | {records / row['seconds']:,.0f} | "
-            f"{row['peak_rss_bytes'] / mib:,.0f} | {row['peak_rss_bytes'] / file_bytes:.1f} | "
-            f"{row['peak_rss_main_bytes'] / mib:,.0f} | {row['baseline_rss_bytes'] / mib:,.0f} |"
+            f"{row['peak_pss_bytes'] / mib:,.0f} | {row['peak_pss_bytes'] / file_bytes:.1f} | "
+            f"{row['peak_rss_main_bytes'] / mib:,.0f} | {row['baseline_pss_bytes'] / mib:,.0f} |"
         )
     return "\n".join(lines)
 

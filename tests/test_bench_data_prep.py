@@ -34,5 +34,5 @@ def test_data_prep_benchmark_runs_every_arm_and_records_the_figures(tmp_path: Pa
     # Every arm prepared every record (none is long enough to be dropped at max_length 256).
     assert {row["examples"] for row in arms.values()} == {2000}
     for row in arms.values():
-        assert row["seconds"] > 0 and row["peak_rss_bytes"] >= row["baseline_rss_bytes"] > 0
+        assert row["seconds"] > 0 and row["peak_pss_bytes"] >= row["baseline_pss_bytes"] > 0
     assert "| ftstudio-warm |" in done.stdout and "records/s" in record["table"]
