@@ -94,9 +94,10 @@ def test_cached_and_uncached_encodings_are_identical(
     # Long enough for the tool definitions, short enough to truncate some records.
     cold = make_job(name, tiny_tokenizer, training_type, max_length=600)
     assert not cold.data.deferred and cold.data.data_key
+    expected = reference_rows(tiny_tokenizer, cold.data.train, cold.data.kind, 600)
     first = encoded_for_training(cold)
     assert not first.from_cache
-    expected = reference_rows(tiny_tokenizer, cold.data.train, cold.data.kind, 600)
+    assert cold.data.train == [] and cold.data.deferred  # released once encoded
     assert rows(first.train) == expected and expected
     if name == "tools_en.jsonl":  # tool calls are trained on, tool results are not
         trained = [t for _, labels in expected for t in labels if t != IGNORE_INDEX]
@@ -153,7 +154,7 @@ def test_a_changed_tokenizer_template_or_max_length_misses_the_cache(tiny_tokeni
         job = make_job("alpaca_en.jsonl", tokenizer)
         assert job.data.deferred  # same data: only the tokenizer differs
         encoded = encoded_for_training(job)
-        assert not encoded.from_cache and job.data.train  # read again, encoded again
+        assert not encoded.from_cache and len(encoded.train) == 40  # read again, encoded again
         assert any("another tokenizer" in line for line in job.session.logged)
     assert not encoded_for_training(
         make_job("alpaca_en.jsonl", tiny_tokenizer, max_length=64)

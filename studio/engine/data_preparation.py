@@ -139,6 +139,8 @@ def encoded_for_training(job: TrainingJob) -> EncodedData:
     if key is None:
         from datasets import Dataset
 
+        _release_records(job.data)
+
         eval_path = folder / encoded_cache.EVAL_FILE
         return EncodedData(
             Dataset.from_file(str(folder / encoded_cache.TRAIN_FILE)),
@@ -163,9 +165,16 @@ def encoded_for_training(job: TrainingJob) -> EncodedData:
     }
     entry = encoded_cache.commit(folder, key, meta)
     session.log(f"encoded data cached in {entry.path}")
+    _release_records(job.data)
     return EncodedData(
         entry.train_dataset(), entry.eval_dataset(), train_stats, eval_stats, from_cache=False
     )
+
+
+def _release_records(data: LoadedData) -> None:
+    """The records are not needed once encoded (the trainer reads the Arrow files): their
+    memory goes back before training starts."""
+    data.train, data.eval, data.deferred = [], [], True
 
 
 def _encode(
