@@ -133,6 +133,9 @@ def _ftstudio(path: Path) -> tuple[int, dict[str, Any]]:
         log=lambda text, level="info": logged.append(text),
         publish=lambda event: None,
     )
+    import datasets  # imported before the clock starts, as in the other arms
+
+    datasets.disable_progress_bars()
     tokenizer = _tokenizer()
     memory = PeakMemory()
     started = time.perf_counter()
