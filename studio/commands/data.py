@@ -76,6 +76,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     prepare.add_argument("--report", metavar="FILE", help="also write the report as JSON")
     prepare.set_defaults(handler=run_prepare)
+    cache = actions.add_parser(
+        "cache",
+        help="list the encoded datasets ftstudio keeps to start later runs in seconds, with "
+        "their size; --clear removes them",
+    )
+    cache.add_argument("--clear", action="store_true", help="remove every cached encoding")
+    cache.set_defaults(handler=run_cache)
 
 
 def run_check(args: argparse.Namespace) -> int:
@@ -106,3 +113,14 @@ def run_prepare(args: argparse.Namespace) -> int:
         near_duplicate_threshold=args.near_duplicate_threshold,
         max_record_chars=args.max_record_chars,
     )
+
+
+def run_cache(args: argparse.Namespace) -> int:
+    from studio.engine.encoded_cache import cache_listing, clear, size_text
+
+    if args.clear:
+        removed, freed = clear()
+        print(f"removed {removed} cached encoding(s), {size_text(freed)} freed")
+        return 0
+    print(cache_listing())
+    return 0

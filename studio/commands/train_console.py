@@ -17,6 +17,7 @@ from studio.engine.control import TrainingControl
 from studio.engine.events import (
     EventBus,
     LogLine,
+    PreparationProgress,
     RunError,
     RunEvent,
     RunFinished,
@@ -85,6 +86,9 @@ class ConsoleProgress:
                 if self._memory:
                     line += "  |  " + self._memory
                 self._progress(line)
+        elif isinstance(event, PreparationProgress):
+            if not self.quiet:
+                self._progress(event.text)
         elif isinstance(event, RunError):
             self._print(f"error ({event.kind}): {event.message}")
             for advice in event.advice:

@@ -33,6 +33,10 @@ class LoadedData:
     eval: list[dict[str, Any]]
     report: DataReport  # for the training file
     eval_report: DataReport | None = None  # for data.eval_path, when one is given
+    # Set when an encoded copy of this data may be cached (studio.engine.encoded_cache).
+    data_key: str | None = None
+    # True when train / eval were left unread because the encoded copy is in the cache.
+    deferred: bool = False
 
 
 def prepare_file(

@@ -115,3 +115,11 @@ class DataReport:
         data = asdict(self)
         data["dropped_total"] = self.dropped_total
         return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DataReport:
+        """The report `to_dict` wrote (the encoded-dataset cache keeps it)."""
+        fields = {key: value for key, value in data.items() if key != "dropped_total"}
+        for name in ("problems", "cleaned_out"):
+            fields[name] = [RecordProblem(**item) for item in fields.get(name, [])]
+        return cls(**fields)

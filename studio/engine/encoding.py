@@ -168,38 +168,20 @@ def encode_records(
     assistant_only: bool = True,
 ) -> tuple[list[dict[str, list[int]]], EncodingStats]:
     """Encode conversation or text records into {"input_ids", "labels"} features."""
-    stats = EncodingStats()
-    features: list[dict[str, list[int]]] = []
     if kind == "conversation" and not getattr(tokenizer, "chat_template", None):
         raise DataError(
             "the model's tokenizer has no chat template, so conversations cannot be formatted",
             advice="set model.chat_template_preset (for example chatml or alpaca) or "
             "model.chat_template, or train a base model on raw text with training_type: pretrain",
         )
-    for record in records:
-        if kind == "conversation":
-            ids, labels, truncated = encode_conversation(
-                tokenizer, record["messages"], max_length, assistant_only, record.get("tools")
-            )
-            chunks = [(ids, labels)]
-            stats.truncated += truncated
-        elif kind == "text":
-            chunks = [
-                (ids, list(ids)) for ids in encode_text(tokenizer, record["text"], max_length)
-            ]
-            stats.split_documents += len(chunks) > 1
-        else:
-            raise DataError(f"records of kind '{kind}' cannot be encoded for causal-LM training")
-        for ids, labels in chunks:
-            # The first token is never predicted (nothing comes before it), so it is no target.
-            targets = sum(1 for label in labels[1:] if label != IGNORE_INDEX)
-            if targets == 0:
-                stats.dropped_no_target += 1
-                continue
-            features.append({"input_ids": ids, "labels": labels})
-            stats.examples += 1
-            stats.tokens += len(ids)
-            stats.target_tokens += targets
+    from studio.engine.batch_encoding import encode_batch
+
+    # One batch: the same ids and labels as encode_conversation / encode_text per record.
+    columns, stats = encode_batch(tokenizer, records, kind, max_length, assistant_only)
+    features = [
+        {"input_ids": ids, "labels": labels}
+        for ids, labels in zip(columns["input_ids"], columns["labels"], strict=True)
+    ]
     return features, stats
 
 

@@ -42,6 +42,29 @@ class StateChanged(RunEvent):
 
 
 @dataclass(frozen=True)
+class PreparationProgress(RunEvent):
+    """How far the encoding of a run's data has come (published while the run prepares)."""
+
+    stage: str  # what is being encoded: "train set", "eval set"
+    done: int  # records encoded so far
+    total: int
+    elapsed_seconds: float
+    eta_seconds: float | None = None
+
+    @property
+    def text(self) -> str:
+        share = self.done / self.total if self.total else 1.0
+        rate = self.done / self.elapsed_seconds if self.elapsed_seconds > 0 else None
+        parts = [f"encoding {self.stage}: {self.done:,} / {self.total:,} records ({share:.0%})"]
+        if rate:
+            parts.append(f"{rate:,.0f} records/s")
+        if self.eta_seconds is not None and self.done < self.total:
+            minutes, seconds = divmod(round(self.eta_seconds), 60)
+            parts.append(f"ETA {minutes}:{seconds:02d}" if minutes else f"ETA {seconds} s")
+        return ", ".join(parts)
+
+
+@dataclass(frozen=True)
 class StepMetrics(RunEvent):
     """One logged training step."""
 

@@ -102,7 +102,8 @@ class PackedCollator:
         for row in batch:
             input_ids += row["input_ids"]
             labels += [IGNORE_INDEX, *row["labels"][1:]]
-            position_ids += row["position_ids"]
+            # Rows of an encoded dataset bring no positions: each starts at 0.
+            position_ids += row.get("position_ids") or range(len(row["input_ids"]))
         self.tokens_seen += len(input_ids)
         return {
             "input_ids": torch.tensor([input_ids], dtype=torch.long),

@@ -45,6 +45,7 @@ from studio.engine.events import (
     TelemetryEvent,
 )
 from studio.engine.liveness import this_host
+from studio.engine.parallel_encoding import PreparationStopped
 from studio.engine.run_dir import RunDirectory, train_losses, write_atomic
 from studio.errors import ConfigError, StudioError
 
@@ -321,6 +322,10 @@ class TrainingSession:
             )
             final = RunState.STOPPED if trainer_callback.stopped_by_user else RunState.FINISHED
             error_record = None
+        except PreparationStopped:
+            # Stopped before the first step: nothing trained, nothing half-cached.
+            final, error_record = RunState.STOPPED, None
+            self.log("stopped while preparing the data; nothing was trained")
         except Exception as error:
             final = RunState.FAILED
             run_path = self.run_dir.path if self.run_dir else None

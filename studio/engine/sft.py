@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from studio.engine.arguments import training_arguments
-from studio.engine.encoding import EncodingStats, PaddingCollator, encode_records
+from studio.engine.encoding import EncodingStats, PaddingCollator
 from studio.engine.evaluation import evaluation_callbacks
 from studio.errors import ConfigError
 
@@ -25,23 +25,21 @@ def build_trainer(job: TrainingJob) -> Any:
 
     config, session = job.config, job.session
     max_length = config.data.max_length
-    assistant_only = config.training.assistant_only_loss
-    train_features, stats = encode_records(
-        job.tokenizer, job.data.train, job.data.kind, max_length, assistant_only
-    )
-    _log_encoding(session, "train set", stats)
-    if not train_features:
+    from studio.engine.data_preparation import encoded_for_training
+
+    # Arrow-backed datasets (memory-mapped from the encoded-data cache), not Python lists.
+    encoded = encoded_for_training(job)
+    _log_encoding(session, "train set", encoded.train_stats)
+    train_features: Any = encoded.train
+    if len(train_features) == 0:
         raise ConfigError(
             "no training example is left after tokenization",
             advice=f"raise data.max_length (now {max_length})",
         )
-    eval_features = None
-    if job.data.eval:
-        eval_features, eval_stats = encode_records(
-            job.tokenizer, job.data.eval, job.data.kind, max_length, assistant_only
-        )
-        _log_encoding(session, "eval set", eval_stats)
-        eval_features = eval_features or None
+    eval_features: Any = None
+    if encoded.eval_stats is not None:
+        _log_encoding(session, "eval set", encoded.eval_stats)
+        eval_features = encoded.eval if len(encoded.eval) else None
 
     collator: Any
     if config.training.packing:
@@ -53,21 +51,21 @@ def build_trainer(job: TrainingJob) -> Any:
         )
 
         refuse_unsupported_method(config.method.name)
-        check_isolation(job.model, train_features)
-        train_features, packing = pack_features(train_features, max_length)
+        check_isolation(job.model, first_rows(train_features))
+        train_features, packing = pack_features(train_features.to_list(), max_length)
         session.log(f"train set: {packing.summary()}")
         if eval_features:
-            eval_features, _ = pack_features(eval_features, max_length)
+            eval_features, _ = pack_features(eval_features.to_list(), max_length)
         collator = PackedCollator()
-    elif _padding_free(job, train_features):
+    elif _padding_free(job, first_rows(train_features)):
         from studio.engine.packing import PackedCollator
 
-        train_features = padding_free_rows(train_features)
-        if eval_features:
-            eval_features = padding_free_rows(eval_features)
+        # PackedCollator numbers the positions of rows that bring none.
         collator = PackedCollator()
     else:
         collator = PaddingCollator(job.tokenizer.pad_token_id)
+    # Keeps an uncached encoding's folder (a hub dataset) for as long as the trainer lives.
+    collator.encoded_data = encoded
 
     has_eval = bool(eval_features)
     callbacks = [job.callback_factory(lambda: collator.tokens_seen)]
@@ -95,6 +93,11 @@ def _log_encoding(session: Any, name: str, stats: EncodingStats) -> None:
     # Truncation loses answers: say so loudly rather than in passing.
     level = "warning" if stats.truncated or stats.dropped_no_target else "info"
     session.log(f"{name}: {stats.summary()}", level)
+
+
+def first_rows(dataset: Any, count: int = 8) -> list[dict[str, list[int]]]:
+    """The first examples of an Arrow-backed dataset as plain rows."""
+    return dataset.select(range(min(count, len(dataset)))).to_list()
 
 
 def padding_free_rows(features: list[dict[str, list[int]]]) -> list[dict[str, list[int]]]:

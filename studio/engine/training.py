@@ -85,18 +85,12 @@ def train(session: TrainingSession) -> EngineCallback:
     assert run is not None
 
     # 1. The data is checked before any model is loaded: a bad file fails in seconds.
-    from studio.data import load_training_data
-
-    builder = trainer_module(config.training_type)
-    data = load_training_data(
-        config.data, config.training_type, seed=config.training.seed, base_dir=session.base_dir
-    )
-    from studio.data.replay import mix_replay
+    # With an encoded copy in the cache, only its report (studio.engine.data_preparation).
+    from studio.engine.data_preparation import load_run_data
     from studio.engine.vocabulary import plan_vocabulary
 
-    data = mix_replay(
-        data, config.data, config.training_type, config.training.seed, session.base_dir
-    )
+    builder = trainer_module(config.training_type)
+    data = load_run_data(session)
     vocabulary = plan_vocabulary(config, session.base_dir)  # new tokens: read before loading
     run.write_json("data_report.json", data.report.to_dict())
     session.log(data.report.summary())

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from studio.engine.events import (
     EvalMetrics,
     LogLine,
+    PreparationProgress,
     RunError,
     RunEvent,
     RunFinished,
@@ -152,6 +153,8 @@ class RunMonitor:
             elif isinstance(event, LogLine):
                 self._log.append(event)
                 self._log_total += 1
+            elif isinstance(event, PreparationProgress):
+                self._state_detail = event.text  # shown under the state while it prepares
             elif isinstance(event, StateChanged):
                 self._state, self._state_detail = event.state, event.message
                 match = _RUN_DIRECTORY.match(event.message)

@@ -1,0 +1,337 @@
+"""`python -m bench.data_prep`: how long a large dataset takes to become training examples.
+
+One run generates an alpaca file (`--records`, default 100,000; never committed) and prepares
+it for SFT on the built-in tiny model's tokenizer and chat template, max_length 256, with the
+loss on the answers only, four ways, each in a process of its own (so peak RSS is per arm):
+
+- `ftstudio-cold`: ftstudio's own preparation (read, check, clean, encode in batches over
+  worker processes, write the encoded-data cache) into an empty cache;
+- `ftstudio-warm`: the same again: the encoded copy from the cache;
+- `trl`: trl's SFTTrainer dataset preparation (`_prepare_dataset`, what its constructor runs)
+  on the file loaded with `datasets`, as prompt / completion conversations, completion-only
+  loss, `dataset_num_proc` = cores;
+- `datasets-map`: a plain `datasets.map(batched=True, num_proc=cores)` that renders the chat
+  template and masks the prompt.
+
+Each arm's time counts from after its imports and the tokenizer load (the same in every arm)
+to prepared examples; the Hugging Face datasets cache of each arm is a fresh folder, so no arm
+reuses another's (or an earlier run's) work. Memory is sampled every 100 ms over the arm's
+process and all its worker processes together as PSS (`peak_pss_bytes`: shared pages counted
+once), with the main process's own peak RSS (`peak_rss_main_bytes`) and the PSS before
+preparing (`baseline_pss_bytes`: interpreter, libraries, tokenizer).
+The figures go to bench/results/data-prep-<records>.json and are printed as a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from bench.alpaca_file import write_alpaca_file
+from bench.environment import load_average
+
+RESULTS = Path(__file__).resolve().parent / "results"
+ARMS = ("ftstudio-cold", "ftstudio-warm", "trl", "datasets-map")
+MAX_LENGTH = 256
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+# ---------------------------------------------------------------- inside an arm's process
+
+
+class PeakMemory:
+    """Samples the memory of this process and its children (workers) until stopped.
+
+    The sum over the processes is of PSS (proportional set size: a page shared by n processes
+    counts 1/n in each), so forked workers that share their parent's pages are not counted
+    twice; the main process's own peak RSS comes from the kernel's high-water mark."""
+
+    def __init__(self) -> None:
+        import psutil
+
+        self.process = psutil.Process()
+        self.baseline = self._pss(self.process)
+        self.peak = self.baseline
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    @staticmethod
+    def _pss(process: Any) -> int:
+        info = process.memory_full_info()
+        return int(getattr(info, "pss", info.rss))
+
+    def _sample(self) -> None:
+        import psutil
+
+        while not self._stop.is_set():
+            total = 0
+            with contextlib.suppress(psutil.Error):
+                total = self._pss(self.process)
+                for child in self.process.children(recursive=True):
+                    with contextlib.suppress(psutil.Error):  # a worker that just ended
+                        total += self._pss(child)
+            self.peak = max(self.peak, total)
+            self._stop.wait(0.1)
+
+    def stop(self) -> dict[str, int]:
+        import resource
+
+        self._stop.set()
+        self._thread.join()
+        main_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        return {
+            "baseline_pss_bytes": self.baseline,
+            "peak_pss_bytes": self.peak,
+            "peak_rss_main_bytes": main_peak,
+        }
+
+
+def _tokenizer() -> Any:
+    from transformers import AutoTokenizer
+
+    from studio.models.tiny import ensure_tiny_model
+
+    return AutoTokenizer.from_pretrained(ensure_tiny_model())
+
+
+def _ftstudio(path: Path) -> tuple[int, dict[str, Any]]:
+    from types import SimpleNamespace
+
+    from studio.config import config_from_dict
+    from studio.engine.control import TrainingControl
+    from studio.engine.data_preparation import encoded_for_training, load_run_data
+
+    config = config_from_dict(
+        {
+            "model": {"source": "tiny-demo"},
+            "training_type": "sft",
+            "data": {"path": str(path), "max_length": MAX_LENGTH},
+        }
+    )
+    logged: list[str] = []
+    session = SimpleNamespace(
+        config=config,
+        base_dir=None,
+        control=TrainingControl(),
+        log=lambda text, level="info": logged.append(text),
+        publish=lambda event: None,
+    )
+    import datasets  # imported before the clock starts, as in the other arms
+
+    datasets.disable_progress_bars()
+    tokenizer = _tokenizer()
+    memory = PeakMemory()
+    started = time.perf_counter()
+    data = load_run_data(session)  # type: ignore[arg-type]
+    loaded = time.perf_counter() - started
+    after_reading = memory.process.memory_info().rss
+    job = SimpleNamespace(config=config, session=session, data=data, tokenizer=tokenizer)
+    encoded = encoded_for_training(job)  # type: ignore[arg-type]
+    seconds = time.perf_counter() - started
+    figures = memory.stop()
+    return len(encoded.train), {
+        "seconds": seconds,
+        **figures,
+        "read_check_clean_seconds": loaded,  # the rest is encoding (or the cache)
+        "rss_after_reading_bytes": after_reading,
+        "from_cache": encoded.from_cache,
+        "log": logged,
+    }
+
+
+def _alpaca_conversation(record: dict[str, str]) -> dict[str, Any]:
+    """The user turn exactly as ftstudio's alpaca converter writes it."""
+    extra = record.get("input") or ""
+    prompt = f"{record['instruction']}\n\n{extra}" if extra.strip() else record["instruction"]
+    return {
+        "prompt": [{"role": "user", "content": prompt}],
+        "completion": [{"role": "assistant", "content": record["output"]}],
+    }
+
+
+def _trl(path: Path) -> tuple[int, dict[str, Any]]:
+    import warnings
+
+    import datasets
+    from transformers import AutoModelForCausalLM
+    from trl import SFTConfig, SFTTrainer
+
+    from studio.models.tiny import ensure_tiny_model
+
+    warnings.simplefilter("ignore")
+    datasets.disable_progress_bars()
+    tokenizer = _tokenizer()
+    model = AutoModelForCausalLM.from_pretrained(ensure_tiny_model())
+    args = SFTConfig(
+        output_dir=tempfile.mkdtemp(prefix="bench-trl-"),
+        max_length=MAX_LENGTH,
+        dataset_num_proc=_cores(),
+        completion_only_loss=True,
+        report_to=[],
+        use_cpu=True,
+    )
+    seed = datasets.Dataset.from_list(
+        [_alpaca_conversation({"instruction": "Hi", "input": "", "output": "Hello"})]
+    )
+    trainer = SFTTrainer(model=model, args=args, train_dataset=seed, processing_class=tokenizer)
+    memory = PeakMemory()
+    started = time.perf_counter()
+    raw = datasets.load_dataset("json", data_files=str(path), split="train")
+    conversations = raw.map(
+        _alpaca_conversation, remove_columns=raw.column_names, num_proc=_cores()
+    )
+    prepared = trainer._prepare_dataset(conversations, tokenizer, args, False, None, "train")
+    seconds = time.perf_counter() - started
+    return len(prepared), {"seconds": seconds, **memory.stop()}
+
+
+def _map_batch(batch: dict[str, list[str]], tokenizer: Any) -> dict[str, list[list[int]]]:
+    input_ids, labels = [], []
+    for instruction, extra, output in zip(
+        batch["instruction"], batch["input"], batch["output"], strict=True
+    ):
+        turns = _alpaca_conversation({"instruction": instruction, "input": extra, "output": output})
+        prompt = tokenizer.apply_chat_template(
+            turns["prompt"], tokenize=False, add_generation_prompt=True
+        )
+        full = tokenizer.apply_chat_template(turns["prompt"] + turns["completion"], tokenize=False)
+        ids = tokenizer(full, add_special_tokens=False)["input_ids"][:MAX_LENGTH]
+        prompt_length = len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
+        input_ids.append(ids)
+        labels.append([-100] * min(prompt_length, len(ids)) + ids[prompt_length:])
+    return {"input_ids": input_ids, "labels": labels}
+
+
+def _datasets_map(path: Path) -> tuple[int, dict[str, Any]]:
+    import datasets
+
+    datasets.disable_progress_bars()
+    tokenizer = _tokenizer()
+    memory = PeakMemory()
+    started = time.perf_counter()
+    raw = datasets.load_dataset("json", data_files=str(path), split="train")
+    prepared = raw.map(
+        _map_batch,
+        batched=True,
+        num_proc=_cores(),
+        remove_columns=raw.column_names,
+        fn_kwargs={"tokenizer": tokenizer},
+    )
+    seconds = time.perf_counter() - started
+    return len(prepared), {"seconds": seconds, **memory.stop()}
+
+
+def run_arm(arm: str, path: Path) -> dict[str, Any]:
+    if arm.startswith("ftstudio"):
+        examples, figures = _ftstudio(path)
+    elif arm == "trl":
+        examples, figures = _trl(path)
+    else:
+        examples, figures = _datasets_map(path)
+    return {"arm": arm, "examples": examples, **figures}
+
+
+# ---------------------------------------------------------------- the driver
+
+
+def _run_in_process(arm: str, path: Path, cache: Path, hf_cache: Path) -> dict[str, Any]:
+    env = {
+        **os.environ,
+        "FTSTUDIO_CACHE_DIR": str(cache),
+        "HF_DATASETS_CACHE": str(hf_cache / arm),
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "CUDA_VISIBLE_DEVICES": "",
+    }
+    command = [sys.executable, "-m", "bench.data_prep", "--arm", arm, "--file", str(path)]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"arm {arm} failed:\n{done.stderr[-4000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def table(results: list[dict[str, Any]], records: int, file_bytes: int) -> str:
+    mib = 1024**2
+    lines = [
+        f"{records:,} alpaca records, {file_bytes / mib:.1f} MiB file",
+        "| arm | seconds | records/s | peak PSS, all processes (MiB) | x file | "
+        "main process peak RSS (MiB) | PSS before preparing (MiB) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for row in results:
+        lines.append(
+            f"| {row['arm']} | {row['seconds']:.2f} | {records / row['seconds']:,.0f} | "
+            f"{row['peak_pss_bytes'] / mib:,.0f} | {row['peak_pss_bytes'] / file_bytes:.1f} | "
+            f"{row['peak_rss_main_bytes'] / mib:,.0f} | {row['baseline_pss_bytes'] / mib:,.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.data_prep", description=__doc__)
+    parser.add_argument("--records", type=int, default=100_000, help="alpaca records to generate")
+    parser.add_argument("--arms", default=",".join(ARMS), help="comma-separated subset of arms")
+    parser.add_argument("--output", type=Path, help="result file (default: bench/results/...)")
+    parser.add_argument("--arm", help=argparse.SUPPRESS)
+    parser.add_argument("--file", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.arm:
+        print(json.dumps(run_arm(args.arm, args.file)))
+        return 0
+    arms = [arm.strip() for arm in args.arms.split(",") if arm.strip()]
+    with tempfile.TemporaryDirectory(prefix="bench-data-prep-") as scratch:
+        folder = Path(scratch)
+        path = write_alpaca_file(folder / f"alpaca-{args.records}.jsonl", args.records)
+        from studio.models.tiny import ensure_tiny_model
+
+        ensure_tiny_model()  # built before the arms, in the user's cache, not timed
+        # A fresh ftstudio cache, sharing the built tiny model (a link) with the user's.
+        cache = folder / "ftstudio-cache"
+        (cache / "models").mkdir(parents=True)
+        from studio.models.tiny import tiny_model_dir
+
+        model = tiny_model_dir()
+        (cache / "models" / model.name).symlink_to(model)
+        load = load_average()
+        results = [_run_in_process(arm, path, cache, folder / "hf-datasets") for arm in arms]
+        file_bytes = path.stat().st_size
+    text = table(results, args.records, file_bytes)
+    print(text)
+    record = {
+        "command": "python -m bench.data_prep " + " ".join(argv or sys.argv[1:]),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "records": args.records,
+        "file_bytes": file_bytes,
+        "cores": _cores(),
+        "load_average_before": load,
+        "load_average_after": load_average(),
+        "results": [{k: v for k, v in row.items() if k != "log"} for row in results],
+        "ftstudio_log": next((row.get("log") for row in results if row.get("log")), None),
+        "table": text,
+    }
+    output = args.output or RESULTS / f"data-prep-{args.records}.json"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+    print(f"written to {output}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,209 @@
+"""A run's data from file to encoded examples, through the encoded-dataset cache.
+
+Step 1 of a run (`load_run_data`) reads, checks, cleans and mixes the records, unless an
+encoded copy of the same files with the same settings is cached: then only the cached report
+is taken, and the records are read later only if the tokenizer turns out to differ from the
+cached copy's. The SFT / pre-training trainer then takes its examples from
+`encoded_for_training`: from the cache, or encoded now in batches over worker processes into
+a new cache entry, with progress (and an ETA) published as `PreparationProgress` events and
+the user's stop checked between batches.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from studio.engine import encoded_cache
+from studio.engine.encoding import EncodingStats
+from studio.engine.events import PreparationProgress
+from studio.engine.parallel_encoding import choose_workers, encode_to_arrow
+from studio.errors import DataError
+
+if TYPE_CHECKING:
+    from studio.data import LoadedData
+    from studio.engine.session import TrainingSession
+    from studio.engine.training import TrainingJob
+
+CACHED_TRAINING_TYPES = ("sft", "pretrain")
+PROGRESS_INTERVAL = 0.5  # seconds between progress events
+
+
+def load_records(session: TrainingSession) -> LoadedData:
+    """The run's records: read, checked, cleaned, mixed with data.mix and data.replay_path."""
+    from studio.data import load_training_data
+    from studio.data.replay import mix_replay
+
+    config = session.config
+    data = load_training_data(
+        config.data, config.training_type, seed=config.training.seed, base_dir=session.base_dir
+    )
+    return mix_replay(
+        data, config.data, config.training_type, config.training.seed, session.base_dir
+    )
+
+
+def load_run_data(session: TrainingSession) -> LoadedData:
+    """Step 1 of a run: its records, or only their report when an encoded copy is cached."""
+    from studio.data import LoadedData
+    from studio.data.report import DataReport
+
+    config = session.config
+    key = None
+    if config.training_type in CACHED_TRAINING_TYPES:
+        key = encoded_cache.data_key(config, session.base_dir)
+    if key is not None:
+        entry = encoded_cache.entry_for_data(key)
+        if entry is not None:
+            meta = entry.meta
+            eval_report = meta.get("eval_report")
+            return LoadedData(
+                kind=meta["kind"],
+                train=[],
+                eval=[],
+                report=DataReport.from_dict(meta["report"]),
+                eval_report=DataReport.from_dict(eval_report) if eval_report else None,
+                data_key=key,
+                deferred=True,
+            )
+    data = load_records(session)
+    data.data_key = key
+    return data
+
+
+@dataclass
+class EncodedData:
+    """The encoded examples a trainer takes: datasets.Dataset objects backed by Arrow files."""
+
+    train: Any
+    eval: Any | None
+    train_stats: EncodingStats
+    eval_stats: EncodingStats | None
+    from_cache: bool
+    # Holds the folder of an encoding that is not cached (a hub dataset) for the run's life.
+    keep_alive: Any = None
+
+
+def _stats(data: dict[str, Any] | None) -> EncodingStats | None:
+    return EncodingStats(**data) if data is not None else None
+
+
+def encoded_for_training(job: TrainingJob) -> EncodedData:
+    """The run's examples from the cache, or encoded now (and cached when the data can be)."""
+    config, session = job.config, job.session
+    assistant_only = config.training.assistant_only_loss
+    key = None
+    if job.data.data_key is not None:
+        tokenizer = encoded_cache.tokenizer_key(job.tokenizer)
+        key = encoded_cache.entry_key(job.data.data_key, tokenizer, assistant_only)
+        entry = encoded_cache.find_entry(key)
+        if entry is not None:
+            encoded_cache.mark_used(entry)
+            session.log(f"encoded data from the cache ({entry.path})")
+            train_stats = _stats(entry.meta["train_stats"])
+            assert train_stats is not None
+            return EncodedData(
+                entry.train_dataset(),
+                entry.eval_dataset(),
+                train_stats,
+                _stats(entry.meta.get("eval_stats")),
+                from_cache=True,
+            )
+    if job.data.deferred:
+        session.log("the cached encoding was made with another tokenizer: reading the data again")
+        job.data = replace(load_records(session), data_key=job.data.data_key)
+    if job.data.kind == "conversation" and not getattr(job.tokenizer, "chat_template", None):
+        raise DataError(
+            "the model's tokenizer has no chat template, so conversations cannot be formatted",
+            advice="set model.chat_template_preset (for example chatml or alpaca) or "
+            "model.chat_template, or train a base model on raw text with training_type: pretrain",
+        )
+    if key is not None:
+        folder, keep_alive = encoded_cache.start_staging(key), None
+    else:
+        keep_alive = tempfile.TemporaryDirectory(prefix="ftstudio-encoded-")
+        folder = Path(keep_alive.name)
+    try:
+        train_stats = _encode(job, job.data.train, "train set", folder / encoded_cache.TRAIN_FILE)
+        eval_stats = None
+        if job.data.eval:
+            eval_stats = _encode(job, job.data.eval, "eval set", folder / encoded_cache.EVAL_FILE)
+    except BaseException:
+        # Stopped, interrupted or failed: nothing half-written may be found again.
+        if key is not None:
+            encoded_cache.discard(folder)
+        raise
+    if key is None:
+        from datasets import Dataset
+
+        _release_records(job.data)
+
+        eval_path = folder / encoded_cache.EVAL_FILE
+        return EncodedData(
+            Dataset.from_file(str(folder / encoded_cache.TRAIN_FILE)),
+            Dataset.from_file(str(eval_path)) if eval_path.exists() else None,
+            train_stats,
+            eval_stats,
+            from_cache=False,
+            keep_alive=keep_alive,
+        )
+    meta = {
+        "data_key": job.data.data_key,
+        "kind": job.data.kind,
+        "training_type": config.training_type,
+        "sources": [config.data.path, *[m.path for m in config.data.mix]],
+        "tokenizer": str(getattr(job.tokenizer, "name_or_path", "")),
+        "max_length": config.data.max_length,
+        "records": len(job.data.train) + len(job.data.eval),
+        "report": job.data.report.to_dict(),
+        "eval_report": job.data.eval_report.to_dict() if job.data.eval_report else None,
+        "train_stats": asdict(train_stats),
+        "eval_stats": asdict(eval_stats) if eval_stats is not None else None,
+    }
+    entry = encoded_cache.commit(folder, key, meta)
+    session.log(f"encoded data cached in {entry.path}")
+    _release_records(job.data)
+    return EncodedData(
+        entry.train_dataset(), entry.eval_dataset(), train_stats, eval_stats, from_cache=False
+    )
+
+
+def _release_records(data: LoadedData) -> None:
+    """The records are not needed once encoded (the trainer reads the Arrow files): their
+    memory goes back before training starts."""
+    data.train, data.eval, data.deferred = [], [], True
+
+
+def _encode(
+    job: TrainingJob, records: list[dict[str, Any]], stage: str, target: Path
+) -> EncodingStats:
+    session = job.session
+    workers, reason = choose_workers(len(records))
+    session.log(f"encoding {stage}: {reason}")
+    started = time.monotonic()
+    last = 0.0
+
+    def on_progress(done: int, total: int) -> None:
+        nonlocal last
+        now = time.monotonic()
+        if now - last < PROGRESS_INTERVAL and done < total:
+            return
+        last = now
+        elapsed = now - started
+        eta = elapsed / done * (total - done) if done else None
+        session.publish(PreparationProgress(stage, done, total, elapsed, eta))
+
+    return encode_to_arrow(
+        job.tokenizer,
+        records,
+        job.data.kind,
+        job.config.data.max_length,
+        job.config.training.assistant_only_loss,
+        target,
+        workers=workers,
+        on_progress=on_progress,
+        should_stop=lambda: session.control.stop_requested,
+    )
