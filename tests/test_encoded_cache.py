@@ -292,7 +292,7 @@ def test_report_round_trips(tiny_tokenizer: Any) -> None:
 def test_console_shows_the_preparation_progress() -> None:
     import io
 
-    from studio.cli_train import ConsoleProgress
+    from studio.commands.train_console import ConsoleProgress
 
     stream = io.StringIO()
     console = ConsoleProgress(stream=stream)
@@ -334,7 +334,7 @@ def test_stop_during_preparation_ends_the_run_stopped_without_a_cache_entry(
 def test_train_screen_state_line_shows_the_preparation_progress() -> None:
     from studio.engine import RunState
     from studio.engine.events import StateChanged
-    from studio.ui.run_monitor import RunMonitor
+    from studio.ui.runs.monitor import RunMonitor
 
     monitor = RunMonitor()
     monitor.record(StateChanged(RunState.PREPARING, "run directory /tmp/runs/x"))

@@ -26,8 +26,7 @@ from studio.models.tiny import TINY_MODEL_NAME
 from studio.run_files import read_json_object, str_field
 
 if TYPE_CHECKING:
-    from studio.config import RunConfig
-    from studio.config_methods import MethodSettings
+    from studio.config import MethodSettings, RunConfig
 
 TargetKind = Literal["run", "checkpoint", "adapter", "base"]
 

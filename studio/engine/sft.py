@@ -39,7 +39,7 @@ def build_trainer(job: TrainingJob) -> Any:
     eval_features: Any = None
     if encoded.eval_stats is not None:
         _log_encoding(session, "eval set", encoded.eval_stats)
-        eval_features = encoded.eval if len(encoded.eval) else None
+        eval_features = encoded.eval if encoded.eval is not None and len(encoded.eval) else None
 
     collator: Any
     if config.training.packing:
