@@ -94,3 +94,29 @@ def architecture_dir(tmp_path_factory, tiny_tokenizer):
         return built[model_type]
 
     return folder
+
+
+@pytest.fixture(scope="session")
+def quickstart_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """sample_data/configs/quickstart.yaml trained to its end by `ftstudio train` (150 steps,
+    a checkpoint every 50), once per test session for all workers (tests/support/run_cache.py).
+    Read it; copy it before changing anything in it."""
+    from tests.support.cli import studio_process
+    from tests.support.run_cache import trained_once
+
+    def train(runs: Path) -> Path:
+        result = studio_process(
+            "train",
+            str(SAMPLE_DATA / "configs" / "quickstart.yaml"),
+            "--set",
+            f"output.runs_dir={runs}",
+            "--set",
+            "training.save_steps=50",
+            timeout=600,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "Traceback" not in result.stdout + result.stderr
+        (run,) = runs.iterdir()
+        return run
+
+    return trained_once(tmp_path_factory, "quickstart", train)

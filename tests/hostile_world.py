@@ -56,16 +56,6 @@ def copy_run(reference: Path, runs: Path, name: str) -> Path:
     return Path(shutil.copytree(reference, runs / name, symlinks=True))
 
 
-def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    """`ftstudio ARGV` in this process: (exit code, stdout, stderr)."""
-    from studio.cli import main
-
-    capsys.readouterr()
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def assert_no_traceback(*texts: str) -> None:
     for text in texts:
         assert "Traceback (most recent call last)" not in text, text

@@ -24,7 +24,6 @@ from studio.chat import (
 )
 from studio.chat.settings import ChatMessage
 from studio.cli import main
-from tests.conftest import SAMPLE_DATA
 
 QUESTION = "What is the capital of France?"
 ANSWER = "The capital of France is Paris."
@@ -35,21 +34,9 @@ pytestmark = pytest.mark.usefixtures("pin_cpu")
 
 
 @pytest.fixture(scope="module")
-def trained_run(tmp_path_factory, pin_cpu) -> Path:
-    """The quickstart run, with checkpoints every 50 steps (150 steps, about 20 s on a CPU)."""
-    from studio.config import load_config
-    from studio.engine import EventBus, RunState, TrainingControl
-    from studio.engine.session import TrainingSession
-
-    runs = tmp_path_factory.mktemp("chat-runs")
-    config = load_config(
-        SAMPLE_DATA / "configs" / "quickstart.yaml",
-        [f"output.runs_dir={runs}", "training.save_steps=50"],
-    )
-    result = TrainingSession(config, EventBus(), TrainingControl()).run()
-    assert result.state is RunState.FINISHED
-    (run,) = runs.iterdir()
-    return run
+def trained_run(quickstart_run: Path, pin_cpu) -> Path:
+    """The quickstart run, with checkpoints every 50 steps (conftest's, trained once)."""
+    return quickstart_run
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,7 @@ from studio.chat.targets import (
 )
 from studio.config import RunConfig, dump_config
 from studio.errors import ModelError
-from tests.conftest import REPO
+from tests.support.cli import studio_process
 
 
 def make_run(
@@ -173,16 +173,6 @@ def test_run_activity_follows_status_and_pid(tmp_path: Path) -> None:
     assert not run_is_active(tmp_path / "nowhere")
 
 
-def chat_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "studio", "chat", *args],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=120,
-    )
-
-
 def test_cli_errors_are_messages_not_tracebacks(tmp_path: Path) -> None:
     run = make_run(tmp_path, complete=(50,))
     cases = [
@@ -195,7 +185,7 @@ def test_cli_errors_are_messages_not_tracebacks(tmp_path: Path) -> None:
         (("--model", "tiny-demo", "--compare", "--prompt", "hi"), "--compare needs an adapter"),
     ]
     for args, message in cases:
-        result = chat_cli(*args)
+        result = studio_process("chat", *args)
         assert result.returncode == 2, (args, result.stdout, result.stderr)
         assert "Traceback" not in result.stderr, result.stderr
         assert message in result.stderr, (args, result.stderr)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -10,15 +9,10 @@ from pathlib import Path
 import pytest
 
 from studio.data import check_main
+from tests.support.files import write_jsonl
 
 REPO = Path(__file__).resolve().parent.parent
 BAD_SAMPLE = REPO / "sample_data" / "bad" / "alpaca_with_errors.jsonl"
-
-
-def write_jsonl(path: Path, rows: list[object]) -> Path:
-    lines = [row if isinstance(row, str) else json.dumps(row) for row in rows]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
 
 
 def test_usable_file_exits_zero_and_shows_format_kind_counts(

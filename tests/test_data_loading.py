@@ -12,14 +12,7 @@ import pytest
 from studio.config import DataSettings
 from studio.data import LoadedData, load_training_data
 from studio.errors import DataError
-
-
-def write_jsonl(path: Path, rows: list[Any]) -> Path:
-    path.write_text(
-        "".join((row if isinstance(row, str) else json.dumps(row)) + "\n" for row in rows),
-        encoding="utf-8",
-    )
-    return path
+from tests.support.files import write_jsonl
 
 
 def qa(n: int) -> dict[str, str]:

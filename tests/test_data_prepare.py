@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 from studio.data.corpus.settings import PrepareSettings, load_settings
@@ -13,23 +11,14 @@ from studio.data.prepare import prepare_corpus
 from studio.data.text_quality import is_garbled, measure_garbling
 from tests.conftest import REPO
 from tests.sample_documents import prose, write_mixed_folder
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "studio", *args],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=120,
-    )
+from tests.support.cli import studio_process
 
 
 def test_prepare_command_counts_every_reason(tmp_path: Path) -> None:
     expected = write_mixed_folder(tmp_path / "docs")
     corpus = tmp_path / "corpus.jsonl"
     report_file = tmp_path / "report.json"
-    result = run_cli(
+    result = studio_process(
         "data", "prepare", str(tmp_path / "docs"), "-o", str(corpus), "--report", str(report_file)
     )
     output = result.stdout + result.stderr
@@ -80,12 +69,14 @@ def test_nothing_kept_is_an_error_without_traceback(tmp_path: Path) -> None:
     folder = tmp_path / "docs"
     folder.mkdir()
     (folder / "tiny.txt").write_text("hi", encoding="utf-8")
-    result = run_cli("data", "prepare", str(folder), "-o", str(tmp_path / "out.jsonl"))
+    result = studio_process("data", "prepare", str(folder), "-o", str(tmp_path / "out.jsonl"))
     assert result.returncode == 1
     assert "Traceback" not in result.stdout + result.stderr
     assert "tiny.txt: too_short" in result.stdout
     assert not (tmp_path / "out.jsonl").exists()
-    missing = run_cli("data", "prepare", str(tmp_path / "nope"), "-o", str(tmp_path / "o.jsonl"))
+    missing = studio_process(
+        "data", "prepare", str(tmp_path / "nope"), "-o", str(tmp_path / "o.jsonl")
+    )
     assert missing.returncode == 2 and "folder not found" in missing.stderr
 
 
@@ -110,7 +101,7 @@ def test_report_shows_samples_per_filter_and_settings_come_from_yaml(tmp_path: P
     settings = tmp_path / "prepare.yaml"
     settings.write_text("min_mean_words_per_line: 0\nmax_record_chars: 600\n", encoding="utf-8")
     report_file = tmp_path / "report.json"
-    result = run_cli(
+    result = studio_process(
         "data", "prepare", str(folder), "-o", str(tmp_path / "c.jsonl"),
         "--settings", str(settings), "--report", str(report_file),
     )  # fmt: skip
@@ -131,7 +122,7 @@ def test_report_shows_samples_per_filter_and_settings_come_from_yaml(tmp_path: P
 
     bad = tmp_path / "bad.yaml"
     bad.write_text("near_duplicate_threshold: 3\n", encoding="utf-8")
-    result = run_cli("data", "prepare", str(folder), "-o", str(tmp_path / "c.jsonl"),
+    result = studio_process("data", "prepare", str(folder), "-o", str(tmp_path / "c.jsonl"),
                      "--settings", str(bad))  # fmt: skip
     assert result.returncode == 2, result.stdout + result.stderr
     assert "near_duplicate_threshold" in result.stderr and "Traceback" not in result.stderr

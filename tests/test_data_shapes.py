@@ -15,11 +15,7 @@ from studio.data.loading import prepare_file
 from studio.engine.encoding import IGNORE_INDEX, encode_conversation
 from studio.errors import DataError
 from studio.models.chat_templates import PRESETS
-
-
-def write_jsonl(path: Path, rows: list[Any]) -> str:
-    path.write_text("\n".join(json.dumps(row) for row in rows) + "\n", encoding="utf-8")
-    return str(path)
+from tests.support.files import write_jsonl
 
 
 def user(text: str) -> dict[str, str]:
@@ -121,7 +117,7 @@ def test_preference_messages_as_strings_and_lists_for_dpo(tmp_path: Path) -> Non
             {"prompt": [user("3+3?")], "chosen": [assistant("6")], "rejected": [assistant("7")]},
         ],
     )
-    data = load_training_data(DataSettings(path=path), "dpo")
+    data = load_training_data(DataSettings(path=str(path)), "dpo")
     assert data.kind == "preference" and len(data.train) == 2
 
 
@@ -325,14 +321,14 @@ def test_kto_file_given_to_sft_is_refused_with_advice(tmp_path: Path) -> None:
     )
     for training_type in ("sft", "dpo"):
         with pytest.raises(DataError) as caught:
-            load_training_data(DataSettings(path=path), training_type)
+            load_training_data(DataSettings(path=str(path)), training_type)
         assert "labelled" in caught.value.message
         assert "training_type: kto" in (caught.value.advice or "")
 
 
 def test_preference_pairs_become_good_and_bad_answers_for_kto(tmp_path: Path) -> None:
     path = write_jsonl(tmp_path / "p.jsonl", [{"prompt": "2+2?", "chosen": "4", "rejected": "5"}])
-    data = load_training_data(DataSettings(path=path), "kto")
+    data = load_training_data(DataSettings(path=str(path)), "kto")
     assert data.kind == "kto"
     assert [(r["completion"][0]["content"], r["label"]) for r in data.train] == [
         ("4", True),

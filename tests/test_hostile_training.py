@@ -28,10 +28,10 @@ from tests.hostile_world import QUICKSTART as CONFIG
 from tests.hostile_world import (
     FullDisk,
     assert_no_traceback,
-    run_cli,
     tiny_config,
     tiny_overrides,
 )
+from tests.support.cli import run_cli
 
 
 def _session(config: Any, bus: EventBus | None = None) -> TrainingSession:

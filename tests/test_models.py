@@ -7,6 +7,7 @@ import pytest
 from studio.errors import ModelError
 from studio.models.inspect import inspect_model_folder
 from studio.models.sources import resolve_model_source, scan_hub_cache
+from tests.support.cli import studio_process
 
 
 def test_tiny_model_info_without_loading_weights(tiny_model_dir: Path) -> None:
@@ -56,11 +57,8 @@ def test_models_command_lists_folders_added_in_the_studio(
 ) -> None:
     """Headless `ftstudio models` shows what the Models screen added, from the same settings."""
     import os
-    import subprocess
-    import sys
 
     from studio.user_settings import UserSettings, save_settings
-    from tests.conftest import REPO
 
     config_home = tmp_path / "config"
     added = str(tiny_model_dir)
@@ -70,10 +68,7 @@ def test_models_command_lists_folders_added_in_the_studio(
     )
     assert problem is None
     env = {**os.environ, "XDG_CONFIG_HOME": str(config_home), "HF_HOME": str(tmp_path / "hf")}
-    result = subprocess.run(
-        [sys.executable, "-m", "studio", "models"],
-        capture_output=True, text=True, cwd=REPO, env=env, timeout=120,
-    )  # fmt: skip
+    result = studio_process("models", env=env)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].startswith("tiny-demo") and "built-in" in lines[0]

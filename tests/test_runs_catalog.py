@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -26,15 +25,11 @@ from studio.runs import (
     read_curves,
     render_loss_overlay,
 )
-from tests.conftest import REPO, SAMPLE_DATA
+from tests.conftest import SAMPLE_DATA
+from tests.support.cli import studio_process
+from tests.support.processes import dead_pid
 
 QUICKSTART = SAMPLE_DATA / "configs" / "quickstart.yaml"
-
-
-def dead_pid() -> int:
-    process = subprocess.Popen([sys.executable, "-c", "pass"])
-    process.wait()
-    return process.pid
 
 
 @pytest.fixture(scope="module")
@@ -164,14 +159,7 @@ def test_delete_asks_first_and_never_deletes_a_running_run(runs: Path, tmp_path:
 
 
 def ftstudio(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "studio", *args],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=120,
-        stdin=subprocess.DEVNULL,
-    )
+    return studio_process(*args, stdin=subprocess.DEVNULL)
 
 
 def test_headless_runs_commands(runs: Path, tmp_path: Path) -> None:

@@ -31,6 +31,7 @@ from studio.engine.liveness import effective_state
 from studio.engine.remote_control import RemoteControl
 from studio.engine.session import TrainingSession
 from tests.conftest import REPO, SAMPLE_DATA
+from tests.support.processes import dead_pid
 
 QUICKSTART = SAMPLE_DATA / "configs" / "quickstart.yaml"
 
@@ -203,12 +204,6 @@ def test_follower_reads_whole_lines_and_ends_with_the_run(tmp_path: Path) -> Non
     events = replay_run(run)
     assert isinstance(events[-3], RunError) and events[-3].kind == "interrupted"
     assert events[-1].state is RunState.FAILED
-
-
-def dead_pid() -> int:
-    process = subprocess.Popen([sys.executable, "-c", "pass"])
-    process.wait()
-    return process.pid
 
 
 def test_liveness_tells_dead_reused_and_remote_runs_apart() -> None:

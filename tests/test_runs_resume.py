@@ -4,8 +4,6 @@ out-of-memory run is triaged and relaunched from its last checkpoint."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,7 +13,8 @@ from studio.engine import EventBus, RunState, StepMetrics, TrainingControl
 from studio.engine.checkpoints import last_complete_checkpoint, list_checkpoints
 from studio.engine.session import TrainingSession
 from studio.runs import diagnose, read_run, relaunch
-from tests.conftest import REPO, SAMPLE_DATA
+from tests.conftest import SAMPLE_DATA
+from tests.support.cli import studio_process
 
 QUICKSTART = SAMPLE_DATA / "configs" / "quickstart.yaml"
 
@@ -69,13 +68,7 @@ def test_stopped_run_resumed_from_the_cli_continues_exactly(tmp_path: Path) -> N
     assert last_complete_checkpoint(tmp_path / "part").step == stop_step  # saved on stop
     assert read_run(tmp_path / "part").status == "stopped"
 
-    result = subprocess.run(
-        [sys.executable, "-m", "studio", "train", "--resume", str(tmp_path / "part")],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=300,
-    )
+    result = studio_process("train", "--resume", str(tmp_path / "part"))
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"resuming from checkpoint-{stop_step} at step {stop_step}" in result.stdout
 
@@ -156,10 +149,7 @@ def test_out_of_memory_is_triaged_and_relaunched_from_the_last_checkpoint(
     assert smaller.overrides == {"training.batch_size": 4, "training.gradient_accumulation": 2}
     assert "checkpoint-5" in triage.describe()
     assert read_run(run).error_kind == "out_of_memory"
-    shown = subprocess.run(
-        [sys.executable, "-m", "studio", "runs", "triage", str(run)],
-        capture_output=True, text=True, cwd=REPO, timeout=120,
-    )  # fmt: skip
+    shown = studio_process("runs", "triage", str(run))
     assert shown.returncode == 0 and "at step 7 of 20" in shown.stdout, shown.stderr
     assert "[smaller_batch] batch 4 x 2 accumulation" in shown.stdout
 

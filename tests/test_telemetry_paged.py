@@ -13,29 +13,9 @@ from studio.telemetry.paged import (
     read_paged_totals,
     unaccounted_bytes,
 )
+from tests.support.paged_memory import FakePagedTensor, install_fake_bitsandbytes
 
 GIB = 1024**3
-
-
-class FakePagedTensor:
-    def __init__(self, elements: int, element_size: int = 4, device: int = 0) -> None:
-        self._elements, self._element_size = elements, element_size
-        self.is_paged = True
-        self.page_deviceid = device
-
-    def numel(self) -> int:
-        return self._elements
-
-    def element_size(self) -> int:
-        return self._element_size
-
-
-def install_fake_bitsandbytes(monkeypatch: pytest.MonkeyPatch, tensors: list[object]) -> None:
-    functional = ModuleType("bitsandbytes.functional")
-    manager = SimpleNamespace(paged_tensors=tensors)
-    manager_class = type("GlobalPageManager", (), {"_instance": manager})
-    functional.GlobalPageManager = manager_class
-    monkeypatch.setitem(sys.modules, "bitsandbytes.functional", functional)
 
 
 def test_no_bitsandbytes_means_no_paged_state(monkeypatch: pytest.MonkeyPatch) -> None:

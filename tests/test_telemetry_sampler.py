@@ -20,30 +20,9 @@ from studio.telemetry import (
     read_telemetry_jsonl,
 )
 from studio.telemetry.fake_nvml import FakeGpu, FakeNvml
+from tests.support.paged_memory import FakePagedTensor, install_fake_bitsandbytes
 
 GIB = 1024**3
-
-
-class FakePagedTensor:
-    """What bitsandbytes' get_paged returns, as far as telemetry looks at it."""
-
-    def __init__(self, elements: int, element_size: int, device: int) -> None:
-        self.is_paged, self.page_deviceid = True, device
-        self._bytes = (elements, element_size)
-
-    def numel(self) -> int:
-        return self._bytes[0]
-
-    def element_size(self) -> int:
-        return self._bytes[1]
-
-
-def install_fake_bitsandbytes(monkeypatch: pytest.MonkeyPatch, tensors: list[object]) -> None:
-    functional = ModuleType("bitsandbytes.functional")
-    manager = SimpleNamespace(paged_tensors=tensors)
-    manager_class = type("GlobalPageManager", (), {"_instance": manager})
-    functional.GlobalPageManager = manager_class
-    monkeypatch.setitem(sys.modules, "bitsandbytes.functional", functional)
 
 
 def fake_torch(uuids: list[str], allocated: int, reserved: int) -> ModuleType:

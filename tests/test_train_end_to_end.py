@@ -3,39 +3,16 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import threading
 from pathlib import Path
-
-import pytest
 
 from studio.config import load_config
 from studio.engine import EventBus, RunState, StepMetrics, TrainingControl
 from studio.engine.session import TrainingSession
-from tests.conftest import REPO, SAMPLE_DATA
+from tests.conftest import SAMPLE_DATA
+from tests.support.cli import studio_process
 
 QUICKSTART = SAMPLE_DATA / "configs" / "quickstart.yaml"
-
-
-def run_cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "studio", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        timeout=300,
-    )
-
-
-@pytest.fixture(scope="module")
-def quickstart_run(tmp_path_factory) -> Path:
-    runs = tmp_path_factory.mktemp("runs")
-    result = run_cli("train", str(QUICKSTART), "--set", f"output.runs_dir={runs}")
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "Traceback" not in result.stdout + result.stderr
-    (run_dir,) = runs.iterdir()
-    return run_dir
 
 
 def test_quickstart_learns(quickstart_run: Path) -> None:
@@ -79,14 +56,14 @@ def test_adapter_loads_with_plain_peft_and_answers(quickstart_run: Path, tiny_mo
 def test_bad_config_gives_an_error_not_a_traceback(tmp_path: Path) -> None:
     config = tmp_path / "bad.yaml"
     config.write_text("training:\n  learning_rate: 5\n")
-    result = run_cli("train", str(config))
+    result = studio_process("train", str(config))
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert "training.learning_rate = 5" in result.stderr and "line 2" in result.stderr
 
 
 def test_bad_dataset_fails_before_the_model_loads(tmp_path: Path) -> None:
-    result = run_cli(
+    result = studio_process(
         "train",
         str(QUICKSTART),
         "--set",
@@ -107,7 +84,7 @@ def test_bad_dataset_fails_before_the_model_loads(tmp_path: Path) -> None:
 
 
 def test_missing_model_folder_is_a_clear_error(tmp_path: Path) -> None:
-    result = run_cli(
+    result = studio_process(
         "train",
         str(QUICKSTART),
         "--set",

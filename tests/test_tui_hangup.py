@@ -15,7 +15,6 @@ import pty
 import re
 import select
 import struct
-import subprocess
 import sys
 import termios
 import threading
@@ -26,6 +25,7 @@ from studio.engine.events import RunState
 from studio.ui.app import make_app
 from studio.ui.terminal import TerminalOutput
 from studio.ui.testing import REPO, isolated_services, settle
+from tests.support.cli import studio_process
 from tests.test_ui_attach import TIMEOUT, train_steps, wait_until
 
 STEPS = 40
@@ -245,10 +245,7 @@ def test_opening_the_studio_with_a_bad_config_says_why_without_a_traceback(
     """`ftstudio --config FILE [--set KEY=VALUE]` (how the hang-up test starts its run) checks
     the config before the app takes the terminal."""
 
-    def studio(*arguments: str) -> subprocess.CompletedProcess:
-        command = [sys.executable, "-m", "studio", *arguments]
-        return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
-
+    studio = studio_process
     missing = studio("--config", str(tmp_path / "missing.yaml"))
     assert missing.returncode == 2 and "config file not found" in missing.stderr
     bad = studio("--config", str(write_config(tmp_path)), "--set", "training.max_steps=-3")

@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from textual.notifications import Notify
 
 from studio.ui.app import make_app
 from studio.ui.messages import RunProgress
@@ -16,6 +15,7 @@ from studio.ui.navigation import DESTINATIONS
 from studio.ui.palette import SCREEN_ACTIONS
 from studio.ui.screens.dialogs import ErrorScreen
 from studio.ui.testing import REPO, isolated_services, settle
+from tests.support.pilot import collect_notes
 
 
 def run(coroutine) -> None:
@@ -117,13 +117,9 @@ def test_broken_user_theme_falls_back_with_a_message(tmp_path: Path) -> None:
     (services.user_themes_dir / "mine.yaml").write_text("name: mine\nprimary: not-a-colour\n")
     notes: list[str] = []
 
-    def hook(message) -> None:
-        if isinstance(message, Notify):
-            notes.append(message.notification.message)
-
     async def scenario() -> None:
         app = make_app(services)
-        async with app.run_test(message_hook=hook) as pilot:
+        async with app.run_test(message_hook=collect_notes(notes)) as pilot:
             await settle(pilot)
             assert app.theme == "ftstudio-dark"
 
@@ -137,13 +133,9 @@ def test_broken_settings_file_gives_defaults_and_a_message(tmp_path: Path) -> No
     services.settings_file.write_text("theme: [unclosed\n")
     notes: list[str] = []
 
-    def hook(message) -> None:
-        if isinstance(message, Notify):
-            notes.append(message.notification.message)
-
     async def scenario() -> None:
         app = make_app(services)
-        async with app.run_test(message_hook=hook) as pilot:
+        async with app.run_test(message_hook=collect_notes(notes)) as pilot:
             await settle(pilot)
             assert app.theme == "ftstudio-dark"
 

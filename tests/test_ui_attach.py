@@ -13,12 +13,12 @@ import time
 from pathlib import Path
 
 import pytest
-from textual.notifications import Notify
 
 from studio.engine.events import RunState
 from studio.ui.app import make_app
 from studio.ui.screens.dialogs import ChoiceScreen
 from studio.ui.testing import REPO, isolated_services, settle
+from tests.support.pilot import collect_notes
 
 QUICKSTART = REPO / "sample_data" / "configs" / "quickstart.yaml"
 # Generous: two shared cores, other test processes beside this one.
@@ -130,7 +130,7 @@ def test_attach_refuses_a_folder_that_is_not_a_run(tmp_path: Path) -> None:
     async def scenario() -> None:
         app = make_app(isolated_services(tmp_path))
         messages: list[str] = []
-        async with app.run_test(size=(100, 30), message_hook=_collect(messages)) as pilot:
+        async with app.run_test(size=(100, 30), message_hook=collect_notes(messages)) as pilot:
             await settle(pilot)
             assert app.attach_run(tmp_path / "nowhere") is False
             assert app.attach_run(tmp_path) is False
@@ -140,14 +140,6 @@ def test_attach_refuses_a_folder_that_is_not_a_run(tmp_path: Path) -> None:
         assert any("not a run folder" in text for text in messages)
 
     asyncio.run(scenario())
-
-
-def _collect(messages: list[str]):
-    def hook(message) -> None:
-        if isinstance(message, Notify):
-            messages.append(message.notification.message)
-
-    return hook
 
 
 def test_quit_with_a_run_training_offers_stop_keep_or_cancel(tmp_path: Path) -> None:
@@ -256,7 +248,7 @@ async def start_up(tmp_path: Path, alive: bool) -> None:
     app = make_app(services)
     app.look_for_running_runs = True
     messages: list[str] = []
-    async with app.run_test(size=(100, 30), message_hook=_collect(messages)) as pilot:
+    async with app.run_test(size=(100, 30), message_hook=collect_notes(messages)) as pilot:
         await settle(pilot)
         offered = [text for text in messages if "busy-run" in text]
         if not alive:

@@ -9,7 +9,6 @@ import os
 from pathlib import Path
 
 import pytest
-from textual.notifications import Notify
 from textual.widgets import Button, Input, RadioButton
 
 from studio.config import load_config
@@ -20,6 +19,7 @@ from studio.ui.screens.keys import KeysScreen
 from studio.ui.testing import isolated_services, settle
 from studio.ui.widgets.config_form import editor_id
 from tests.conftest import REPO, SAMPLE_DATA
+from tests.support.pilot import collect_notes
 
 QUICKSTART = SAMPLE_DATA / "configs" / "quickstart.yaml"
 SIZE = (80, 24)
@@ -27,14 +27,6 @@ SIZE = (80, 24)
 
 def run(coroutine) -> None:
     asyncio.run(coroutine)
-
-
-def collect_notes(notes: list[str]):
-    def hook(message) -> None:
-        if isinstance(message, Notify):
-            notes.append(message.notification.message)
-
-    return hook
 
 
 def tiny_config(runs: Path, name: str, *extra: str):

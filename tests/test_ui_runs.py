@@ -10,7 +10,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-from textual.notifications import Notify
 from textual.widgets import Button, Input, OptionList, Static
 
 from studio.config import load_config
@@ -21,6 +20,7 @@ from studio.ui.app import make_app
 from studio.ui.screens.dialogs import ConfirmScreen, ErrorScreen
 from studio.ui.testing import isolated_services, settle
 from tests.conftest import REPO, SAMPLE_DATA
+from tests.support.pilot import collect_notes
 
 QUICKSTART = SAMPLE_DATA / "configs" / "quickstart.yaml"
 SIZE = (80, 24)
@@ -81,14 +81,6 @@ def select_run(screen, name: str) -> None:
 
 def text_of(widget: Static) -> str:
     return str(widget.render())
-
-
-def collect_notes(notes: list[str]):
-    def hook(message) -> None:
-        if isinstance(message, Notify):
-            notes.append(message.notification.message)
-
-    return hook
 
 
 def test_list_open_compare_and_resume(runs_folder: Path, tmp_path: Path) -> None:
