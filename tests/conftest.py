@@ -74,7 +74,7 @@ def pin_cpu():
 def hostile_reference_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One finished tiny run (checkpoints at steps 2 and 4, an adapter) that the
     fault-injection tests copy and damage; never change it in place."""
-    from tests.hostile_world import train_reference
+    from tests.support.hostile_world import train_reference
 
     return train_reference(tmp_path_factory.mktemp("hostile") / "runs")
 
@@ -82,8 +82,8 @@ def hostile_reference_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def architecture_dir(tmp_path_factory, tiny_tokenizer):
     """`architecture_dir("gpt2")`: the folder of a tiny random model of that architecture
-    (tests/architectures.py), built once per test session."""
-    from tests.architectures import build_architecture
+    (tests/support/architectures.py), built once per test session."""
+    from tests.support.architectures import build_architecture
 
     root = tmp_path_factory.mktemp("architectures")
     built: dict[str, Path] = {}

@@ -11,7 +11,7 @@ import pytest
 from studio.data import check_main
 from tests.support.files import write_jsonl
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 BAD_SAMPLE = REPO / "sample_data" / "bad" / "alpaca_with_errors.jsonl"
 
 

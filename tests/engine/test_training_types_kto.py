@@ -13,7 +13,7 @@ from studio.chat import ChatModel, GenerationSettings, resolve_target
 from studio.cli import main
 from studio.models.chat_templates import PRESETS
 from tests.conftest import SAMPLE_DATA
-from tests.training_runs import log_text, read_metrics, train_tiny
+from tests.support.training_runs import log_text, read_metrics, train_tiny
 
 SHORT = {"max_steps": 3, "batch_size": 4, "learning_rate": 2e-3, "logging_steps": 1,
          "warmup_steps": 0}  # fmt: skip

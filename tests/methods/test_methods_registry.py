@@ -22,7 +22,7 @@ from studio.config_methods import (
 from studio.errors import ConfigError
 from studio.methods import registry
 from tests.conftest import REPO
-from tests.test_methods_train import one_torch_thread  # noqa: F401  (autouse fixture)
+from tests.methods.test_methods_train import one_torch_thread  # noqa: F401  (autouse fixture)
 
 
 def test_every_method_is_registered_with_its_facts() -> None:

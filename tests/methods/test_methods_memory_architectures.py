@@ -19,7 +19,7 @@ from studio.config_methods import (
     QLoraSettings,
 )
 from studio.methods.memory import GIB, ModelShape, estimate_memory
-from tests.architectures import ARCHITECTURES
+from tests.support.architectures import ARCHITECTURES
 
 METHODS = [
     LoraSettings(rank=4, dropout=0.0),

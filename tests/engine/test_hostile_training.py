@@ -24,14 +24,14 @@ from studio.engine import EventBus, RunState, StepMetrics
 from studio.engine.session import TrainingSession
 from studio.runs import read_run
 from tests.conftest import REPO
-from tests.hostile_world import QUICKSTART as CONFIG
-from tests.hostile_world import (
+from tests.support.cli import run_cli
+from tests.support.hostile_world import QUICKSTART as CONFIG
+from tests.support.hostile_world import (
     FullDisk,
     assert_no_traceback,
     tiny_config,
     tiny_overrides,
 )
-from tests.support.cli import run_cli
 
 
 def _session(config: Any, bus: EventBus | None = None) -> TrainingSession:
@@ -289,8 +289,8 @@ def test_enospc_is_disk_full_however_it_is_worded(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_sigterm_to_the_open_studio_stops_its_run_and_saves(tmp_path: Path) -> None:
-    from tests.test_tui_hangup import exit_status, start_studio, write_config
-    from tests.test_ui_attach import TIMEOUT, train_steps
+    from tests.ui.test_tui_hangup import exit_status, start_studio, write_config
+    from tests.ui.test_ui_attach import TIMEOUT, train_steps
 
     run = tmp_path / "runs" / "hup"
     pid, terminal = start_studio(tmp_path, write_config(tmp_path))

@@ -1,7 +1,7 @@
 """Snapshot tests: every screen in every theme, at 80x24 and at 120x36, and as a 16-colour
 terminal and a NO_COLOR one show the default themes.
 
-Each SVG in tests/__snapshots__/ was looked at (as PNG) before it was accepted. What the
+Each SVG in tests/ui/__snapshots__/ was looked at (as PNG) before it was accepted. What the
 screens show is made deterministic: settings, themes and the hub cache live in a temporary
 folder, the Train screen shows a scripted run (fixed steps, losses, GPU telemetry from a
 scripted NVML), the Chat screen a fixed transcript, and no path, time or size of this machine.

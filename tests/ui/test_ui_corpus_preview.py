@@ -12,7 +12,7 @@ from studio.ui.app import make_app
 from studio.ui.corpus_preview import build_corpus_preview
 from studio.ui.testing import isolated_services, settle
 from studio.ui.widgets.config_form import editor_id
-from tests.sample_documents import prose, site_page
+from tests.support.sample_documents import prose, site_page
 
 
 def write_documents(folder: Path) -> None:

@@ -14,8 +14,8 @@ after a stop, a kill or a resume would show.
 
 FSDP is not run here: accelerate 1.15 turns a CPU group (DistributedType.MULTI_CPU) into FSDP
 never (AcceleratorState sets DistributedType.FSDP only for accelerator groups), so on CPU the
-engine logs that and trains with DDP (tests/test_engine_devices.py); the FSDP2 arguments are
-checked in tests/test_engine_launch_commands.py and on a GPU machine (`-m gpu`).
+engine logs that and trains with DDP (tests/engine/test_engine_devices.py); the FSDP2 arguments are
+checked in tests/engine/test_engine_launch_commands.py and on a GPU machine (`-m gpu`).
 """
 
 from __future__ import annotations

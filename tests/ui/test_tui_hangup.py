@@ -26,7 +26,7 @@ from studio.ui.app import make_app
 from studio.ui.terminal import TerminalOutput
 from studio.ui.testing import REPO, isolated_services, settle
 from tests.support.cli import studio_process
-from tests.test_ui_attach import TIMEOUT, train_steps, wait_until
+from tests.ui.test_ui_attach import TIMEOUT, train_steps, wait_until
 
 STEPS = 40
 ROWS, COLUMNS = 36, 120

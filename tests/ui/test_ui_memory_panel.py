@@ -461,5 +461,5 @@ async def save_screenshot(path: Path, size: tuple[int, int] = (120, 36)) -> None
         app.save_screenshot(filename=path.name, path=str(path.parent))
 
 
-if __name__ == "__main__":  # python -m tests.test_ui_memory_panel docs/memory-panel-scripted.svg
+if __name__ == "__main__":  # python -m tests.ui.test_ui_memory_panel docs/memory-panel-scripted.svg
     asyncio.run(save_screenshot(Path(sys.argv[1])))

@@ -2,7 +2,7 @@
 few steps with the studio's methods, reloaded from the run folder in chat (final result and
 checkpoint) with every trained tensor equal to what was saved, exported (a standalone model
 where the method allows, computing what chat computes), and resumed with every trained tensor
-restored. See tests/architecture_matrix.py for one case.
+restored. See tests/support/architecture_matrix.py for one case.
 
 The full cross product (10 architectures x 9 methods) is 90 runs; this file and
 test_architectures_families.py run 61 of them, about 4 s each on one core:
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.architecture_matrix import METHODS, check_case
+from tests.support.architecture_matrix import METHODS, check_case
 
 FAST = {
     ("qwen2_moe", "full"),  # per-expert weights -> fused tensors on load

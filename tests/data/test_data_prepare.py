@@ -10,8 +10,8 @@ from studio.data.documents import decode_text
 from studio.data.prepare import prepare_corpus
 from studio.data.text_quality import is_garbled, measure_garbling
 from tests.conftest import REPO
-from tests.sample_documents import prose, write_mixed_folder
 from tests.support.cli import studio_process
+from tests.support.sample_documents import prose, write_mixed_folder
 
 
 def test_prepare_command_counts_every_reason(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ from studio.data.corpus.settings import PrepareSettings
 from studio.data.corpus.split import paragraphs_of, records_of
 from studio.data.documents import open_document
 from studio.data.prepare import prepare_corpus
-from tests.sample_documents import prose
+from tests.support.sample_documents import prose
 
 SETTINGS = PrepareSettings()
 

@@ -278,7 +278,7 @@ def test_padding_free_batches_give_the_padded_loss(tiny_tokenizer) -> None:
 
 
 def test_a_cpu_run_logs_every_switch_and_trains_padding_free(tmp_path: Path) -> None:
-    from tests.training_runs import log_text, train_tiny
+    from tests.support.training_runs import log_text, train_tiny
 
     result, run_dir, _ = train_tiny(
         tmp_path,
@@ -393,7 +393,7 @@ def test_liger_patches_are_undone_when_the_run_ends(tmp_path: Path, monkeypatch)
     from transformers.models.llama import modeling_llama
 
     from studio.engine import fast_path
-    from tests.training_runs import log_text, train_tiny
+    from tests.support.training_runs import log_text, train_tiny
 
     original = (
         modeling_llama.LlamaRMSNorm,

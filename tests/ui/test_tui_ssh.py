@@ -29,13 +29,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_tui_hangup import Terminal, exit_status, read_log, run_state
-from tests.test_ui_attach import TIMEOUT, train_steps
+from tests.ui.test_tui_hangup import Terminal, exit_status, read_log, run_state
+from tests.ui.test_ui_attach import TIMEOUT, train_steps
 
 SSHD = Path("/usr/sbin/sshd")
 SSH = shutil.which("ssh")
 KEYGEN = shutil.which("ssh-keygen")
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 STEPS = 2000  # never reached: the attached studio stops the run, however fast it trains
 ROWS, COLUMNS = 24, 80
 MEASURE_SECONDS = 6.0

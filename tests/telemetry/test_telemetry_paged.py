@@ -138,7 +138,7 @@ def test_release_empties_the_page_manager_and_frees_what_nobody_holds(
 def test_a_run_leaves_no_paged_state_behind(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
     """The engine releases the page manager when a run ends (a CPU run here: a buffer left by
     an earlier paged run stands in for bitsandbytes' state, which needs CUDA)."""
-    from tests.training_runs import log_text, train_tiny
+    from tests.support.training_runs import log_text, train_tiny
 
     registered = [paged_cpu_tensor(256)]
     install_fake_bitsandbytes(monkeypatch, registered)

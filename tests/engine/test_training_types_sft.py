@@ -17,7 +17,7 @@ from studio.engine.packing import (
 )
 from studio.errors import ConfigError
 from tests.conftest import SAMPLE_DATA
-from tests.training_runs import log_text, read_metrics, train_tiny
+from tests.support.training_runs import log_text, read_metrics, train_tiny
 
 CONVERSATION = [
     {"role": "system", "content": "You answer in one short sentence."},

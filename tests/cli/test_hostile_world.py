@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 
 from studio.errors import ConfigError, DataError, ModelError
-from tests.hostile_world import ESCAPES, assert_no_traceback, copy_run, tiny_config
 from tests.support.cli import run_cli
+from tests.support.hostile_world import ESCAPES, assert_no_traceback, copy_run, tiny_config
 
 # ---------------------------------------------------------------- damaged run folders
 

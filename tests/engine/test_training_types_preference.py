@@ -8,7 +8,7 @@ from studio.config import config_from_dict
 from studio.engine.preference import fit_dpo_lengths, keep_last_tokens, prompt_limits
 from studio.engine.vocabulary import plan_vocabulary
 from studio.errors import ConfigError
-from tests.training_runs import log_text, read_metrics, train_tiny
+from tests.support.training_runs import log_text, read_metrics, train_tiny
 
 PREFERENCE_RUN = {
     "data": {"path": "sample_data/preference_en.jsonl", "max_length": 128, "eval_fraction": 0.1},

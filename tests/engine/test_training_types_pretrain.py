@@ -12,8 +12,8 @@ from studio.data.prepare import prepare_corpus
 from studio.data.replay import mix_replay, replay_count
 from studio.errors import DataError
 from tests.conftest import REPO
-from tests.sample_documents import PROSE, write_mixed_folder
-from tests.training_runs import log_text, read_metrics, train_tiny
+from tests.support.sample_documents import PROSE, write_mixed_folder
+from tests.support.training_runs import log_text, read_metrics, train_tiny
 
 NEW_TOKENS = ["<river>", "tidewater", "<bridge>"]
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.architecture_matrix import check_case
+from tests.support.architecture_matrix import check_case
 
 FAST = {
     ("gemma2", "lora"),  # no SDPA: attention auto must pick eager

@@ -16,7 +16,7 @@ from studio.engine.checkpoints import (
 from studio.engine.events import StateChanged
 from studio.engine.session import TrainingSession
 from studio.runs import read_run
-from tests.training_runs import read_metrics
+from tests.support.training_runs import read_metrics
 
 
 def test_finished_run_reports_its_last_step_and_keeps_the_requested_checkpoint(

@@ -13,7 +13,7 @@ from studio.data.corpus.encoding import decode_bytes, detect_encoding, repair_te
 from studio.data.corpus.pdf import pdf_text
 from studio.data.documents import DocumentError
 from studio.data.prepare import prepare_corpus
-from tests.sample_documents import (
+from tests.support.sample_documents import (
     REPORT_PAGES,
     REPORT_TABLE,
     prose,

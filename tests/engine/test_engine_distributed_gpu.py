@@ -15,7 +15,7 @@ from studio.config import config_from_dict
 from studio.engine.events import EventBus, RunState
 from studio.engine.launcher import GroupSession, session_for_config
 from tests.conftest import REPO
-from tests.test_engine_distributed import Group, losses, settings
+from tests.engine.test_engine_distributed import Group, losses, settings
 
 pytestmark = pytest.mark.gpu
 

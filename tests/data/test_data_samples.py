@@ -9,7 +9,7 @@ import pytest
 from studio.config import DataSettings
 from studio.data import load_training_data
 
-SAMPLES = Path(__file__).resolve().parent.parent / "sample_data"
+SAMPLES = Path(__file__).resolve().parents[2] / "sample_data"
 
 
 @pytest.mark.parametrize(
