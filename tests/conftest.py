@@ -58,6 +58,20 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # A `-m` on the command line replaces addopts' `-m 'not gpu and not bench'`: keep the gpu
+    # and bench tests out unless the expression names them, so `-m "not slow"` is the fast
+    # lane and not the benchmarks.
+    markexpr = config.option.markexpr or ""
+    unnamed = [name for name in ("gpu", "bench") if name not in markexpr]
+    if not unnamed:
+        return
+    left_out = [item for item in items if any(item.get_closest_marker(n) for n in unnamed)]
+    if left_out:
+        config.hook.pytest_deselected(items=left_out)
+        items[:] = [item for item in items if item not in left_out]
+
+
 @pytest.fixture(scope="module")
 def pin_cpu():
     """For a test module that assumes CPU: torch reports no CUDA, in-process and to

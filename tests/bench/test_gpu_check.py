@@ -19,6 +19,7 @@ def check_command(out: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "bench.gpu_check", str(out), *extra]
 
 
+@pytest.mark.slow
 def test_without_a_gpu_it_says_so_and_exits_cleanly(tmp_path: Path) -> None:
     empty = tmp_path / "no-wheels"
     empty.mkdir()

@@ -30,7 +30,8 @@ ANSWER = "The capital of France is Paris."
 SHORT = GenerationSettings(max_new_tokens=24)
 
 # Exact logits against CPU fp32 references, and `chat.device == "cpu"`: CPU only.
-pytestmark = pytest.mark.usefixtures("pin_cpu")
+# Every test here reads the trained quickstart run (tests/conftest.py: quickstart_run).
+pytestmark = [pytest.mark.usefixtures("pin_cpu"), pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")

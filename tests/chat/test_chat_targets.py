@@ -173,6 +173,7 @@ def test_run_activity_follows_status_and_pid(tmp_path: Path) -> None:
     assert not run_is_active(tmp_path / "nowhere")
 
 
+@pytest.mark.slow
 def test_cli_errors_are_messages_not_tracebacks(tmp_path: Path) -> None:
     run = make_run(tmp_path, complete=(50,))
     cases = [

@@ -27,6 +27,7 @@ from tests.support.hostile_world import ESCAPES, assert_no_traceback, copy_run, 
 # ---------------------------------------------------------------- damaged run folders
 
 
+@pytest.mark.slow
 def test_runs_lists_every_healthy_run_when_others_are_damaged(
     hostile_reference_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -79,6 +80,7 @@ def test_runs_lists_every_healthy_run_when_others_are_damaged(
         assert "damaged: " in out
 
 
+@pytest.mark.slow
 def test_a_run_with_an_empty_status_can_be_resumed_and_deleted(
     hostile_reference_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -116,6 +118,7 @@ def test_a_live_run_repairs_its_damaged_status_at_the_next_write(tmp_path: Path)
     assert effective_state(run.read_status()) == "running"
 
 
+@pytest.mark.slow
 def test_runs_show_reads_bad_metrics_and_config_lines(
     hostile_reference_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -135,6 +138,7 @@ def test_runs_show_reads_bad_metrics_and_config_lines(
     assert [step for step, _ in curves.train_loss] == [1, 2, 3, 4]
 
 
+@pytest.mark.slow
 def test_a_truncated_adapter_is_refused_by_chat_and_export(
     hostile_reference_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -155,6 +159,7 @@ def test_a_truncated_adapter_is_refused_by_chat_and_export(
     assert not exported.exists()
 
 
+@pytest.mark.slow
 def test_a_bad_method_note_is_a_model_error(hostile_reference_run: Path, tmp_path: Path) -> None:
     from studio.methods.registry import METHOD_FILE, read_method_settings
 
@@ -166,6 +171,7 @@ def test_a_bad_method_note_is_a_model_error(hostile_reference_run: Path, tmp_pat
             read_method_settings(folder)
 
 
+@pytest.mark.slow
 def test_resume_skips_a_damaged_newest_checkpoint(
     hostile_reference_run: Path, tmp_path: Path
 ) -> None:
@@ -194,6 +200,7 @@ def test_resume_skips_a_damaged_newest_checkpoint(
     assert (run / "checkpoints" / "checkpoint-4" / "ftstudio_complete.json").is_file()
 
 
+@pytest.mark.slow
 def test_export_onto_a_file_is_refused(
     hostile_reference_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -308,6 +315,7 @@ def test_printable_shows_control_characters_as_escapes() -> None:
     assert printable("café 東京 🙂") == "café 東京 🙂"
 
 
+@pytest.mark.slow
 def test_no_escape_sequence_reaches_the_terminal_from_the_cli(
     hostile_reference_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -340,6 +348,7 @@ def test_no_escape_sequence_reaches_the_terminal_from_the_cli(
     assert "\\x1b]52;c;aGk=\\x07" in out
 
 
+@pytest.mark.slow
 def test_the_progress_printer_and_the_tui_escape_untrusted_text(
     hostile_reference_run: Path,
 ) -> None:
@@ -374,6 +383,7 @@ def _modes(root: Path) -> set[tuple[str, int]]:
     return found
 
 
+@pytest.mark.slow
 def test_a_run_folder_is_private_whatever_the_umask(
     hostile_reference_run: Path, tmp_path: Path
 ) -> None:

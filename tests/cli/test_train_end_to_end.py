@@ -6,6 +6,8 @@ import json
 import threading
 from pathlib import Path
 
+import pytest
+
 from studio.config import load_config
 from studio.engine import EventBus, RunState, StepMetrics, TrainingControl
 from studio.engine.session import TrainingSession
@@ -15,6 +17,7 @@ from tests.support.cli import studio_process
 QUICKSTART = SAMPLE_DATA / "configs" / "quickstart.yaml"
 
 
+@pytest.mark.slow
 def test_quickstart_learns(quickstart_run: Path) -> None:
     metrics = [json.loads(line) for line in (quickstart_run / "metrics.jsonl").open()]
     losses = [m["loss"] for m in metrics if m["type"] == "train"]
@@ -27,6 +30,7 @@ def test_quickstart_learns(quickstart_run: Path) -> None:
     assert json.loads((quickstart_run / "data_report.json").read_text())["kept"] == 40
 
 
+@pytest.mark.slow
 def test_adapter_loads_with_plain_peft_and_answers(quickstart_run: Path, tiny_model_dir) -> None:
     import torch
     from peft import PeftModel
@@ -62,6 +66,7 @@ def test_bad_config_gives_an_error_not_a_traceback(tmp_path: Path) -> None:
     assert "training.learning_rate = 5" in result.stderr and "line 2" in result.stderr
 
 
+@pytest.mark.slow
 def test_bad_dataset_fails_before_the_model_loads(tmp_path: Path) -> None:
     result = studio_process(
         "train",
@@ -83,6 +88,7 @@ def test_bad_dataset_fails_before_the_model_loads(tmp_path: Path) -> None:
     assert "loading" not in (run_dir / "log.txt").read_text()
 
 
+@pytest.mark.slow
 def test_missing_model_folder_is_a_clear_error(tmp_path: Path) -> None:
     result = studio_process(
         "train",
@@ -96,6 +102,7 @@ def test_missing_model_folder_is_a_clear_error(tmp_path: Path) -> None:
     assert "model folder not found" in result.stdout and "Traceback" not in result.stdout
 
 
+@pytest.mark.slow
 def test_stop_from_another_thread_saves_the_adapter(tmp_path: Path) -> None:
     config = load_config(
         QUICKSTART,

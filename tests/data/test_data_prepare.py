@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from studio.data.corpus.settings import PrepareSettings, load_settings
 from studio.data.documents import decode_text
 from studio.data.prepare import prepare_corpus
@@ -14,6 +16,7 @@ from tests.support.cli import studio_process
 from tests.support.sample_documents import prose, write_mixed_folder
 
 
+@pytest.mark.slow
 def test_prepare_command_counts_every_reason(tmp_path: Path) -> None:
     expected = write_mixed_folder(tmp_path / "docs")
     corpus = tmp_path / "corpus.jsonl"
@@ -65,6 +68,7 @@ def test_min_chars_is_configurable(tmp_path: Path) -> None:
     assert report.dropped_by_reason()["too_short"] >= 6
 
 
+@pytest.mark.slow
 def test_nothing_kept_is_an_error_without_traceback(tmp_path: Path) -> None:
     folder = tmp_path / "docs"
     folder.mkdir()
@@ -92,6 +96,7 @@ def test_garbled_share_is_measured() -> None:
     assert is_garbled(decode_text(bytes(range(256)) * 4))
 
 
+@pytest.mark.slow
 def test_report_shows_samples_per_filter_and_settings_come_from_yaml(tmp_path: Path) -> None:
     folder = tmp_path / "docs"
     folder.mkdir()

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from studio.engine import EventBus, RunState, TrainingControl
 from studio.engine.checkpoints import (
     COMPLETE_MARKER,
@@ -19,6 +21,7 @@ from studio.runs import read_run
 from tests.support.training_runs import read_metrics
 
 
+@pytest.mark.slow
 def test_finished_run_reports_its_last_step_and_keeps_the_requested_checkpoint(
     tmp_path: Path,
 ) -> None:

@@ -16,6 +16,7 @@ from studio.engine.session import TrainingSession
 from tests.conftest import REPO
 
 
+@pytest.mark.slow
 def test_sample_answers_are_published_kept_and_replayed(tmp_path: Path) -> None:
     config = config_from_dict(
         {

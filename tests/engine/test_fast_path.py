@@ -277,6 +277,7 @@ def test_padding_free_batches_give_the_padded_loss(tiny_tokenizer) -> None:
     assert torch.allclose(loss_padded, loss_flat, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_a_cpu_run_logs_every_switch_and_trains_padding_free(tmp_path: Path) -> None:
     from tests.support.training_runs import log_text, train_tiny
 

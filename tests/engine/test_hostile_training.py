@@ -45,6 +45,7 @@ def _assert_not_running(run: Path) -> dict[str, Any]:
     return status
 
 
+@pytest.mark.slow
 def test_disk_full_during_a_checkpoint_save(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -78,6 +79,7 @@ def test_disk_full_during_a_checkpoint_save(
     assert "resuming from checkpoint-2 at step 2" in (runs / "full" / "log.txt").read_text()
 
 
+@pytest.mark.slow
 def test_disk_full_during_the_final_save(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from studio.methods import registry
 
@@ -117,6 +119,7 @@ def test_disk_full_before_the_start_leaves_no_empty_folder(
     assert list((tmp_path / "runs").iterdir()) == []
 
 
+@pytest.mark.slow
 def test_a_run_folder_removed_while_training_ends_the_run(tmp_path: Path) -> None:
     runs = tmp_path / "runs"
     events: list[Any] = []

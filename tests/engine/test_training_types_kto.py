@@ -34,6 +34,7 @@ def write_kto(path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_kto_trains_on_labelled_answers(tmp_path: Path) -> None:
     data = write_kto(tmp_path / "kto.jsonl")
     result, run_dir, _ = train_tiny(
@@ -69,6 +70,7 @@ def test_kto_needs_two_answers_per_batch() -> None:
         config_from_dict({"training_type": "kto", "training": {"batch_size": 1}})
 
 
+@pytest.mark.slow
 def test_a_run_mixing_two_datasets_with_weights(tmp_path: Path) -> None:
     result, run_dir, _ = train_tiny(
         tmp_path,
@@ -108,6 +110,7 @@ def base_model_without_template(tmp_path_factory, tiny_model_dir: Path) -> Path:
     return folder
 
 
+@pytest.mark.slow
 def test_base_model_trained_with_a_preset_and_chatted_through_it(
     tmp_path: Path, base_model_without_template: Path
 ) -> None:
@@ -141,6 +144,7 @@ def test_base_model_trained_with_a_preset_and_chatted_through_it(
     assert (merged / "chat_template.jinja").read_text(encoding="utf-8") == saved
 
 
+@pytest.mark.slow
 def test_explicit_preset_and_none(tmp_path: Path, base_model_without_template: Path) -> None:
     base = {"model": {"source": str(base_model_without_template),
                       "chat_template_preset": "alpaca"},
@@ -160,6 +164,7 @@ def test_explicit_preset_and_none(tmp_path: Path, base_model_without_template: P
     assert "method LoRA" not in log  # refused before the model was loaded
 
 
+@pytest.mark.slow
 def test_plain_completion_on_a_pretrained_run(tmp_path: Path, capsys) -> None:
     sentence = "alpha beta gamma delta epsilon zeta eta theta iota kappa"
     corpus = tmp_path / "corpus.txt"

@@ -17,6 +17,7 @@ PREFERENCE_RUN = {
 }  # fmt: skip
 
 
+@pytest.mark.slow
 def test_dpo_trains_with_base_model_as_reference(tmp_path) -> None:
     result, run_dir, _ = train_tiny(tmp_path, {"training_type": "dpo", **PREFERENCE_RUN})
     log = log_text(run_dir)
@@ -37,6 +38,7 @@ def test_dpo_trains_with_base_model_as_reference(tmp_path) -> None:
     assert not (adapter / "ref").exists()  # no second, reference adapter saved
 
 
+@pytest.mark.slow
 def test_orpo_trains_and_cuts_long_prompts(tmp_path) -> None:
     result, run_dir, _ = train_tiny(
         tmp_path,

@@ -18,6 +18,7 @@ from tests.support.training_runs import log_text, read_metrics, train_tiny
 NEW_TOKENS = ["<river>", "tidewater", "<bridge>"]
 
 
+@pytest.mark.slow
 def test_pretrain_on_a_corpus_built_from_mixed_files(tmp_path) -> None:
     write_mixed_folder(tmp_path / "docs")
     corpus = tmp_path / "corpus.jsonl"
@@ -72,6 +73,7 @@ def test_replay_must_suit_the_training_type() -> None:
         mix_replay(data, settings, "pretrain", base_dir=REPO)
 
 
+@pytest.mark.slow
 def test_vocabulary_extension_trains_and_saves_new_embeddings(tmp_path, tiny_model_dir) -> None:
     import torch
     from peft import PeftModel

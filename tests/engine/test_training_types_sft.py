@@ -116,6 +116,7 @@ def test_isolation_check_refuses_leaking_attention(tiny_model_dir, tiny_tokenize
         refuse_unsupported_method("prefix_tuning")
 
 
+@pytest.mark.slow
 def test_sft_with_packing_and_eval_trains(tmp_path) -> None:
     result, run_dir, _ = train_tiny(
         tmp_path,

@@ -305,6 +305,7 @@ def measured_peaks(tmp_path_factory, tiny_model_dir: Path) -> list[int]:
     return peaks
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux /proc")
 @pytest.mark.parametrize(
     "index", range(len(MEASURED)), ids=[f"{m}-{s.name}" for m, s, *_ in MEASURED]

@@ -89,6 +89,7 @@ def test_prefix_tuning_refuses_gradient_checkpointing_up_front(tiny_model) -> No
     assert "training.gradient_checkpointing: false" in (error.value.advice or "")
 
 
+@pytest.mark.slow
 def test_prefix_tuning_trains_when_the_trainer_asks_for_checkpointing(
     tiny_model, tiny_tokenizer, tmp_path: Path
 ) -> None:
@@ -199,6 +200,7 @@ RESUMED = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("settings", RESUMED, ids=lambda s: s.name)
 def test_trainer_checkpoint_resumes_the_trained_state(
     settings, tiny_model_dir: Path, tiny_tokenizer, tmp_path: Path

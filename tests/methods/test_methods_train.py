@@ -267,6 +267,7 @@ def fresh_base(config: Any) -> Any:
     return load_base_model(config.model, plan, quantization_config=quantization)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
 def test_method_trains_saves_and_loads(case: Case, tmp_path: Path, tiny_tokenizer) -> None:
     import torch

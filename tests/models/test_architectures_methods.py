@@ -14,7 +14,10 @@ test_architectures_families.py run 61 of them, about 4 s each on one core:
 - every architecture with the methods whose behaviour depends on its layer names and weight
   layout (LoRA, QLoRA, IA3, full, freeze), in test_architectures_families.py.
 
-The cases that each caught a bug stay in the fast suite; the rest are marked slow.
+Every case trains a model, so all are marked slow. The cases that each caught a bug, worth
+running first (`-k`) after a change to loading or saving: qwen2_moe-full (per-expert weights
+become fused tensors on load), qwen2_moe-freeze, qwen2_moe-lora (experts adapted through
+target_parameters), gpt2-lora (Conv1D, merged export), llama-prefix_tuning.
 """
 
 from __future__ import annotations
@@ -25,22 +28,16 @@ import pytest
 
 from tests.support.architecture_matrix import METHODS, check_case
 
-FAST = {
-    ("qwen2_moe", "full"),  # per-expert weights -> fused tensors on load
-    ("qwen2_moe", "freeze"),
-    ("qwen2_moe", "lora"),  # experts adapted through target_parameters
-    ("gpt2", "lora"),  # Conv1D, merged export
-    ("llama", "prefix_tuning"),
-}
 ARCHITECTURES = ("llama", "gpt2", "qwen2_moe")
 CASES = [
-    pytest.param(model_type, method, marks=() if (model_type, method) in FAST else pytest.mark.slow)
+    (model_type, method)
     for model_type in ARCHITECTURES
     for method in METHODS
     if (model_type, method) != ("qwen2_moe", "qlora")  # refused: see test_methods_targets.py
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("model_type", "method"), CASES)
 def test_trains_reloads_exports_and_resumes(
     model_type: str, method: str, architecture_dir, tmp_path: Path, monkeypatch

@@ -79,6 +79,7 @@ def runs(tmp_path_factory) -> Path:
     return folder
 
 
+@pytest.mark.slow
 def test_every_status_is_shown_as_it_is(runs: Path) -> None:
     by_name = {run.name: run for run in list_runs(runs)}
     assert {name: run.status for name, run in by_name.items()} == {
@@ -102,6 +103,7 @@ def test_every_status_is_shown_as_it_is(runs: Path) -> None:
     assert by_name["live"].state == "paused" and not by_name["live"].resumable
 
 
+@pytest.mark.slow
 def test_sort_filter_and_search(runs: Path) -> None:
     names = [run.name for run in list_runs(runs, sort="name")]
     assert names == sorted(names)
@@ -118,6 +120,7 @@ def test_sort_filter_and_search(runs: Path) -> None:
     assert find_run("fini", runs) == runs / "finished"
 
 
+@pytest.mark.slow
 def test_open_compare_and_rerun(runs: Path) -> None:
     curves = read_curves(runs / "finished")
     assert [step for step, _ in curves.train_loss] == [1, 2, 3, 4, 5, 6]
@@ -131,6 +134,7 @@ def test_open_compare_and_rerun(runs: Path) -> None:
     assert rerun.output.run_name is None and rerun.training.learning_rate == 0.001
 
 
+@pytest.mark.slow
 def test_compare_names_a_broken_config_and_its_line(runs: Path, tmp_path: Path) -> None:
     from studio.errors import ConfigError
 
@@ -142,6 +146,7 @@ def test_compare_names_a_broken_config_and_its_line(runs: Path, tmp_path: Path) 
     assert "fix or remove" in str(caught.value)
 
 
+@pytest.mark.slow
 def test_delete_asks_first_and_never_deletes_a_running_run(runs: Path, tmp_path: Path) -> None:
     from studio.errors import ConfigError
 
@@ -162,6 +167,7 @@ def ftstudio(*args: str) -> subprocess.CompletedProcess[str]:
     return studio_process(*args, stdin=subprocess.DEVNULL)
 
 
+@pytest.mark.slow
 def test_headless_runs_commands(runs: Path, tmp_path: Path) -> None:
     listing = ftstudio("runs", "--runs-dir", str(runs), "--sort", "name")
     assert listing.returncode == 0, listing.stderr

@@ -46,6 +46,7 @@ def prompt_ids(tokenizer):
     )
 
 
+@pytest.mark.slow
 def test_adapter_export_loads_with_plain_peft(trained_run: Path, tmp_path: Path) -> None:
     import torch
     from peft import PeftModel
@@ -79,6 +80,7 @@ def test_adapter_export_loads_with_plain_peft(trained_run: Path, tmp_path: Path)
         export_run(trained_run, tmp_path / "precious")
 
 
+@pytest.mark.slow
 def test_merged_model_matches_base_plus_adapter(trained_run: Path, tmp_path: Path) -> None:
     import torch
     from peft import PeftModel
@@ -104,6 +106,7 @@ def test_merged_model_matches_base_plus_adapter(trained_run: Path, tmp_path: Pat
     torch.testing.assert_close(actual, expected, atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_export_without_an_adapter_uses_the_newest_complete_checkpoint(
     trained_run: Path, tmp_path: Path
 ) -> None:
@@ -122,6 +125,7 @@ def test_export_without_an_adapter_uses_the_newest_complete_checkpoint(
     )
 
 
+@pytest.mark.slow
 def test_export_command(trained_run: Path, tmp_path: Path) -> None:
     result = subprocess.run(
         [

@@ -15,6 +15,8 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from studio.config import load_config
 from studio.engine import (
     LogLine,
@@ -51,6 +53,7 @@ def metrics(run: Path) -> list[dict]:
         return []
 
 
+@pytest.mark.slow
 def test_run_survives_terminal_hangup_and_followers_see_everything(tmp_path: Path) -> None:
     run = tmp_path / "hup"
     steps = 30
@@ -128,6 +131,7 @@ def test_run_survives_terminal_hangup_and_followers_see_everything(tmp_path: Pat
     assert f"{steps}/{steps}" in output and "run finished after" in output
 
 
+@pytest.mark.slow
 def test_another_process_pauses_saves_and_stops_a_run(tmp_path: Path) -> None:
     config = load_config(
         QUICKSTART,

@@ -52,6 +52,7 @@ def stop_at(step: int) -> tuple[EventBus, TrainingControl]:
     return bus, control
 
 
+@pytest.mark.slow
 def test_stopped_run_resumed_from_the_cli_continues_exactly(tmp_path: Path) -> None:
     whole = TrainingSession(quick_config(tmp_path, "whole"), telemetry_interval=None).run()
     assert whole.state is RunState.FINISHED
@@ -82,6 +83,7 @@ def test_stopped_run_resumed_from_the_cli_continues_exactly(tmp_path: Path) -> N
     assert (tmp_path / "part" / "adapter" / "adapter_model.safetensors").exists()
 
 
+@pytest.mark.slow
 def test_a_failed_save_leaves_the_previous_checkpoint_whole(tmp_path: Path, monkeypatch) -> None:
     from transformers import Trainer
 
@@ -118,6 +120,7 @@ def test_a_failed_save_leaves_the_previous_checkpoint_whole(tmp_path: Path, monk
     assert all(c.complete for c in list_checkpoints(run))
 
 
+@pytest.mark.slow
 def test_out_of_memory_is_triaged_and_relaunched_from_the_last_checkpoint(
     tmp_path: Path, monkeypatch
 ) -> None:

@@ -135,6 +135,7 @@ def test_release_empties_the_page_manager_and_frees_what_nobody_holds(
     assert held.is_paged
 
 
+@pytest.mark.slow
 def test_a_run_leaves_no_paged_state_behind(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
     """The engine releases the page manager when a run ends (a CPU run here: a buffer left by
     an earlier paged run stands in for bitsandbytes' state, which needs CUDA)."""

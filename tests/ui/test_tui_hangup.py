@@ -21,6 +21,8 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from studio.engine.events import RunState
 from studio.ui.app import make_app
 from studio.ui.terminal import TerminalOutput
@@ -152,6 +154,7 @@ def exit_status(pid: int, timeout: float) -> int | None:
         time.sleep(0.1)
 
 
+@pytest.mark.slow
 def test_a_run_started_in_the_tui_survives_the_terminal_hanging_up(tmp_path: Path) -> None:
     run = tmp_path / "runs" / "hup"
     pid, terminal = start_studio(tmp_path, write_config(tmp_path))
@@ -239,6 +242,7 @@ def test_output_to_a_hung_up_terminal_is_dropped_not_raised() -> None:
     assert stream.writes == 1  # nothing more reaches the dead terminal
 
 
+@pytest.mark.slow
 def test_opening_the_studio_with_a_bad_config_says_why_without_a_traceback(
     tmp_path: Path,
 ) -> None:

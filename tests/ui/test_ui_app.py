@@ -22,6 +22,7 @@ def run(coroutine) -> None:
     asyncio.run(coroutine)
 
 
+@pytest.mark.slow
 def test_importing_the_app_imports_no_torch() -> None:
     """The first screen must paint fast over SSH: torch and friends load later, on workers."""
     code = (
@@ -36,6 +37,7 @@ def test_importing_the_app_imports_no_torch() -> None:
     assert result.stdout.strip() == "[]"
 
 
+@pytest.mark.slow
 def test_number_keys_tabs_and_palette_switch_screens(tmp_path: Path) -> None:
     async def scenario() -> None:
         app = make_app(isolated_services(tmp_path))
@@ -60,6 +62,7 @@ def test_number_keys_tabs_and_palette_switch_screens(tmp_path: Path) -> None:
     run(scenario())
 
 
+@pytest.mark.slow
 def test_palette_offers_every_action(tmp_path: Path) -> None:
     async def scenario() -> None:
         app = make_app(isolated_services(tmp_path))
@@ -81,6 +84,7 @@ def test_palette_offers_every_action(tmp_path: Path) -> None:
     run(scenario())
 
 
+@pytest.mark.slow
 def test_theme_choice_is_remembered(tmp_path: Path) -> None:
     services = isolated_services(tmp_path)
 
@@ -111,6 +115,7 @@ def test_settings_follow_xdg_config_home(tmp_path: Path, monkeypatch) -> None:
     assert user_themes_dir() == tmp_path / "ftstudio" / "themes"
 
 
+@pytest.mark.slow
 def test_broken_user_theme_falls_back_with_a_message(tmp_path: Path) -> None:
     services = isolated_services(tmp_path, theme="mine")
     services.user_themes_dir.mkdir(parents=True)
@@ -143,6 +148,7 @@ def test_broken_settings_file_gives_defaults_and_a_message(tmp_path: Path) -> No
     assert any("is not valid" in note and "using default settings" in note for note in notes)
 
 
+@pytest.mark.slow
 def test_progress_messages_coalesce_and_redraws_are_capped(tmp_path: Path, monkeypatch) -> None:
     """A flood of per-step messages costs a few redraws, not one per message."""
     from studio.ui.run_monitor import RunMonitor
@@ -184,6 +190,7 @@ def test_progress_messages_coalesce_and_redraws_are_capped(tmp_path: Path, monke
     run(scenario())
 
 
+@pytest.mark.slow
 def test_failed_run_shows_what_to_try(tmp_path: Path) -> None:
     """A run that fails (here: a dataset that does not exist) ends in advice, not a crash."""
     from studio.config import RunConfig
@@ -213,6 +220,7 @@ def test_failed_run_shows_what_to_try(tmp_path: Path) -> None:
     run(scenario())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size", [(80, 24), (160, 50)])
 def test_every_screen_fits(tmp_path: Path, size: tuple[int, int]) -> None:
     """Header, body and footer of every screen are on screen at 80x24 and when larger."""

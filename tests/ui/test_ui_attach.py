@@ -61,6 +61,7 @@ async def wait_until(condition, what: str, timeout: float = TIMEOUT) -> None:
         await asyncio.sleep(0.1)
 
 
+@pytest.mark.slow
 def test_attach_replays_follows_and_stops_a_run_in_another_process(tmp_path: Path) -> None:
     runs = tmp_path / "runs"
     runs.mkdir()
@@ -142,6 +143,7 @@ def test_attach_refuses_a_folder_that_is_not_a_run(tmp_path: Path) -> None:
     asyncio.run(scenario())
 
 
+@pytest.mark.slow
 def test_quit_with_a_run_training_offers_stop_keep_or_cancel(tmp_path: Path) -> None:
     """The dialog's three answers; a fake trainer stands in for a run (no torch here)."""
 
@@ -213,6 +215,7 @@ def test_quit_choosing_stop_asks_the_run_to_stop(tmp_path: Path) -> None:
     asyncio.run(scenario())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("alive", [True, False])
 def test_start_up_offers_to_attach_to_a_run_another_process_trains(
     tmp_path: Path, alive: bool

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
 from textual.widgets import Input
 
 from studio.ui.app import make_app
@@ -18,6 +19,7 @@ def test_model_output_cannot_drive_the_terminal() -> None:
     assert visible_text("a\x1b[2Jb\x01\tc\n") == "a␛[2Jb␁    c\n"
 
 
+@pytest.mark.slow
 def test_base_model_streams_and_stops(tmp_path: Path) -> None:
     async def scenario() -> None:
         app = make_app(isolated_services(tmp_path))

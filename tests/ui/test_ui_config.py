@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
 from textual.widgets import Input, Select
 
 from studio.config import load_config
@@ -28,6 +29,7 @@ async def type_into(pilot, field: Input, text: str) -> None:
     await pilot.pause()
 
 
+@pytest.mark.slow
 def test_form_has_every_field_and_only_the_chosen_methods(tmp_path: Path) -> None:
     async def scenario() -> None:
         app = make_app(isolated_services(tmp_path))
@@ -53,6 +55,7 @@ def test_form_has_every_field_and_only_the_chosen_methods(tmp_path: Path) -> Non
     asyncio.run(scenario())
 
 
+@pytest.mark.slow
 def test_out_of_range_value_is_named_and_blocks_training(tmp_path: Path) -> None:
     async def scenario() -> None:
         app = make_app(isolated_services(tmp_path))
@@ -77,6 +80,7 @@ def test_out_of_range_value_is_named_and_blocks_training(tmp_path: Path) -> None
     asyncio.run(scenario())
 
 
+@pytest.mark.slow
 def test_save_load_and_command_line(tmp_path: Path) -> None:
     saved = tmp_path / "mine.yaml"
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
 from textual.widgets import Input
 
 from studio.ui.app import make_app
@@ -28,6 +29,7 @@ def write_documents(folder: Path) -> None:
     (folder / "notes copy.txt").write_text(notes, encoding="utf-8")
 
 
+@pytest.mark.slow
 def test_dataset_tab_previews_preparing_a_folder_of_documents(tmp_path: Path) -> None:
     workdir = tmp_path / "work"
     write_documents(workdir / "docs")

@@ -70,6 +70,7 @@ def test_bug1_added_models_are_listed_after_a_restart(tmp_path: Path) -> None:
     run(scenario())
 
 
+@pytest.mark.slow
 def test_bug2_esc_leaves_the_models_add_field_and_the_runs_filter(tmp_path: Path) -> None:
     async def scenario() -> None:
         app = make_app(isolated_services(tmp_path))
@@ -100,6 +101,7 @@ def test_bug4_models_suggests_the_current_hub_command(tmp_path: Path) -> None:
     assert "`hf download org/some-model`" in note and "huggingface-cli" not in note
 
 
+@pytest.mark.slow
 def test_bug5_delete_asks_with_the_safe_answer_focused(two_runs: Path, tmp_path: Path) -> None:
     async def scenario() -> None:
         app = make_app(isolated_services(tmp_path))
@@ -120,6 +122,7 @@ def test_bug5_delete_asks_with_the_safe_answer_focused(two_runs: Path, tmp_path:
     run(scenario())
 
 
+@pytest.mark.slow
 def test_bug6_a_loaded_value_puts_the_cursor_at_its_end(tmp_path: Path) -> None:
     async def scenario() -> None:
         app = make_app(isolated_services(tmp_path))
@@ -146,6 +149,7 @@ def test_bug6_a_loaded_value_puts_the_cursor_at_its_end(tmp_path: Path) -> None:
     run(scenario())
 
 
+@pytest.mark.slow
 def test_bug8_question_mark_and_f1_toggle_the_keys_overlay(tmp_path: Path) -> None:
     async def scenario() -> None:
         app = make_app(isolated_services(tmp_path))
@@ -173,6 +177,7 @@ def test_bug8_question_mark_and_f1_toggle_the_keys_overlay(tmp_path: Path) -> No
     run(scenario())
 
 
+@pytest.mark.slow
 def test_bug9_compare_says_when_no_run_has_eval_loss(two_runs: Path, tmp_path: Path) -> None:
     from studio.ui.screens.runs_detail import CompareScreen
 
@@ -195,6 +200,7 @@ def test_bug9_compare_says_when_no_run_has_eval_loss(two_runs: Path, tmp_path: P
     run(scenario())
 
 
+@pytest.mark.slow
 def test_bug14_export_toast_names_what_was_exported(two_runs: Path, tmp_path: Path) -> None:
     from studio.ui.screens.runs_dialogs import ExportScreen
 
@@ -222,6 +228,7 @@ def test_bug14_export_toast_names_what_was_exported(two_runs: Path, tmp_path: Pa
     run(scenario())
 
 
+@pytest.mark.slow
 def test_bug3_bug12_bug13_a_run_in_the_studio_ends_at_its_last_step(tmp_path: Path) -> None:
     """max_steps 3 with logging every 2: the toast, the Train line and Runs say 3/3; the
     Train screen's time is the Runs screen's; the learning-rate axis reads 1e-3, unscaled."""
@@ -270,6 +277,7 @@ def test_bug3_bug12_bug13_a_run_in_the_studio_ends_at_its_last_step(tmp_path: Pa
     run(scenario())
 
 
+@pytest.mark.slow
 def test_bug11_the_train_log_rewraps_when_the_terminal_narrows(tmp_path: Path) -> None:
     from studio.ui.widgets.wrapping_log import WrappingLog
 
@@ -304,6 +312,7 @@ def test_bug12_value_ticks_are_evenly_spaced_and_round() -> None:
     assert tick_labels(value_ticks(3.1, 3.4, 4)) == ["3.1", "3.2", "3.3", "3.4"]
 
 
+@pytest.mark.slow
 def test_footer_offers_only_the_keys_that_apply(tmp_path: Path) -> None:
     async def scenario() -> None:
         app = make_app(isolated_services(tmp_path))
@@ -327,6 +336,7 @@ def test_run_names_of_a_day_stay_apart_at_80_columns() -> None:
     assert shown[0].endswith("1130-093012") and shown[0].startswith("tiny-demo-lora")
 
 
+@pytest.mark.slow
 def test_plain_terminals_get_ascii(tmp_path: Path) -> None:
     from studio.ui import glyphs
 
@@ -385,6 +395,7 @@ def test_one_memory_estimate_in_models_and_the_run_log(tmp_path: Path) -> None:
     run(scenario())
 
 
+@pytest.mark.slow
 def test_slash_finds_a_config_field_by_name_or_meaning(tmp_path: Path) -> None:
     from studio.ui.screens.field_search import FieldSearchScreen
 

@@ -46,6 +46,7 @@ def lines_of(picker: DevicePicker) -> list[str]:
     return [str(gpu_list.get_option_at_index(i).prompt) for i in range(gpu_list.option_count)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("screen_key", ["1", "3"])
 def test_the_picker_shows_each_gpu_and_auto_picks_the_freest_that_fits(
     tmp_path: Path, other_job: subprocess.Popen[bytes], screen_key: str

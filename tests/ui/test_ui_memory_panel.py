@@ -335,6 +335,7 @@ def panel_text(app, selector: str) -> str:  # type: ignore[no-untyped-def]
     return "" if line.has_class("-empty") else str(line.render())
 
 
+@pytest.mark.slow
 def test_panel_in_the_train_screen(tmp_path: Path) -> None:
     asyncio.run(panel_in_the_train_screen(tmp_path))
 
@@ -412,6 +413,7 @@ async def panel_in_the_train_screen(tmp_path: Path) -> None:
         assert panel.size.width == 40
 
 
+@pytest.mark.slow
 def test_host_view_on_this_machine(tmp_path: Path) -> None:
     asyncio.run(host_view_on_this_machine(tmp_path))
 

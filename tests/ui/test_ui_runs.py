@@ -83,6 +83,7 @@ def text_of(widget: Static) -> str:
     return str(widget.render())
 
 
+@pytest.mark.slow
 def test_list_open_compare_and_resume(runs_folder: Path, tmp_path: Path) -> None:
     runs = copy_runs(runs_folder, tmp_path)
     stop = read_run(runs / "halted").last_checkpoint  # saved when it stopped
@@ -169,6 +170,7 @@ def test_list_open_compare_and_resume(runs_folder: Path, tmp_path: Path) -> None
     assert f"resuming from checkpoint-{stop} at step {stop}" in log
 
 
+@pytest.mark.slow
 def test_out_of_memory_is_triaged_and_relaunched(tmp_path: Path, monkeypatch) -> None:
     import torch
     from transformers import Trainer
@@ -224,6 +226,7 @@ def test_out_of_memory_is_triaged_and_relaunched(tmp_path: Path, monkeypatch) ->
     assert read_run(run).status == "finished"
 
 
+@pytest.mark.slow
 def test_export_rerun_delete_and_refusals(runs_folder: Path, tmp_path: Path) -> None:
     runs = copy_runs(runs_folder, tmp_path)
     notes: list[str] = []
@@ -288,6 +291,7 @@ def test_export_rerun_delete_and_refusals(runs_folder: Path, tmp_path: Path) -> 
     asyncio.run(scenario())
 
 
+@pytest.mark.slow
 def test_running_and_interrupted_runs_are_told_apart(runs_folder: Path, tmp_path: Path) -> None:
     """A run another live process trains shows its pid (and can only be attached to); one
     whose process is gone shows as interrupted and can be resumed."""

@@ -39,7 +39,8 @@ VARIANTS = (
 )
 GIB = 1024**3
 
-pytestmark = pytest.mark.snapshot  # select with -m snapshot; part of the default run
+# Select with -m snapshot; part of the full run, not of the fast lane (-m "not slow").
+pytestmark = [pytest.mark.snapshot, pytest.mark.slow]
 
 
 @pytest.fixture
