@@ -84,6 +84,7 @@ def make_wheel(folder: Path, module: str) -> Path:
     return folder / name
 
 
+@pytest.mark.slow
 def test_missing_packages_are_installed_from_the_wheel_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -386,6 +386,7 @@ def test_probing_this_machine_never_raises() -> None:
 # ---------------------------------------------------------------- GPU readiness (issue 20)
 
 
+@pytest.mark.slow
 def test_liger_patches_are_undone_when_the_run_ends(tmp_path: Path, monkeypatch) -> None:
     """Liger replaces the model classes of the whole process; a later run or chat model of the
     same type must be built without them. Liger itself is scripted (it needs CUDA): the stand-in
