@@ -13,7 +13,8 @@ from studio.chat import ChatModel, GenerationSettings, resolve_target
 from studio.cli import main
 from studio.models.chat_templates import PRESETS
 from tests.conftest import SAMPLE_DATA
-from tests.support.training_runs import log_text, read_metrics, train_tiny
+from tests.support.files import write_jsonl
+from tests.support.training_runs import log_text, train_and_eval_metrics, train_tiny
 
 SHORT = {"max_steps": 3, "batch_size": 4, "learning_rate": 2e-3, "logging_steps": 1,
          "warmup_steps": 0}  # fmt: skip
@@ -30,8 +31,7 @@ def write_kto(path: Path) -> Path:
         }
         for n in range(16)
     ]
-    path.write_text("\n".join(json.dumps(row) for row in rows), encoding="utf-8")
-    return path
+    return write_jsonl(path, rows)
 
 
 @pytest.mark.slow
@@ -50,9 +50,8 @@ def test_kto_trains_on_labelled_answers(tmp_path: Path) -> None:
     assert "KTO: 7 answers labelled good, 5 bad" in log
     assert "eval set: 4 labelled answers" in log
     assert "KTO reference model: the base model (adapters switched off)" in log
-    train = [m for m in read_metrics(run_dir) if m["type"] == "train"]
+    train, evals = train_and_eval_metrics(run_dir)
     assert len(train) == 4
-    evals = [m for m in read_metrics(run_dir) if m["type"] == "eval"]
     assert evals and all("rewards/chosen" in m and "kl" in m for m in evals)
     for key in ("kl", "rewards/chosen", "rewards/rejected", "logps/chosen"):
         assert all(key in m for m in train), key

@@ -8,7 +8,7 @@ from studio.config import config_from_dict
 from studio.engine.preference import fit_dpo_lengths, keep_last_tokens, prompt_limits
 from studio.engine.vocabulary import plan_vocabulary
 from studio.errors import ConfigError
-from tests.support.training_runs import log_text, read_metrics, train_tiny
+from tests.support.training_runs import log_text, train_and_eval_metrics, train_tiny
 
 PREFERENCE_RUN = {
     "data": {"path": "sample_data/preference_en.jsonl", "max_length": 128, "eval_fraction": 0.1},
@@ -24,9 +24,7 @@ def test_dpo_trains_with_base_model_as_reference(tmp_path) -> None:
     assert result.state.value == "finished", log
     assert "DPO reference model: the base model (adapters switched off)" in log
     assert "train set: 27 preference pairs" in log
-    metrics = read_metrics(run_dir)
-    train = [m for m in metrics if m["type"] == "train"]
-    evals = [m for m in metrics if m["type"] == "eval"]
+    train, evals = train_and_eval_metrics(run_dir)
     for key in ("rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins"):
         assert all(key in m for m in train + evals), key
     # The policy starts equal to its reference, so the first rewards are exactly zero.
@@ -47,9 +45,7 @@ def test_orpo_trains_and_cuts_long_prompts(tmp_path) -> None:
     log = log_text(run_dir)
     assert result.state.value == "finished", log
     assert "prompts cut to max_prompt_length" in log
-    metrics = read_metrics(run_dir)
-    train = [m for m in metrics if m["type"] == "train"]
-    evals = [m for m in metrics if m["type"] == "eval"]
+    train, evals = train_and_eval_metrics(run_dir)
     for key in ("nll_loss", "log_odds_ratio", "rewards/accuracies", "rewards/margins"):
         assert all(key in m for m in train + evals), key
     assert train[-1]["nll_loss"] < train[0]["nll_loss"]

@@ -39,3 +39,9 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
 
 def log_text(run_dir: Path) -> str:
     return (run_dir / "log.txt").read_text(encoding="utf-8")
+
+
+def train_and_eval_metrics(run_dir: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(train records, eval records) of a run's metrics.jsonl."""
+    metrics = read_metrics(run_dir)
+    return [m for m in metrics if m["type"] == "train"], [m for m in metrics if m["type"] == "eval"]
