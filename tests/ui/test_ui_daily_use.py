@@ -4,8 +4,10 @@ issue 15 it keeps fixed."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -51,6 +53,17 @@ def two_runs(tmp_path_factory) -> Path:
     for name in ("first", "second"):
         TrainingSession(tiny_config(runs, name), base_dir=REPO, telemetry_interval=None).run()
     return runs
+
+
+@contextlib.asynccontextmanager
+async def runs_screen(runs: Path, tmp_path: Path, notes: list[str]) -> AsyncIterator[tuple]:
+    """The app on its Runs screen listing `runs`, every toast's text collected in `notes`."""
+    app = make_app(isolated_services(tmp_path))
+    app.studio.config = tiny_config(runs, "unused")
+    async with app.run_test(size=SIZE, message_hook=collect_notes(notes)) as pilot:
+        await pilot.press("5")
+        await settle(pilot)
+        yield app, pilot
 
 
 def test_bug1_added_models_are_listed_after_a_restart(tmp_path: Path) -> None:
@@ -184,11 +197,7 @@ def test_bug9_compare_says_when_no_run_has_eval_loss(two_runs: Path, tmp_path: P
     notes: list[str] = []
 
     async def scenario() -> None:
-        app = make_app(isolated_services(tmp_path))
-        app.studio.config = tiny_config(two_runs, "unused")
-        async with app.run_test(size=SIZE, message_hook=collect_notes(notes)) as pilot:
-            await pilot.press("5")
-            await settle(pilot)
+        async with runs_screen(two_runs, tmp_path, notes) as (app, pilot):
             await pilot.press("space", "down", "c")
             await settle(pilot)
             assert isinstance(app.screen, CompareScreen)
@@ -207,11 +216,7 @@ def test_bug14_export_toast_names_what_was_exported(two_runs: Path, tmp_path: Pa
     notes: list[str] = []
 
     async def scenario() -> None:
-        app = make_app(isolated_services(tmp_path))
-        app.studio.config = tiny_config(two_runs, "unused")
-        async with app.run_test(size=SIZE, message_hook=collect_notes(notes)) as pilot:
-            await pilot.press("5")
-            await settle(pilot)
+        async with runs_screen(two_runs, tmp_path, notes) as (app, pilot):
             await pilot.press("e")
             await settle(pilot)
             assert isinstance(app.screen, ExportScreen)
