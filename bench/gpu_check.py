@@ -17,7 +17,7 @@ Everything lands in OUT_DIR (seven files at most): summary.json (environment, ea
 outcome and figures), check.log (every stage's output), gpu-tests.xml, spill.json,
 telemetry.jsonl, memory-panel.svg, fast-path.json. A stage that fails or runs out of time is
 recorded and the next one runs. Without a CUDA GPU the check says so and exits 0;
-`--dry-run` runs every stage in miniature on the CPU (tests/test_gpu_check.py).
+`--dry-run` runs every stage in miniature on the CPU (tests/bench/test_gpu_check.py).
 
 This module imports only the standard library: the packages it checks for may be missing.
 """

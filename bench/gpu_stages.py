@@ -181,7 +181,7 @@ async def save_memory_panel(telemetry: Path, picture: Path, size: tuple[int, int
     from studio.telemetry.replay import read_telemetry_jsonl
     from studio.ui.app import make_app
     from studio.ui.runs.monitor import RunMonitor
-    from tests.ui_support import isolated_services, settle
+    from tests.support.ui import isolated_services, settle
 
     monitor = RunMonitor()
     for snapshot in read_telemetry_jsonl(telemetry) if telemetry.exists() else []:

@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parent.parent
 def build_folder(folder: Path, size_mb: float) -> int:
     """Write the documents; returns their total size in bytes."""
     sys.path.insert(0, str(REPO))
-    from tests.sample_documents import (
+    from tests.support.sample_documents import (
         REPORT_PAGES,
         REPORT_TABLE,
         prose,

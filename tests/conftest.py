@@ -40,8 +40,9 @@ def tiny_tokenizer(tiny_model_dir: Path):
 
 
 def selects_gpu_tests(markexpr: str) -> bool:
-    """Whether `-m markexpr` would run a test marked only `gpu`."""
-    if not markexpr.strip():
+    """Whether `-m markexpr` would run a test marked only `gpu`. An expression that does not
+    name `gpu` never does: pytest_collection_modifyitems leaves the gpu tests out of it."""
+    if "gpu" not in markexpr:
         return False
     try:
         from _pytest.mark.expression import Expression
@@ -56,6 +57,20 @@ def pytest_configure(config: pytest.Config) -> None:
     # it hides CUDA from itself and every subprocess. `-m gpu` leaves the GPU visible.
     if not selects_gpu_tests(config.option.markexpr or ""):
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # A `-m` on the command line replaces addopts' `-m 'not gpu and not bench'`: keep the gpu
+    # and bench tests out unless the expression names them, so `-m "not slow"` is the fast
+    # lane and not the benchmarks.
+    markexpr = config.option.markexpr or ""
+    unnamed = [name for name in ("gpu", "bench") if name not in markexpr]
+    if not unnamed:
+        return
+    left_out = [item for item in items if any(item.get_closest_marker(n) for n in unnamed)]
+    if left_out:
+        config.hook.pytest_deselected(items=left_out)
+        items[:] = [item for item in items if item not in left_out]
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +89,7 @@ def pin_cpu():
 def hostile_reference_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One finished tiny run (checkpoints at steps 2 and 4, an adapter) that the
     fault-injection tests copy and damage; never change it in place."""
-    from tests.hostile_world import train_reference
+    from tests.support.hostile_world import train_reference
 
     return train_reference(tmp_path_factory.mktemp("hostile") / "runs")
 
@@ -82,8 +97,8 @@ def hostile_reference_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def architecture_dir(tmp_path_factory, tiny_tokenizer):
     """`architecture_dir("gpt2")`: the folder of a tiny random model of that architecture
-    (tests/architectures.py), built once per test session."""
-    from tests.architectures import build_architecture
+    (tests/support/architectures.py), built once per test session."""
+    from tests.support.architectures import build_architecture
 
     root = tmp_path_factory.mktemp("architectures")
     built: dict[str, Path] = {}
@@ -94,3 +109,29 @@ def architecture_dir(tmp_path_factory, tiny_tokenizer):
         return built[model_type]
 
     return folder
+
+
+@pytest.fixture(scope="session")
+def quickstart_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """sample_data/configs/quickstart.yaml trained to its end by `ftstudio train` (150 steps,
+    a checkpoint every 50), once per test session for all workers (tests/support/run_cache.py).
+    Read it; copy it before changing anything in it."""
+    from tests.support.cli import studio_process
+    from tests.support.run_cache import trained_once
+
+    def train(runs: Path) -> Path:
+        result = studio_process(
+            "train",
+            str(SAMPLE_DATA / "configs" / "quickstart.yaml"),
+            "--set",
+            f"output.runs_dir={runs}",
+            "--set",
+            "training.save_steps=50",
+            timeout=600,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "Traceback" not in result.stdout + result.stderr
+        (run,) = runs.iterdir()
+        return run
+
+    return trained_once(tmp_path_factory, "quickstart", train)

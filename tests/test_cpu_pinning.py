@@ -17,6 +17,7 @@ from tests.conftest import REPO, selects_gpu_tests
         ("not gpu and not bench", False),  # the default run (pyproject addopts)
         ("", False),
         ("slow", False),
+        ("not slow", False),  # the fast lane: gpu tests are left out, not selected
         ("gpu", True),
         ("gpu and not slow", True),
         ("gpu or not gpu", True),

@@ -13,7 +13,7 @@ fine-tune, freeze), where there is no adapter to switch off. So:
   the trained model): a second, untouched copy of the base model, loaded on first use. It
   costs the base model's memory again, checked before loading on a GPU.
 
-`tests/test_chat_model.py` proves the base side equals a freshly loaded plain model.
+`tests/chat/test_chat_model.py` proves the base side equals a freshly loaded plain model.
 """
 
 from __future__ import annotations

@@ -49,7 +49,7 @@ Example::
     >>> print(estimate.summary())  # doctest: +ELLIPSIS
     weights 7.42 GiB + gradients 0.16 GiB + ... = 11.12 GiB
 
-`tests/test_methods_memory.py` checks the estimate against the peak memory of real training
+`tests/methods/test_methods_memory.py` checks the estimate against the peak memory of real training
 steps on CPU (process RSS).
 """
 

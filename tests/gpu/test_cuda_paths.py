@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.gpu.conftest import needs_module
-from tests.training_runs import log_text, read_metrics, train_tiny
+from tests.support.training_runs import log_text, read_metrics, train_tiny
 
 pytestmark = pytest.mark.gpu
 

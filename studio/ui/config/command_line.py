@@ -2,7 +2,7 @@
 
 With a saved YAML file it is `ftstudio train FILE`, plus one `--set key=value` for each field
 changed since the file was saved; without a file, the defaults are written first. Running the
-line reproduces the config exactly (tests/test_ui_command_line.py checks the round trip).
+line reproduces the config exactly (tests/ui/test_ui_command_line.py checks the round trip).
 """
 
 from __future__ import annotations
