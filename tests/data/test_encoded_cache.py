@@ -18,7 +18,7 @@ from studio.engine.encoding import IGNORE_INDEX, encode_conversation, encode_tex
 from studio.engine.events import PreparationProgress
 from studio.engine.parallel_encoding import PreparationStopped
 
-SAMPLE_DATA = Path(__file__).resolve().parent.parent / "sample_data"
+SAMPLE_DATA = Path(__file__).resolve().parents[2] / "sample_data"
 # (file, training type): every format ftstudio encodes itself.
 ENCODED_FORMATS = [
     ("alpaca_en.jsonl", "sft"),
