@@ -78,7 +78,13 @@ def _conversation_chunks(
         spans = assistant_spans_of(tokenizer, messages, text, tools) if assistant_only else []
         all_spans.append(spans)
     encoded = tokenizer(
-        texts, add_special_tokens=False, return_offsets_mapping=assistant_only, truncation=False
+        texts,
+        add_special_tokens=False,
+        return_offsets_mapping=assistant_only,
+        truncation=False,
+        # Not needed, and converting them costs as much as the ids.
+        return_attention_mask=False,
+        return_token_type_ids=False,
     )
     chunks = []
     for index, ids in enumerate(encoded["input_ids"]):
@@ -142,7 +148,12 @@ def _labels(
 def _text_chunks(
     tokenizer: Any, records: list[dict[str, Any]], max_length: int, stats: EncodingStats
 ) -> list[tuple[list[int], list[int]]]:
-    encoded = tokenizer([record["text"] for record in records], add_special_tokens=False)
+    encoded = tokenizer(
+        [record["text"] for record in records],
+        add_special_tokens=False,
+        return_attention_mask=False,
+        return_token_type_ids=False,
+    )
     eos = tokenizer.eos_token_id
     chunks = []
     for ids in encoded["input_ids"]:

@@ -55,6 +55,8 @@ def choose_workers(records: int, cpus: int | None = None) -> tuple[int, str]:
         return int(override), f"FTSTUDIO_ENCODE_WORKERS={override}"
     if cpus < 2:
         return 1, "one usable CPU core"
+    if not _workers_can_start():
+        return 1, "the main script is not a file a worker process can start from (stdin)"
     if records < PARALLEL_THRESHOLD:
         return 1, (
             f"{records} records: fewer than {PARALLEL_THRESHOLD}, starting worker processes "
@@ -62,6 +64,15 @@ def choose_workers(records: int, cpus: int | None = None) -> tuple[int, str]:
         )
     workers = min(cpus, MAX_WORKERS)
     return workers, f"{records} records over {workers} worker processes (one per usable core)"
+
+
+def _workers_can_start() -> bool:
+    """`spawn` re-runs the main module in each worker: impossible for a script read from
+    stdin (`python - < script.py`); fine for `ftstudio`, `python -m`, `python -c`, notebooks."""
+    import sys
+
+    path = getattr(sys.modules.get("__main__"), "__file__", None)
+    return path is None or os.path.exists(path)
 
 
 def _schema() -> Any:

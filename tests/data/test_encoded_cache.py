@@ -239,11 +239,21 @@ def test_progress_events_reach_the_end_with_an_eta(tiny_tokenizer: Any, monkeypa
     assert text.startswith("encoding train set: 40 / 40 records (100%)") and "ETA" not in text
 
 
-def test_worker_count_policy() -> None:
+def test_worker_count_policy(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.delenv("FTSTUDIO_ENCODE_WORKERS", raising=False)
     assert parallel_encoding.choose_workers(1000, cpus=8)[0] == 1
     assert parallel_encoding.choose_workers(100_000, cpus=1)[0] == 1
     assert parallel_encoding.choose_workers(100_000, cpus=2)[0] == 2
     assert parallel_encoding.choose_workers(10**7, cpus=64)[0] == parallel_encoding.MAX_WORKERS
+    monkeypatch.setenv("FTSTUDIO_ENCODE_WORKERS", "3")
+    assert parallel_encoding.choose_workers(1000, cpus=2)[0] == 3
+    monkeypatch.delenv("FTSTUDIO_ENCODE_WORKERS")
+    # A script read from stdin cannot be re-run by a spawned worker: one process.
+    monkeypatch.setattr(sys.modules["__main__"], "__file__", "/nonexistent/<stdin>", raising=False)
+    workers, reason = parallel_encoding.choose_workers(100_000, cpus=2)
+    assert workers == 1 and "stdin" in reason
 
 
 @pytest.mark.slow
