@@ -116,11 +116,12 @@ def run_prepare(args: argparse.Namespace) -> int:
 
 
 def run_cache(args: argparse.Namespace) -> int:
-    from studio.engine.encoded_cache import cache_listing, clear, size_text
+    from studio.engine.encoded_cache import cache_listing, clear
+    from studio.formatting import format_bytes
 
     if args.clear:
         removed, freed = clear()
-        print(f"removed {removed} cached encoding(s), {size_text(freed)} freed")
+        print(f"removed {removed} cached encoding(s), {format_bytes(freed, decimals=1)} freed")
         return 0
     print(cache_listing())
     return 0

@@ -33,6 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from studio.formatting import format_bytes
+
 ENCODING_VERSION = 1  # raise when the encoding of a record changes
 ENTRY_FILE = "entry.json"
 TRAIN_FILE = "train.arrow"
@@ -240,14 +242,6 @@ def clear(root: Path | None = None) -> tuple[int, int]:
     return removed, freed
 
 
-def size_text(size: int) -> str:
-    # TODO(issue 16a): studio.formatting's byte formatter once it exists.
-    for unit, scale in (("GiB", 1024**3), ("MiB", 1024**2)):
-        if size >= scale:
-            return f"{size / scale:,.1f} {unit}"
-    return f"{size / 1024:,.1f} KiB"
-
-
 def cache_listing(root: Path | None = None) -> str:
     """What `ftstudio data cache` prints: each entry, unfinished preparations, the total."""
     folder = root or cache_folder()
@@ -258,7 +252,7 @@ def cache_listing(root: Path | None = None) -> str:
         used = time.strftime("%Y-%m-%d %H:%M", time.localtime(float(meta.get("used", 0))))
         stats = meta.get("train_stats") or {}
         lines.append(
-            f"  {entry.key[:12]}  {size_text(entry.size_bytes):>12}  used {used}  "
+            f"  {entry.key[:12]}  {format_bytes(entry.size_bytes, decimals=1):>12}  used {used}  "
             f"{meta.get('training_type', '?')} {', '.join(meta.get('sources') or [])}: "
             f"{stats.get('examples', '?')} examples, max_length {meta.get('max_length', '?')}, "
             f"tokenizer {meta.get('tokenizer') or '?'}"
@@ -268,10 +262,10 @@ def cache_listing(root: Path | None = None) -> str:
     if staged:
         lines.append(
             f"  {len(staged)} unfinished preparation(s) (stopped, or running now): "
-            f"{size_text(staged_size)}; never used"
+            f"{format_bytes(staged_size, decimals=1)}; never used"
         )
     total = sum(entry.size_bytes for entry in found) + staged_size
-    lines.append(f"total: {len(found)} entries, {size_text(total)}")
+    lines.append(f"total: {len(found)} entries, {format_bytes(total, decimals=1)}")
     if found or staged:
         lines.append("remove them with: ftstudio data cache --clear")
     return "\n".join(lines)
