@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import resource
 import subprocess
 import sys
-import time
 
 from tests.conftest import REPO
 
@@ -35,7 +35,9 @@ def test_config_and_data_do_not_import_torch() -> None:
 
 
 def test_help_is_fast_and_torch_free() -> None:
-    start = time.perf_counter()
+    # CPU seconds of the child, not wall time: on two shared cores a busy neighbour (another
+    # test worker, a build) stretches wall time without `--help` importing anything more.
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     result = subprocess.run(
         [sys.executable, "-X", "importtime", "-m", "studio", "--help"],
         capture_output=True,
@@ -43,8 +45,9 @@ def test_help_is_fast_and_torch_free() -> None:
         cwd=REPO,
         check=True,
     )
-    elapsed = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     assert "ftstudio" in result.stdout and "train" in result.stdout
     imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines()}
     assert "torch" not in imported
-    assert elapsed < 1.0, f"ftstudio --help took {elapsed:.2f} s"
+    assert cpu < 1.0, f"ftstudio --help took {cpu:.2f} s of CPU"

@@ -11,7 +11,13 @@ from studio.chat.memory import check_gpu_room, estimate_chat_bytes, measure_gpu_
 from studio.chat.targets import ChatTarget
 from studio.errors import ModelError
 from studio.methods.registry import METHOD_FILE, get_method, load_trained, read_method_settings
-from studio.models.loading import DevicePlan, load_base_model, load_tokenizer, plan_device
+from studio.models.loading import (
+    DevicePlan,
+    load_base_model,
+    load_tokenizer,
+    plan_device,
+    quiet_libraries,
+)
 from studio.models.sources import ModelSource, resolve_model_source
 
 TOKENIZER_FILES = ("tokenizer_config.json", "tokenizer.json")
@@ -29,7 +35,7 @@ def load_chat_parts(
     plan = chat_device_plan(target, device)
     check_trained_folder(target.adapter_dir)
     source = resolve_model_source(target.model.source)
-    settings = method_settings(target)
+    settings = trained_method_settings(target)
     quantization = _quantization_config(settings, plan)
     if plan.device == "cuda" and check_memory:
         needed = estimate_chat_bytes(
@@ -86,18 +92,6 @@ def chat_device_plan(target: ChatTarget, device: str | None) -> DevicePlan:
         dtype = target.model.dtype if target.model.dtype != "auto" else "float32"
         return DevicePlan(device="cpu", dtype_name=dtype, bf16=False, fp16=False)
     return plan_device(target.model, "auto")
-
-
-def quiet_libraries() -> None:
-    """No progress bars or library warnings on the user's terminal (or over the TUI)."""
-    import warnings
-
-    import transformers
-
-    transformers.utils.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
-    # peft reads a transformers attribute deprecated in v5 when it wraps a model.
-    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)
 
 
 def _quantization_config(settings: Any, plan: DevicePlan) -> Any:
@@ -183,7 +177,7 @@ def load_method(base_model: Any, target: ChatTarget) -> Any:
     return get_method(target.method.name).implementation().load(base_model, folder, target.method)
 
 
-def method_settings(target: ChatTarget) -> Any:
+def trained_method_settings(target: ChatTarget) -> Any:
     """The method settings of the target's trained folder (None for a base model)."""
     if target.adapter_dir is None:
         return None

@@ -17,8 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from studio.config import ModelSettings, load_config
-from studio.engine.checkpoints import CHECKPOINT_NAME, Checkpoint
-from studio.engine.checkpoints import list_checkpoints as engine_checkpoints
+from studio.engine.checkpoints import CHECKPOINT_NAME, Checkpoint, list_checkpoints
 from studio.engine.liveness import ACTIVE_STATES, effective_state
 from studio.errors import ConfigError, ModelError
 from studio.methods.registry import METHOD_FILE
@@ -183,11 +182,6 @@ def _adapter_target(folder: Path, model_source: str | None = None) -> ChatTarget
     return ChatTarget(kind="adapter", model=ModelSettings(source=base), adapter_dir=folder)
 
 
-def list_checkpoints(run_dir: str | Path) -> list[Checkpoint]:
-    """A run's checkpoints, oldest first; ones still being written have complete=False."""
-    return engine_checkpoints(Path(run_dir))
-
-
 def run_is_active(run_dir: str | Path) -> bool:
     """True when status.json says the run is training and its process is alive."""
     status = read_json_object(Path(run_dir) / "status.json")
@@ -195,7 +189,7 @@ def run_is_active(run_dir: str | Path) -> bool:
 
 
 def _pick_checkpoint(run_dir: Path, checkpoint: int | str) -> Checkpoint:
-    checkpoints = list_checkpoints(run_dir)
+    checkpoints = list_checkpoints(Path(run_dir))
     complete = [info for info in checkpoints if info.complete]
     if str(checkpoint) == "latest":
         if not complete:
@@ -251,7 +245,7 @@ def _is_trained_folder(folder: Path) -> bool:
 
 
 def _no_adapter_advice(run_dir: Path) -> str:
-    checkpoints = list_checkpoints(run_dir)
+    checkpoints = list_checkpoints(Path(run_dir))
     complete = [info for info in checkpoints if info.complete]
     training = "it is still training; " if run_is_active(run_dir) else ""
     if complete:

@@ -32,7 +32,7 @@ from studio.data.corpus.dedup import DuplicateIndex, Sketch
 from studio.data.corpus.markup import LinkPageError
 from studio.data.corpus.quality import quality_problem
 from studio.data.corpus.report import FileOutcome, PrepareReport
-from studio.data.corpus.settings import PrepareSettings, load_settings
+from studio.data.corpus.settings import PrepareSettings, load_prepare_settings
 from studio.data.documents import Document, DocumentError, document_kind, open_document
 from studio.errors import DataError
 
@@ -309,7 +309,7 @@ def prepare_main(
     **overrides: Any,
 ) -> int:
     """Print the report of `prepare_corpus`; 0 when a corpus was written, 1 when nothing was."""
-    settings = load_settings(settings_path, **overrides)
+    settings = load_prepare_settings(settings_path, **overrides)
     report = prepare_corpus(source, output, settings)
     if report_path:
         Path(report_path).write_text(json.dumps(report.to_dict(), indent=2), encoding="utf-8")

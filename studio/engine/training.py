@@ -53,20 +53,6 @@ class TrainingJob:
         return self.session.config
 
 
-def quiet_libraries() -> None:
-    """Keep the libraries' own progress bars and chatter off the user's terminal."""
-    import transformers
-
-    transformers.utils.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
-    try:
-        from huggingface_hub.utils import disable_progress_bars
-
-        disable_progress_bars()
-    except ImportError:
-        pass
-
-
 def trainer_module(training_type: str) -> Any:
     from studio.errors import ConfigError
 
@@ -94,6 +80,8 @@ def train(session: TrainingSession) -> EngineCallback:
     vocabulary = plan_vocabulary(config, session.base_dir)  # new tokens: read before loading
     run.write_json("data_report.json", data.report.to_dict())
     session.log(data.report.summary())
+
+    from studio.models.loading import quiet_libraries
 
     quiet_libraries()
     from studio.engine.fast_path import (

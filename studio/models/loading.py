@@ -19,6 +19,25 @@ class DevicePlan:
     fp16: bool
 
 
+def quiet_libraries() -> None:
+    """No progress bars or library chatter on the user's terminal (or over the TUI), for
+    training, chat and export alike."""
+    import warnings
+
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    try:
+        from huggingface_hub.utils import disable_progress_bars
+
+        disable_progress_bars()
+    except ImportError:
+        pass
+    # peft reads a transformers attribute deprecated in v5 when it wraps a model.
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)
+
+
 def plan_device(model: ModelSettings, precision: str = "auto") -> DevicePlan:
     """Pick device and dtype: bf16 where the GPU supports it, fp16 on older GPUs, fp32 on CPU."""
     import torch

@@ -200,9 +200,8 @@ def _base_tokenizer(config: RunConfig) -> Any:
 def _write_merged(
     config: RunConfig, source: Path, staging: Path, *, dtype: str, device: str | None
 ) -> None:
-    from studio.engine.training import quiet_libraries
     from studio.methods.registry import METHOD_FILE, get_method, read_method_settings
-    from studio.models.loading import DevicePlan, load_base_model, plan_device
+    from studio.models.loading import DevicePlan, load_base_model, plan_device, quiet_libraries
 
     # A checkpoint has no method note beside it: the run's config says which method it was.
     settings = read_method_settings(source) if (source / METHOD_FILE).exists() else config.method

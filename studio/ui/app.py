@@ -28,7 +28,7 @@ from studio.ui.chrome.state import StudioServices, StudioState
 from studio.ui.chrome.themes import APP_VARIABLES, BUILTIN_THEMES_DIR, load_themes
 from studio.ui.runs.controller import TRAINER_GROUP, RunController
 from studio.ui.runs.messages import RunMessage
-from studio.ui.screens.dialogs import Choice, ChoiceScreen, ErrorScreen
+from studio.ui.screens.dialogs import Answer, ChoiceScreen, ErrorScreen
 from studio.user_settings import DEFAULT_THEME, load_settings, save_settings
 
 FALLBACK_THEME = "textual-dark"
@@ -37,9 +37,9 @@ QUIT_QUESTION = (
     "background: it goes on without the studio, and `ftstudio` attaches to it again later."
 )
 QUIT_CHOICES = (
-    Choice("stop", "Stop and quit", "s", "warning"),
-    Choice("keep", "Keep running, quit", "k", "primary"),
-    Choice("cancel", "Cancel", "escape"),
+    Answer("stop", "Stop and quit", "s", "warning"),
+    Answer("keep", "Keep running, quit", "k", "primary"),
+    Answer("cancel", "Cancel", "escape"),
 )
 
 

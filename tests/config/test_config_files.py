@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from studio.config import load_config, read_yaml_file
-from studio.data.corpus.settings import load_settings
+from studio.data.corpus.settings import load_prepare_settings
 from studio.errors import ConfigError
 from studio.runs.catalog import read_config_mapping
 
@@ -28,7 +28,7 @@ READERS: dict[str, Callable[[Path], object]] = {
     "run config": load_config,
     "run folder": lambda path: read_config_mapping(path.parent),
     "theme": load_theme,
-    "prepare settings": load_settings,
+    "prepare settings": load_prepare_settings,
 }
 DAMAGE = {
     "not YAML": (b"model:\n  source: tiny-demo\n  bad: [1, 2\n", "not valid YAML", 4),

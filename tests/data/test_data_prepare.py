@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from studio.data.corpus.settings import PrepareSettings, load_settings
+from studio.data.corpus.settings import PrepareSettings, load_prepare_settings
 from studio.data.documents import decode_text
 from studio.data.prepare import prepare_corpus
 from studio.data.text_quality import is_garbled, measure_garbling
@@ -134,4 +134,4 @@ def test_report_shows_samples_per_filter_and_settings_come_from_yaml(tmp_path: P
 
 
 def test_sample_settings_file_holds_the_defaults() -> None:
-    assert load_settings(REPO / "sample_data" / "prepare.yaml") == PrepareSettings()
+    assert load_prepare_settings(REPO / "sample_data" / "prepare.yaml") == PrepareSettings()

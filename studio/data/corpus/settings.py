@@ -92,7 +92,7 @@ class PrepareSettings(BaseModel):
     )
 
 
-def load_settings(path: str | Path | None, **overrides: object) -> PrepareSettings:
+def load_prepare_settings(path: str | Path | None, **overrides: object) -> PrepareSettings:
     """Settings from a YAML file (or the defaults), then the command-line overrides."""
     values: dict[str, object] = {}
     if path is not None:

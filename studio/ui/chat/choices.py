@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from studio.chat.targets import ChatTarget, base_target, list_checkpoints, run_target
+from studio.chat.targets import ChatTarget, base_target, run_target
+from studio.engine.checkpoints import list_checkpoints
 
 MAX_RUNS = 30
 
@@ -31,7 +32,7 @@ class ChatChoice:
         return run_target(self.run_dir, self.checkpoint)
 
 
-def list_runs(runs_dir: Path) -> list[Path]:
+def recent_run_folders(runs_dir: Path) -> list[Path]:
     """Run folders (those with config.yaml), newest first."""
     try:
         runs = [entry for entry in runs_dir.iterdir() if (entry / "config.yaml").is_file()]
@@ -51,7 +52,7 @@ def chat_choices(runs_dir: Path, base_source: str) -> list[ChatChoice]:
     """The base model of the current config, then per run: adapter, checkpoints, base."""
     choices = [ChatChoice(f"base:{base_source}", f"{base_source} alone (no adapter)", None,
                           base_source=base_source)]  # fmt: skip
-    for run in list_runs(runs_dir):
+    for run in recent_run_folders(runs_dir):
         state = run_state(run)
         if (run / "adapter").is_dir():
             choices.append(ChatChoice(f"run:{run}", f"{run.name} · adapter ({state})", run))

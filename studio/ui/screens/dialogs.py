@@ -96,7 +96,7 @@ class ConfirmScreen(ModalScreen[bool]):
 
 
 @dataclass(frozen=True)
-class Choice:
+class Answer:
     """One answer of a `ChoiceScreen`: what it returns, its button, and its key."""
 
     answer: str
@@ -107,11 +107,11 @@ class Choice:
 
 class ChoiceScreen(ModalScreen[str | None]):
     """A question with several answers, each a button with its own key; dismissed with the
-    chosen `Choice.answer`, or None for escape."""
+    chosen `Answer.answer`, or None for escape."""
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "choose(None)", "Cancel")]
 
-    def __init__(self, question: str, choices: Sequence[Choice]) -> None:
+    def __init__(self, question: str, choices: Sequence[Answer]) -> None:
         super().__init__(classes="dialog")
         self.question = question
         self.choices = tuple(choices)

@@ -163,7 +163,7 @@ class ModelsScreen(StudioScreen):
             self._show_details(details)
 
     def _show_details(self, details: ModelDetails) -> None:
-        self.query_one("#model-summary", Static).update(summary_text(details))
+        self.query_one("#model-summary", Static).update(model_details_text(details))
         panel = self.query_one(MemoryEstimatePanel)
         panel.config = self.studio_app.studio.config
         panel.details = details
@@ -228,7 +228,7 @@ def _added_entry(source: str, folder: Path) -> ModelEntry:
     return ModelEntry(source, "hub")
 
 
-def summary_text(details: ModelDetails) -> Text:
+def model_details_text(details: ModelDetails) -> Text:
     """The details pane: what the model is, from its config."""
     info = details.info
     text = Text()

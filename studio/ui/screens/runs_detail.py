@@ -62,7 +62,7 @@ class RunDetailScreen(ModalScreen[str | None]):
         run = self.run_summary
         with Vertical(id="run-view"):
             yield Label(f"{run.name}  ·  {status_text(run)}", id="run-view-title", markup=False)
-            yield Static(summary_text(run), id="run-view-summary")
+            yield Static(run_summary_text(run), id="run-view-summary")
             with TabbedContent(id="run-view-tabs"):
                 with TabPane("Loss", id="tab-loss"):
                     yield MetricPlot("loss", empty_text="no loss was logged", id="run-loss")
@@ -243,7 +243,7 @@ def legend(names: list[str]) -> Content:
     return Content.assemble(*parts)
 
 
-def summary_text(run: RunSummary) -> Content:
+def run_summary_text(run: RunSummary) -> Content:
     lines = [
         f"{run.model} · {run.method} · {run.training_type} · started {run.date}",
         f"step {steps_text(run)} · loss {format_loss(run.final_loss)} "

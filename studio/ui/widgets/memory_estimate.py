@@ -40,7 +40,7 @@ class MemoryEstimatePanel(Static):
         return memory_table(self.details.folder, self.config, self.details.device)
 
 
-def method_settings(config: RunConfig, name: str) -> Any:
+def compared_method_settings(config: RunConfig, name: str) -> Any:
     """The config's own settings when it uses this method (its rank, targets), else defaults."""
     if config.method.name == name:
         return config.method
@@ -67,7 +67,7 @@ def memory_table(folder: str, config: RunConfig, device: str = "cuda") -> Group 
             estimates.append(
                 estimate_memory(
                     folder,
-                    method_settings(config, name),
+                    compared_method_settings(config, name),
                     batch_size=training.batch_size,
                     max_length=config.data.max_length,
                     gradient_checkpointing=training.gradient_checkpointing,
