@@ -7,7 +7,7 @@ Users complain that dataset mistakes fail silently; the report makes each one vi
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 ProblemReason = Literal[
     "bad_json",
@@ -16,19 +16,10 @@ ProblemReason = Literal[
     "wrong_type",
     "unknown_format",
     "bad_role",
-    "too_large",
-    "too_deep",
-]
-PROBLEM_REASONS: tuple[str, ...] = (
-    "bad_json",
-    "missing_field",
-    "empty_field",
-    "wrong_type",
-    "unknown_format",
-    "bad_role",
     "too_large",  # a record over readers.MAX_RECORD_BYTES
     "too_deep",  # a record nested deeper than readers.MAX_RECORD_DEPTH
-)
+]
+PROBLEM_REASONS: tuple[str, ...] = get_args(ProblemReason)
 # Records that are well formed but removed by cleaning; they never stop a run.
 CLEANING_REASONS: tuple[str, ...] = ("too_short", "duplicate", "same_answers")
 

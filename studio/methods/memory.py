@@ -265,12 +265,15 @@ def estimate_memory(
     )
 
 
-def estimate_run(config: Any, model: Any, *, device: str = "cuda") -> MemoryEstimate:
-    """`estimate_memory` with the method and hyperparameters of a `RunConfig`."""
+def estimate_run(
+    config: Any, model: Any, *, device: str = "cuda", method: Any = None
+) -> MemoryEstimate:
+    """`estimate_memory` with the method and hyperparameters of a `RunConfig`; `method`
+    (method settings) estimates another method with the same hyperparameters."""
     training = config.training
     return estimate_memory(
         model,
-        config.method,
+        config.method if method is None else method,
         batch_size=training.batch_size,
         max_length=config.data.max_length,
         gradient_checkpointing=training.gradient_checkpointing,

@@ -55,7 +55,7 @@ def compared_method_settings(config: RunConfig, name: str) -> Any:
 
 
 def memory_table(folder: str, config: RunConfig, device: str = "cuda") -> Group | Text:
-    from studio.methods.memory import estimate_memory
+    from studio.methods.memory import estimate_run
 
     training = config.training
     methods = list(COMPARED_METHODS)
@@ -64,18 +64,8 @@ def memory_table(folder: str, config: RunConfig, device: str = "cuda") -> Group 
     estimates = []
     for name, _title in methods:
         try:
-            estimates.append(
-                estimate_memory(
-                    folder,
-                    compared_method_settings(config, name),
-                    batch_size=training.batch_size,
-                    max_length=config.data.max_length,
-                    gradient_checkpointing=training.gradient_checkpointing,
-                    optimizer=training.optimizer,
-                    precision=training.precision,
-                    device=device,
-                )
-            )
+            method = compared_method_settings(config, name)
+            estimates.append(estimate_run(config, folder, device=device, method=method))
         except (ValueError, KeyError, TypeError, OSError) as error:
             return Text(f"memory estimate not available: {error}", style="italic")
     if device == "cpu":
