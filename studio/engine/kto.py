@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from studio.engine.preference import (
     PairStats,
     prompt_limits,
+    require_chat_template,
     trl_inputs,
     use_base_as_reference,
 )
@@ -28,11 +29,7 @@ def build_trainer(job: TrainingJob) -> Any:
     config, session = job.config, job.session
     if job.data.kind != "kto":
         raise DataError(f"kto needs answers labelled good or bad, got {job.data.kind} data")
-    if not getattr(job.tokenizer, "chat_template", None):
-        raise DataError(
-            "the model's tokenizer has no chat template, so the answers cannot be formatted",
-            advice="set model.chat_template_preset (for example chatml) or model.chat_template",
-        )
+    require_chat_template(job, "the answers")
     from trl import KTOConfig, KTOTrainer
 
     inputs = trl_inputs(job)
@@ -54,14 +51,7 @@ def build_trainer(job: TrainingJob) -> Any:
         max_length=max_length,
         disable_dropout=True,
     )
-    trainer = KTOTrainer(
-        model=job.model,
-        args=args,
-        train_dataset=train,
-        eval_dataset=inputs.evaluation,
-        processing_class=job.tokenizer,
-        callbacks=inputs.callbacks,
-    )
+    trainer = KTOTrainer(args=args, **inputs.trainer_arguments(job))
     use_base_as_reference(job.model, session, "KTO")
     trainer.train_dataset, stats = cut_prompts(trainer.train_dataset, max_prompt_length, len(train))
     _log(session, "train set", stats)

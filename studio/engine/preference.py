@@ -77,11 +77,7 @@ def build_trainer(job: TrainingJob) -> Any:
     config, session = job.config, job.session
     if job.data.kind != "preference":
         raise DataError(f"{config.training_type} needs preference pairs, got {job.data.kind}")
-    if not getattr(job.tokenizer, "chat_template", None):
-        raise DataError(
-            "the model's tokenizer has no chat template, so preference pairs cannot be formatted",
-            advice="set model.chat_template_preset (for example chatml) or model.chat_template",
-        )
+    require_chat_template(job, "preference pairs")
     inputs = trl_inputs(job)
     limits = prompt_limits(config.preference.max_prompt_length, config.data.max_length)
     if limits[0] < config.preference.max_prompt_length:
@@ -108,12 +104,31 @@ class TrlInputs:
     values: dict[str, Any]  # TrainingArguments values
     counters: list[TokenCounter]  # filled by count_tokens; the step callback reads it
 
+    def trainer_arguments(self, job: TrainingJob) -> dict[str, Any]:
+        """The keyword arguments every trl trainer of the family takes besides its `args`."""
+        return {
+            "model": job.model,
+            "train_dataset": self.train,
+            "eval_dataset": self.evaluation,
+            "processing_class": job.tokenizer,
+            "callbacks": self.callbacks,
+        }
+
     def count_tokens(self, trainer: Any) -> Any:
         """Wrap the built trainer's collator so the run counts the tokens it trains on."""
         counter = TokenCounter(trainer.data_collator)
         trainer.data_collator = counter
         self.counters.append(counter)
         return trainer
+
+
+def require_chat_template(job: TrainingJob, records: str) -> None:
+    """trl renders conversational `records` with the tokenizer's chat template: it must have one."""
+    if not getattr(job.tokenizer, "chat_template", None):
+        raise DataError(
+            f"the model's tokenizer has no chat template, so {records} cannot be formatted",
+            advice="set model.chat_template_preset (for example chatml) or model.chat_template",
+        )
 
 
 def trl_inputs(job: TrainingJob) -> TrlInputs:
@@ -158,14 +173,7 @@ def _dpo_trainer(job: TrainingJob, inputs: TrlInputs, limits: tuple[int, int]) -
         max_length=None,
         disable_dropout=True,
     )
-    trainer = DPOTrainer(
-        model=job.model,
-        args=args,
-        train_dataset=inputs.train,
-        eval_dataset=inputs.evaluation,
-        processing_class=job.tokenizer,
-        callbacks=inputs.callbacks,
-    )
+    trainer = DPOTrainer(args=args, **inputs.trainer_arguments(job))
     use_base_as_reference(job.model, session, "DPO")
     trainer.train_dataset, stats = fit_dpo_lengths(trainer.train_dataset, *limits)
     _log_pairs(session, "train set", stats)
@@ -213,15 +221,7 @@ def _orpo_trainer(job: TrainingJob, inputs: TrlInputs, limits: tuple[int, int]) 
     args = _experimental_orpo().ORPOConfig(
         **inputs.values, beta=config.preference.beta, max_length=_NO_LIMIT, disable_dropout=True
     )
-    trainer = _orpo_class()(
-        limits,
-        model=job.model,
-        args=args,
-        train_dataset=inputs.train,
-        eval_dataset=inputs.evaluation,
-        processing_class=job.tokenizer,
-        callbacks=inputs.callbacks,
-    )
+    trainer = _orpo_class()(limits, args=args, **inputs.trainer_arguments(job))
     # The prompt is at most max_prompt_length < max_length tokens, so every pair keeps at
     # least one answer token: nothing is dropped.
     name = "train and eval sets" if inputs.evaluation is not None else "train set"
