@@ -187,21 +187,19 @@ def _repetition(
     lengths = np.fromiter(map(len, lowered), dtype=np.int64, count=len(lowered))
     ids = token_ids(lowered)
     characters = int(lengths.sum()) or 1
-    for n, limit in sorted(settings.max_top_ngram_share.items()):
-        share = _top_ngram_chars(ids, lengths, n) / characters
-        if share > limit:
-            return Problem(
-                "repetition",
-                f"the most frequent {n}-word sequence covers {share:.0%} of the text "
-                f"(limit {limit:.0%})",
-            )
-    for n, limit in sorted(settings.max_duplicate_ngram_share.items()):
-        share = _duplicate_ngram_chars(ids, lengths, n) / characters
-        if share > limit:
-            return Problem(
-                "repetition",
-                f"{share:.0%} of the text is in repeated {n}-word sequences (limit {limit:.0%})",
-            )
+    ngram_filters = (
+        (settings.max_top_ngram_share, _top_ngram_chars,
+         "the most frequent {n}-word sequence covers {share:.0%} of the text"),
+        (settings.max_duplicate_ngram_share, _duplicate_ngram_chars,
+         "{share:.0%} of the text is in repeated {n}-word sequences"),
+    )  # fmt: skip
+    for limits, covered_chars, detail in ngram_filters:
+        for n, limit in sorted(limits.items()):
+            share = covered_chars(ids, lengths, n) / characters
+            if share > limit:
+                return Problem(
+                    "repetition", detail.format(n=n, share=share) + f" (limit {limit:.0%})"
+                )
     return None
 
 
