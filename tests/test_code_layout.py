@@ -31,9 +31,9 @@ def public_definitions() -> dict[str, list[str]]:
     for path in sorted(STUDIO.rglob("*.py")):
         relative = path.relative_to(STUDIO.parent).as_posix()
         for node in ast.parse(path.read_text(encoding="utf-8")).body:
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-                if not node.name.startswith("_"):
-                    found[node.name].append(relative)
+            definition = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+            if isinstance(node, definition) and not node.name.startswith("_"):
+                found[node.name].append(relative)
     return found
 
 
