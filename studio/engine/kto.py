@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Any
 from studio.engine.preference import (
     PairStats,
     prompt_limits,
-    require_chat_template,
+    require_conversations,
     trl_inputs,
     use_base_as_reference,
 )
-from studio.errors import ConfigError, DataError
+from studio.errors import ConfigError
 
 if TYPE_CHECKING:
     from studio.engine.session import TrainingSession
@@ -27,9 +27,12 @@ if TYPE_CHECKING:
 
 def build_trainer(job: TrainingJob) -> Any:
     config, session = job.config, job.session
-    if job.data.kind != "kto":
-        raise DataError(f"kto needs answers labelled good or bad, got {job.data.kind} data")
-    require_chat_template(job, "the answers")
+    require_conversations(
+        job,
+        "kto",
+        f"kto needs answers labelled good or bad, got {job.data.kind} data",
+        "the answers",
+    )
     from trl import KTOConfig, KTOTrainer
 
     inputs = trl_inputs(job)

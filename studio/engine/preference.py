@@ -75,9 +75,12 @@ class TokenCounter:
 
 def build_trainer(job: TrainingJob) -> Any:
     config, session = job.config, job.session
-    if job.data.kind != "preference":
-        raise DataError(f"{config.training_type} needs preference pairs, got {job.data.kind}")
-    require_chat_template(job, "preference pairs")
+    require_conversations(
+        job,
+        "preference",
+        f"{config.training_type} needs preference pairs, got {job.data.kind}",
+        "preference pairs",
+    )
     inputs = trl_inputs(job)
     limits = prompt_limits(config.preference.max_prompt_length, config.data.max_length)
     if limits[0] < config.preference.max_prompt_length:
@@ -122,8 +125,11 @@ class TrlInputs:
         return trainer
 
 
-def require_chat_template(job: TrainingJob, records: str) -> None:
-    """trl renders conversational `records` with the tokenizer's chat template: it must have one."""
+def require_conversations(job: TrainingJob, kind: str, wrong_kind: str, records: str) -> None:
+    """The job's data is of `kind` (else DataError `wrong_kind`), and its tokenizer has the chat
+    template trl renders the conversational `records` with."""
+    if job.data.kind != kind:
+        raise DataError(wrong_kind)
     if not getattr(job.tokenizer, "chat_template", None):
         raise DataError(
             f"the model's tokenizer has no chat template, so {records} cannot be formatted",

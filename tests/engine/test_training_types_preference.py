@@ -85,3 +85,37 @@ def test_preference_limits_and_vocabulary_are_checked(tmp_path) -> None:
         plan_vocabulary(config)
     assert prompt_limits(256, 128) == (64, 128)
     assert prompt_limits(100, 128) == (100, 128)
+
+
+@pytest.mark.parametrize(
+    ("module", "kind", "wrong_kind", "records"),
+    [
+        ("preference", "preference", "dpo needs preference pairs, got sft", "preference pairs"),
+        ("kto", "kto", "kto needs answers labelled good or bad, got sft data", "the answers"),
+    ],
+)
+def test_trl_trainers_refuse_wrong_data_and_missing_chat_template(
+    module: str, kind: str, wrong_kind: str, records: str
+) -> None:
+    import importlib
+    from types import SimpleNamespace
+
+    from studio.errors import DataError
+
+    build_trainer = importlib.import_module(f"studio.engine.{module}").build_trainer
+    config = SimpleNamespace(training_type="dpo" if kind == "preference" else "kto")
+
+    def job(data_kind: str, template: str | None) -> SimpleNamespace:
+        tokenizer = SimpleNamespace(chat_template=template)
+        return SimpleNamespace(config=config, session=None, data=SimpleNamespace(kind=data_kind),
+                               tokenizer=tokenizer)  # fmt: skip
+
+    with pytest.raises(DataError) as wrong:
+        build_trainer(job("sft", "{{ messages }}"))
+    assert wrong.value.message == wrong_kind
+    with pytest.raises(DataError) as untemplated:
+        build_trainer(job(kind, None))
+    assert untemplated.value.message == (
+        f"the model's tokenizer has no chat template, so {records} cannot be formatted"
+    )
+    assert "model.chat_template_preset" in (untemplated.value.advice or "")
