@@ -257,8 +257,13 @@ def test_worker_count_policy(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.slow
-def test_worker_processes_write_the_same_examples(tiny_tokenizer: Any, tmp_path: Path) -> None:
+def test_worker_processes_write_the_same_examples(
+    tiny_tokenizer: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from datasets import Dataset
+
+    # Batches of two records: many batches, shared between the main process and the worker.
+    monkeypatch.setattr(parallel_encoding, "BATCH_RECORDS", 2)
 
     from studio.data.loading import prepare_file
     from studio.data.training_fit import fit_training_type
