@@ -45,6 +45,43 @@ class PreparationStopped(Exception):
     """The user stopped the run while its data was being prepared."""
 
 
+class PackedRecords:
+    """Records kept as one JSON text (bytes) each while they wait to be encoded.
+
+    A record as Python dicts, lists and strings takes about 4x its JSON text (measured: 300
+    MB for 100,000 alpaca records, a 73 MB file); packed, the records of a large dataset cost
+    about the file's size while the workers encode them. A slice gives the records back."""
+
+    def __init__(self, lines: list[bytes]) -> None:
+        self.lines = lines
+
+    @classmethod
+    def pack(cls, records: list[dict[str, Any]]) -> PackedRecords | None:
+        """The records packed, or None when one is not plain JSON data (a hub dataset's value
+        of another type): those are encoded as they are."""
+        import json
+
+        try:
+            return cls([json.dumps(record, ensure_ascii=False).encode() for record in records])
+        except (TypeError, ValueError):
+            return None
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+    def __getitem__(self, part: slice) -> list[dict[str, Any]]:
+        return unpack(self.lines[part])
+
+
+def unpack(lines: list[bytes]) -> list[dict[str, Any]]:
+    import json
+
+    return [json.loads(line) for line in lines]
+
+
+Records = list[dict[str, Any]] | PackedRecords
+
+
 def choose_workers(records: int, cpus: int | None = None) -> tuple[int, str]:
     """(encoding processes, why): this process alone for small datasets or one core, else one
     per usable core up to MAX_WORKERS, this process being one of them."""
@@ -128,9 +165,11 @@ def _start_worker(tokenizer_bytes: bytes) -> None:
 
 
 def _worker_encode(
-    records: list[dict[str, Any]], kind: str, max_length: int, assistant_only: bool
+    records: list[dict[str, Any]] | list[bytes], kind: str, max_length: int, assistant_only: bool
 ) -> tuple[Any, EncodingStats]:
-    return _encode_to_batch(_worker_tokenizer, records, kind, max_length, assistant_only)
+    if records and isinstance(records[0], bytes):  # packed: unpacked here, not in the parent
+        records = unpack(records)
+    return _encode_to_batch(_worker_tokenizer, records, kind, max_length, assistant_only)  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------- the writer
@@ -147,7 +186,7 @@ def _add(total: EncodingStats, part: EncodingStats) -> None:
 
 def encode_to_arrow(
     tokenizer: Any,
-    records: list[dict[str, Any]],
+    records: Records,
     kind: str,
     max_length: int,
     assistant_only: bool,
@@ -194,7 +233,7 @@ def encode_to_arrow(
 
 def _encode_in_workers(
     tokenizer: Any,
-    records: list[dict[str, Any]],
+    records: Records,
     kind: str,
     max_length: int,
     assistant_only: bool,
@@ -221,7 +260,9 @@ def _encode_in_workers(
         while next_start < total or pending:
             # A few batches in flight per worker: they stay busy, memory stays bounded.
             while next_start < total and len(pending) < 2 * workers:
-                chunk = records[next_start : next_start + BATCH_RECORDS]
+                part = slice(next_start, next_start + BATCH_RECORDS)
+                # Packed records travel packed: their JSON is decoded in the worker.
+                chunk = records.lines[part] if isinstance(records, PackedRecords) else records[part]
                 future = executor.submit(_worker_encode, chunk, kind, max_length, assistant_only)
                 next_start += len(chunk)
                 pending.append((next_start, future))
