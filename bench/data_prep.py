@@ -18,7 +18,9 @@ to prepared examples; the Hugging Face datasets cache of each arm is a fresh fol
 reuses another's (or an earlier run's) work. Memory is sampled every 100 ms over the arm's
 process and all its worker processes together as PSS (`peak_pss_bytes`: shared pages counted
 once), with the main process's own peak RSS (`peak_rss_main_bytes`) and the PSS before
-preparing (`baseline_pss_bytes`: interpreter, libraries, tokenizer).
+preparing (`baseline_pss_bytes`: interpreter, libraries, tokenizer). The memory a preparation
+costs is `preparation_pss_bytes` = peak - baseline (the "x file" column divides it by the
+file's size): the baseline (~350 MB, torch and transformers) is the same whatever the data.
 The figures go to bench/results/data-prep-<records>.json and are printed as a table.
 """
 
@@ -99,6 +101,11 @@ class PeakMemory:
         return {
             "baseline_pss_bytes": self.baseline,
             "peak_pss_bytes": self.peak,
+            # What preparing costs: the peak minus what the process held before it started
+            # (interpreter, torch, transformers, the tokenizer: ~350 MB, more than 3x an 85 MB
+            # file, and the same whatever the data). Worker processes count whole: their
+            # interpreters and imports are part of the preparation's cost.
+            "preparation_pss_bytes": self.peak - self.baseline,
             "peak_rss_main_bytes": main_peak,
         }
 
@@ -261,25 +268,38 @@ def _run_in_process(arm: str, path: Path, cache: Path, hf_cache: Path) -> dict[s
         "CUDA_VISIBLE_DEVICES": "",
     }
     command = [sys.executable, "-m", "bench.data_prep", "--arm", arm, "--file", str(path)]
+    # The arms run one after another on a shared machine: each one's load says how fair the
+    # comparison was.
+    load = load_average()
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"arm {arm} failed:\n{done.stderr[-4000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    row = json.loads(done.stdout.strip().splitlines()[-1])
+    return {**row, "load_average_before": load, "load_average_after": load_average()}
+
+
+def _load(row: dict[str, Any], when: str) -> str:
+    """The 1-minute load average before or after an arm ("-" if not known)."""
+    load = row.get(f"load_average_{when}")
+    return f"{load[0]:.1f}" if load else "-"
 
 
 def table(results: list[dict[str, Any]], records: int, file_bytes: int) -> str:
     mib = 1024**2
     lines = [
         f"{records:,} alpaca records, {file_bytes / mib:.1f} MiB file",
-        "| arm | seconds | records/s | peak PSS, all processes (MiB) | x file | "
-        "main process peak RSS (MiB) | PSS before preparing (MiB) |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| arm | seconds | records/s | peak PSS, all processes (MiB) | "
+        "peak PSS over the baseline (MiB) | x file | "
+        "main process peak RSS (MiB) | PSS before preparing (MiB) | load before / after |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for row in results:
+        over = row["peak_pss_bytes"] - row["baseline_pss_bytes"]
         lines.append(
             f"| {row['arm']} | {row['seconds']:.2f} | {records / row['seconds']:,.0f} | "
-            f"{row['peak_pss_bytes'] / mib:,.0f} | {row['peak_pss_bytes'] / file_bytes:.1f} | "
-            f"{row['peak_rss_main_bytes'] / mib:,.0f} | {row['baseline_pss_bytes'] / mib:,.0f} |"
+            f"{row['peak_pss_bytes'] / mib:,.0f} | {over / mib:,.0f} | {over / file_bytes:.1f} | "
+            f"{row['peak_rss_main_bytes'] / mib:,.0f} | {row['baseline_pss_bytes'] / mib:,.0f} | "
+            f"{_load(row, 'before')} / {_load(row, 'after')} |"
         )
     return "\n".join(lines)
 

@@ -18,6 +18,7 @@ exactness for longer ones.
 
 from __future__ import annotations
 
+from itertools import chain
 from typing import Any
 
 from studio.engine.encoding import (
@@ -136,8 +137,9 @@ def _labels(
 
     if not spans or not ids:
         return [IGNORE_INDEX] * len(ids)
-    bounds = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)
-    starts, ends = bounds[:, 0], bounds[:, 1]
+    # fromiter over the flattened pairs: several times faster than asarray on a list of tuples.
+    flat = np.fromiter(chain.from_iterable(offsets), dtype=np.int64, count=2 * len(offsets))
+    starts, ends = flat[0::2], flat[1::2]
     inside = np.zeros(len(ids), dtype=bool)
     for low, high in spans:
         inside |= (starts >= low) & (ends <= high)

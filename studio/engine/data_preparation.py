@@ -20,7 +20,13 @@ from typing import TYPE_CHECKING, Any
 from studio.engine import encoded_cache
 from studio.engine.encoding import EncodingStats
 from studio.engine.events import PreparationProgress
-from studio.engine.parallel_encoding import choose_workers, encode_to_arrow
+from studio.engine.parallel_encoding import (
+    PARALLEL_THRESHOLD,
+    PackedRecords,
+    Records,
+    choose_workers,
+    encode_to_arrow,
+)
 from studio.errors import DataError
 
 if TYPE_CHECKING:
@@ -30,6 +36,8 @@ if TYPE_CHECKING:
 
 CACHED_TRAINING_TYPES = ("sft", "pretrain")
 PROGRESS_INTERVAL = 0.5  # seconds between progress events
+# Records from which they are packed while being encoded (below, packing is not worth it).
+PACK_THRESHOLD = PARALLEL_THRESHOLD
 
 
 def load_records(session: TrainingSession) -> LoadedData:
@@ -126,11 +134,14 @@ def encoded_for_training(job: TrainingJob) -> EncodedData:
     else:
         keep_alive = tempfile.TemporaryDirectory(prefix="ftstudio-encoded-")
         folder = Path(keep_alive.name)
+    records = len(job.data.train) + len(job.data.eval)
+    train, eval_records = _records_to_encode(job.data)
     try:
-        train_stats = _encode(job, job.data.train, "train set", folder / encoded_cache.TRAIN_FILE)
+        train_stats = _encode(job, train, "train set", folder / encoded_cache.TRAIN_FILE)
+        del train
         eval_stats = None
-        if job.data.eval:
-            eval_stats = _encode(job, job.data.eval, "eval set", folder / encoded_cache.EVAL_FILE)
+        if eval_records:
+            eval_stats = _encode(job, eval_records, "eval set", folder / encoded_cache.EVAL_FILE)
     except BaseException:
         # Stopped, interrupted or failed: nothing half-written may be found again.
         if key is not None:
@@ -157,7 +168,7 @@ def encoded_for_training(job: TrainingJob) -> EncodedData:
         "sources": [config.data.path, *[m.path for m in config.data.mix]],
         "tokenizer": str(getattr(job.tokenizer, "name_or_path", "")),
         "max_length": config.data.max_length,
-        "records": len(job.data.train) + len(job.data.eval),
+        "records": records,
         "report": job.data.report.to_dict(),
         "eval_report": job.data.eval_report.to_dict() if job.data.eval_report else None,
         "train_stats": asdict(train_stats),
@@ -171,15 +182,42 @@ def encoded_for_training(job: TrainingJob) -> EncodedData:
     )
 
 
+def _records_to_encode(data: LoadedData) -> tuple[Records, Records]:
+    """The train and eval records; packed (and the Python objects freed) when there are many,
+    so that holding them while they are encoded costs about the file's size, not 4x."""
+    if len(data.train) + len(data.eval) < PACK_THRESHOLD:
+        return data.train, data.eval
+    train, eval_records = PackedRecords.pack(data.train), PackedRecords.pack(data.eval)
+    if train is None or eval_records is None:
+        return data.train, data.eval
+    _release_records(data)
+    _return_freed_memory()
+    return train, eval_records
+
+
+def _return_freed_memory() -> None:
+    """glibc keeps freed memory in its heap for reuse; malloc_trim hands the free pages back
+    to the system, so that the memory of the released records is seen free (glibc only)."""
+    import contextlib
+    import ctypes
+    import ctypes.util
+    import gc
+
+    gc.collect()
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return
+    with contextlib.suppress(OSError, AttributeError):  # not glibc
+        ctypes.CDLL(name).malloc_trim(0)
+
+
 def _release_records(data: LoadedData) -> None:
     """The records are not needed once encoded (the trainer reads the Arrow files): their
     memory goes back before training starts."""
     data.train, data.eval, data.deferred = [], [], True
 
 
-def _encode(
-    job: TrainingJob, records: list[dict[str, Any]], stage: str, target: Path
-) -> EncodingStats:
+def _encode(job: TrainingJob, records: Records, stage: str, target: Path) -> EncodingStats:
     session = job.session
     workers, reason = choose_workers(len(records))
     session.log(f"encoding {stage}: {reason}")

@@ -1,7 +1,10 @@
 """Encode many records into an Arrow file, in batches, over worker processes.
 
-The records go out in batches of `BATCH_RECORDS`; each batch comes back as an Arrow record
-batch and is appended to the file in order, so the encoded examples are never all in memory
+The records go out in batches of `BATCH_RECORDS` to `workers - 1` worker processes, and this
+process encodes a batch itself whenever the oldest one sent out is not back yet (it would
+otherwise only wait: measured at 20,000 records, its own work beside the workers was 0.2 s of
+CPU in 21 s). Each batch comes back as an Arrow record batch and is appended to the file in
+order, so the encoded examples are never all in memory
 (the trainer memory-maps the file) and the output is the same whatever the number of workers.
 Between batches the caller's stop flag is checked and progress is reported.
 
@@ -42,9 +45,46 @@ class PreparationStopped(Exception):
     """The user stopped the run while its data was being prepared."""
 
 
+class PackedRecords:
+    """Records kept as one JSON text (bytes) each while they wait to be encoded.
+
+    A record as Python dicts, lists and strings takes about 4x its JSON text (measured: 300
+    MB for 100,000 alpaca records, a 73 MB file); packed, the records of a large dataset cost
+    about the file's size while the workers encode them. A slice gives the records back."""
+
+    def __init__(self, lines: list[bytes]) -> None:
+        self.lines = lines
+
+    @classmethod
+    def pack(cls, records: list[dict[str, Any]]) -> PackedRecords | None:
+        """The records packed, or None when one is not plain JSON data (a hub dataset's value
+        of another type): those are encoded as they are."""
+        import json
+
+        try:
+            return cls([json.dumps(record, ensure_ascii=False).encode() for record in records])
+        except (TypeError, ValueError):
+            return None
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+    def __getitem__(self, part: slice) -> list[dict[str, Any]]:
+        return unpack(self.lines[part])
+
+
+def unpack(lines: list[bytes]) -> list[dict[str, Any]]:
+    import json
+
+    return [json.loads(line) for line in lines]
+
+
+Records = list[dict[str, Any]] | PackedRecords
+
+
 def choose_workers(records: int, cpus: int | None = None) -> tuple[int, str]:
-    """(worker processes, why): one process for small datasets or one core, else one per
-    usable core up to MAX_WORKERS."""
+    """(encoding processes, why): this process alone for small datasets or one core, else one
+    per usable core up to MAX_WORKERS, this process being one of them."""
     if cpus is None:
         try:
             cpus = len(os.sched_getaffinity(0))
@@ -63,7 +103,10 @@ def choose_workers(records: int, cpus: int | None = None) -> tuple[int, str]:
             "would cost more than they save"
         )
     workers = min(cpus, MAX_WORKERS)
-    return workers, f"{records} records over {workers} worker processes (one per usable core)"
+    return workers, (
+        f"{records} records over {workers} processes, one per usable core (this one and "
+        f"{workers - 1} worker{'s' if workers > 2 else ''})"
+    )
 
 
 def _workers_can_start() -> bool:
@@ -122,9 +165,11 @@ def _start_worker(tokenizer_bytes: bytes) -> None:
 
 
 def _worker_encode(
-    records: list[dict[str, Any]], kind: str, max_length: int, assistant_only: bool
+    records: list[dict[str, Any]] | list[bytes], kind: str, max_length: int, assistant_only: bool
 ) -> tuple[Any, EncodingStats]:
-    return _encode_to_batch(_worker_tokenizer, records, kind, max_length, assistant_only)
+    if records and isinstance(records[0], bytes):  # packed: unpacked here, not in the parent
+        records = unpack(records)
+    return _encode_to_batch(_worker_tokenizer, records, kind, max_length, assistant_only)  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------- the writer
@@ -141,7 +186,7 @@ def _add(total: EncodingStats, part: EncodingStats) -> None:
 
 def encode_to_arrow(
     tokenizer: Any,
-    records: list[dict[str, Any]],
+    records: Records,
     kind: str,
     max_length: int,
     assistant_only: bool,
@@ -188,7 +233,7 @@ def encode_to_arrow(
 
 def _encode_in_workers(
     tokenizer: Any,
-    records: list[dict[str, Any]],
+    records: Records,
     kind: str,
     max_length: int,
     assistant_only: bool,
@@ -197,12 +242,15 @@ def _encode_in_workers(
     check_stop: Callable[[], None],
 ) -> None:
     import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures import Future, ProcessPoolExecutor
 
     total = len(records)
-    pending: deque[tuple[int, Any]] = deque()
+    pending: deque[tuple[int, Future[Any] | tuple[Any, EncodingStats]]] = deque()
+    # The main process is one of the encoders: it would otherwise sit idle waiting for results,
+    # and one worker fewer saves a worker's start-up (an interpreter importing transformers:
+    # seconds of a core) and its memory (~140 MB).
     executor = ProcessPoolExecutor(
-        max_workers=workers,
+        max_workers=workers - 1,
         mp_context=multiprocessing.get_context("spawn"),
         initializer=_start_worker,
         initargs=(pickle.dumps(tokenizer),),
@@ -212,12 +260,22 @@ def _encode_in_workers(
         while next_start < total or pending:
             # A few batches in flight per worker: they stay busy, memory stays bounded.
             while next_start < total and len(pending) < 2 * workers:
-                chunk = records[next_start : next_start + BATCH_RECORDS]
+                part = slice(next_start, next_start + BATCH_RECORDS)
+                # Packed records travel packed: their JSON is decoded in the worker.
+                chunk = records.lines[part] if isinstance(records, PackedRecords) else records[part]
                 future = executor.submit(_worker_encode, chunk, kind, max_length, assistant_only)
                 next_start += len(chunk)
                 pending.append((next_start, future))
             check_stop()
-            done, future = pending.popleft()
-            take(done, future.result())
+            done, head = pending[0]
+            if isinstance(head, Future) and not head.done() and next_start < total:
+                # The workers are busy: the main process encodes the next batch itself.
+                chunk = records[next_start : next_start + BATCH_RECORDS]
+                result = _encode_to_batch(tokenizer, chunk, kind, max_length, assistant_only)
+                next_start += len(chunk)
+                pending.append((next_start, result))
+                continue
+            pending.popleft()
+            take(done, head.result() if isinstance(head, Future) else head)
     finally:
         executor.shutdown(wait=True, cancel_futures=True)

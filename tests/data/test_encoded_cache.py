@@ -257,8 +257,13 @@ def test_worker_count_policy(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.slow
-def test_worker_processes_write_the_same_examples(tiny_tokenizer: Any, tmp_path: Path) -> None:
+def test_worker_processes_write_the_same_examples(
+    tiny_tokenizer: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from datasets import Dataset
+
+    # Batches of two records: many batches, shared between the main process and the worker.
+    monkeypatch.setattr(parallel_encoding, "BATCH_RECORDS", 2)
 
     from studio.data.loading import prepare_file
     from studio.data.training_fit import fit_training_type
@@ -273,6 +278,41 @@ def test_worker_processes_write_the_same_examples(tiny_tokenizer: Any, tmp_path:
     )
     assert rows(Dataset.from_file(str(two))) == rows(Dataset.from_file(str(one)))
     assert stats.examples == len(Dataset.from_file(str(one)))
+    # Packed records go to the worker as JSON and come back as the same examples.
+    packed, three = parallel_encoding.PackedRecords.pack(plain), tmp_path / "three.arrow"
+    assert packed is not None
+    parallel_encoding.encode_to_arrow(tiny_tokenizer, packed, kind, 128, True, three, workers=2)
+    assert rows(Dataset.from_file(str(three))) == rows(Dataset.from_file(str(one)))
+
+
+@pytest.mark.parametrize(("name", "training_type"), ENCODED_FORMATS)
+def test_packed_records_encode_the_same(
+    tiny_tokenizer: Any, name: str, training_type: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from studio.engine import data_preparation
+
+    packed: list[int] = []
+    pack = parallel_encoding.PackedRecords.pack
+
+    def spy(records: list[dict[str, Any]]) -> Any:
+        packed.append(len(records))
+        return pack(records)
+
+    monkeypatch.setattr(data_preparation, "PACK_THRESHOLD", 0)
+    monkeypatch.setattr(parallel_encoding.PackedRecords, "pack", staticmethod(spy))
+    job = make_job(name, tiny_tokenizer, training_type, max_length=600)
+    expected = reference_rows(tiny_tokenizer, job.data.train, job.data.kind, 600)
+    records = len(job.data.train)
+    encoded = encoded_for_training(job)
+    assert packed[0] == records and job.data.train == []
+    assert rows(encoded.train) == expected and expected
+
+
+def test_records_that_are_not_json_data_are_not_packed() -> None:
+    assert parallel_encoding.PackedRecords.pack([{"text": b"bytes"}]) is None
+    records = [{"messages": [{"role": "user", "content": "é \u2028 \"q\""}], "n": 1.5}]
+    packed = parallel_encoding.PackedRecords.pack(records)
+    assert packed is not None and packed[0:1] == records
 
 
 def test_data_cache_command_lists_and_clears(tiny_tokenizer: Any, capsys, own_cache) -> None:
