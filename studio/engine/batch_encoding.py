@@ -24,6 +24,7 @@ from typing import Any
 from studio.engine.encoding import (
     IGNORE_INDEX,
     EncodingStats,
+    assistant_spans,
     fit_tools_to_template,
     render_conversation,
 )
@@ -76,7 +77,7 @@ def _conversation_chunks(
         messages, tools = fit_tools_to_template(tokenizer, record["messages"], record.get("tools"))
         text = render_conversation(tokenizer, messages, tools)
         texts.append(text)
-        spans = assistant_spans_of(tokenizer, messages, text, tools) if assistant_only else []
+        spans = assistant_spans(tokenizer, messages, text, tools) if assistant_only else []
         all_spans.append(spans)
     encoded = tokenizer(
         texts,
@@ -98,34 +99,6 @@ def _conversation_chunks(
             stats.truncated += 1
         chunks.append((ids[:max_length], labels[:max_length]))
     return chunks
-
-
-def assistant_spans_of(
-    tokenizer: Any,
-    messages: list[dict[str, Any]],
-    full_text: str,
-    tools: list[dict[str, Any]] | None,
-) -> list[tuple[int, int]]:
-    """`encoding.assistant_spans`, without rendering the whole conversation a second time."""
-    spans = []
-    last = len(messages) - 1
-    for index, message in enumerate(messages):
-        if message["role"] != "assistant":
-            continue
-        before = render_conversation(tokenizer, messages[:index], tools, add_generation_prompt=True)
-        if index == last:
-            through = full_text  # the same messages, rendered the same way
-        else:
-            through = render_conversation(tokenizer, messages[: index + 1], tools)
-        if not (full_text.startswith(before) and full_text.startswith(through)):
-            raise DataError(
-                "the chat template renders a conversation differently from its prefixes, so "
-                "the assistant's answers cannot be located",
-                advice="set training.assistant_only_loss: false, or model.chat_template to a "
-                "template whose renderings extend each other",
-            )
-        spans.append((len(before), len(through)))
-    return spans
 
 
 def _labels(

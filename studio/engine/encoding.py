@@ -129,13 +129,19 @@ def assistant_spans(
     full_text: str,
     tools: list[dict[str, Any]] | None = None,
 ) -> list[tuple[int, int]]:
-    """Character spans of the assistant's turns (answers and tool calls) in `full_text`."""
+    """Character spans of the assistant's turns (answers and tool calls) in `full_text`, the
+    whole conversation as `render_conversation` renders it (so the last turn is not rendered
+    again)."""
     spans = []
+    last = len(messages) - 1
     for index, message in enumerate(messages):
         if message["role"] != "assistant":
             continue
         before = render_conversation(tokenizer, messages[:index], tools, add_generation_prompt=True)
-        through = render_conversation(tokenizer, messages[: index + 1], tools)
+        if index == last:
+            through = full_text
+        else:
+            through = render_conversation(tokenizer, messages[: index + 1], tools)
         if not (full_text.startswith(before) and full_text.startswith(through)):
             raise DataError(
                 "the chat template renders a conversation differently from its prefixes, so "
