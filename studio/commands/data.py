@@ -120,8 +120,10 @@ def run_cache(args: argparse.Namespace) -> int:
     from studio.formatting import format_bytes
 
     if args.clear:
-        removed, freed = clear()
+        removed, freed, running = clear()
         print(f"removed {removed} cached encoding(s), {format_bytes(freed, decimals=1)} freed")
+        if running:
+            print(f"left {running} preparation(s) that a running ftstudio is writing now")
         return 0
     print(cache_listing())
     return 0

@@ -27,6 +27,7 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 import tempfile
 import time
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ ENTRY_FILE = "entry.json"
 TRAIN_FILE = "train.arrow"
 EVAL_FILE = "eval.arrow"
 STAGING_PREFIX = ".staging-"
+OWNER_FILE = "owner.json"  # in a staging folder: the pid and host writing it
 _CHUNK = 1 << 20
 
 
@@ -194,7 +196,29 @@ def entry_for_data(data: str, root: Path | None = None) -> CacheEntry | None:
 def start_staging(key: str, root: Path | None = None) -> Path:
     folder = root or cache_folder()
     folder.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{key}-", dir=folder))
+    staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{key}-", dir=folder))
+    # Who is writing it, so `--clear` leaves a preparation that is running now alone.
+    owner = {"pid": os.getpid(), "host": socket.gethostname()}
+    (staging / OWNER_FILE).write_text(json.dumps(owner), encoding="utf-8")
+    return staging
+
+
+def being_written(staging: Path) -> bool:
+    """True while the process that started this staging folder (on this host) is alive."""
+    try:
+        owner = json.loads((staging / OWNER_FILE).read_text(encoding="utf-8"))
+        pid, host = int(owner["pid"]), str(owner["host"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return False  # no readable owner: a preparation that died before writing it
+    if host != socket.gethostname():
+        return True  # another machine sharing the folder: its process cannot be checked here
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, another user's
+    return True
 
 
 def commit(staging: Path, key: str, meta: dict[str, Any]) -> CacheEntry:
@@ -228,18 +252,23 @@ def discard(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def clear(root: Path | None = None) -> tuple[int, int]:
-    """Remove every entry and staging folder; (folders removed, bytes freed)."""
+def clear(root: Path | None = None) -> tuple[int, int, int]:
+    """Remove every entry and every staging folder no live process is writing; (folders
+    removed, bytes freed, preparations left running)."""
     folder = root or cache_folder()
     if not folder.is_dir():
-        return 0, 0
-    removed = freed = 0
+        return 0, 0, 0
+    removed = freed = running = 0
     for path in folder.iterdir():
-        if path.is_dir():
-            freed += _folder_size(path)
-            shutil.rmtree(path, ignore_errors=True)
-            removed += 1
-    return removed, freed
+        if not path.is_dir():
+            continue
+        if path.name.startswith(STAGING_PREFIX) and being_written(path):
+            running += 1
+            continue
+        freed += _folder_size(path)
+        shutil.rmtree(path, ignore_errors=True)
+        removed += 1
+    return removed, freed, running
 
 
 def cache_listing(root: Path | None = None) -> str:

@@ -331,6 +331,26 @@ def test_data_cache_command_lists_and_clears(tiny_tokenizer: Any, capsys, own_ca
     assert "total: 0 entries" in capsys.readouterr().out
 
 
+def test_clear_leaves_a_preparation_that_is_running_now(capsys, own_cache: Path) -> None:
+    """`--clear` beside a run that is preparing must not pull its staging folder away."""
+    import json as json_module
+
+    from studio.cli import main
+    from tests.support.processes import dead_pid
+
+    running = encoded_cache.start_staging("a" * 64)  # this process: alive
+    crashed = encoded_cache.start_staging("b" * 64)
+    owner = crashed / encoded_cache.OWNER_FILE
+    owner.write_text(
+        json_module.dumps({**json_module.loads(owner.read_text()), "pid": dead_pid()}),
+        encoding="utf-8",
+    )
+    assert main(["data", "cache", "--clear"]) == 0
+    out = capsys.readouterr().out
+    assert "removed 1" in out and "left 1 preparation" in out
+    assert running.is_dir() and not crashed.exists()
+
+
 def test_report_round_trips(tiny_tokenizer: Any) -> None:
     from studio.data.report import DataReport
 
