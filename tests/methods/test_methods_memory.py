@@ -98,21 +98,12 @@ def test_parameter_count_from_config_matches_the_model(tiny_model_dir: Path) -> 
 
 @pytest.mark.parametrize("settings", EVERY_METHOD, ids=lambda s: s.name)
 def test_trainable_count_matches_the_applied_method(settings: Any, tiny_model_dir: Path) -> None:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
-    from studio.methods.registry import MethodContext, get_method, trainable_parameters
+    from studio.methods.registry import MethodContext, trainable_parameters
+    from tests.support.method_models import load_for_method
 
-    implementation = get_method(settings.name).implementation()
-    kwargs: dict[str, Any] = {}
-    if settings.name == "qlora":
-        from studio.models.loading import DevicePlan
-
-        plan = DevicePlan("cpu", "float32", bf16=False, fp16=False)
-        kwargs = {
-            "quantization_config": implementation.quantization_config(settings, plan),
-            "device_map": {"": "cpu"},
-        }
-    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, **kwargs)
+    model, implementation = load_for_method(tiny_model_dir, settings)
     context = MethodContext(tokenizer=AutoTokenizer.from_pretrained(tiny_model_dir))
     model = implementation.apply(model, settings, context)
     estimate = estimate_memory(tiny_model_dir, settings, device="cpu")

@@ -22,6 +22,7 @@ from studio.formatting import GIB
 from studio.methods.memory import estimate_memory
 from studio.models.shape import ModelShape
 from tests.support.architectures import ARCHITECTURES
+from tests.support.method_models import load_for_method
 
 METHODS = [
     LoraSettings(rank=4, dropout=0.0),
@@ -36,23 +37,6 @@ NAMED_TARGETS = {
     "gpt2": ["mlp.c_proj", "c_attn"],
     "gpt_neox": ["dense_4h_to_h", "query_key_value"],
 }
-
-
-def load(folder: Path, settings: Any):
-    from transformers import AutoModelForCausalLM
-
-    from studio.methods.registry import get_method
-    from studio.models.loading import DevicePlan
-
-    implementation = get_method(settings.name).implementation()
-    kwargs: dict[str, Any] = {}
-    if settings.name == "qlora":
-        plan = DevicePlan("cpu", "float32", bf16=False, fp16=False)
-        kwargs = {
-            "quantization_config": implementation.quantization_config(settings, plan),
-            "device_map": {"": "cpu"},
-        }
-    return AutoModelForCausalLM.from_pretrained(folder, **kwargs), implementation
 
 
 @pytest.mark.parametrize("model_type", list(ARCHITECTURES))
@@ -79,7 +63,7 @@ def test_trainable_parameters_counted_exactly(model_type: str, architecture_dir)
             names = NAMED_TARGETS.get(model_type, settings.target_modules)
             settings = settings.model_copy(update={"target_modules": names})
         estimate = estimate_memory(folder, settings, device="cpu")
-        model, implementation = load(folder, settings)
+        model, implementation = load_for_method(folder, settings)
         if settings.name == "qlora" and model_type == "qwen2_moe":
             with pytest.raises(ConfigError, match="QLoRA cannot quantize"):
                 implementation.apply(model, settings)
