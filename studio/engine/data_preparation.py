@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from studio.engine import encoded_cache
-from studio.engine.encoding import EncodingStats
+from studio.engine.encoding import EncodingStats, require_chat_template
 from studio.engine.events import PreparationProgress
 from studio.engine.parallel_encoding import (
     PARALLEL_THRESHOLD,
@@ -27,7 +27,6 @@ from studio.engine.parallel_encoding import (
     choose_workers,
     encode_to_arrow,
 )
-from studio.errors import DataError
 
 if TYPE_CHECKING:
     from studio.data import LoadedData
@@ -123,12 +122,7 @@ def encoded_for_training(job: TrainingJob) -> EncodedData:
     if job.data.deferred:
         session.log("the cached encoding was made with another tokenizer: reading the data again")
         job.data = replace(load_records(session), data_key=job.data.data_key)
-    if job.data.kind == "conversation" and not getattr(job.tokenizer, "chat_template", None):
-        raise DataError(
-            "the model's tokenizer has no chat template, so conversations cannot be formatted",
-            advice="set model.chat_template_preset (for example chatml or alpaca) or "
-            "model.chat_template, or train a base model on raw text with training_type: pretrain",
-        )
+    require_chat_template(job.tokenizer, job.data.kind)
     if key is not None:
         folder, keep_alive = encoded_cache.start_staging(key), None
     else:

@@ -166,6 +166,18 @@ def encode_text(tokenizer: Any, text: str, max_length: int) -> list[list[int]]:
     return [ids[start : start + max_length] for start in range(0, len(ids), max_length)]
 
 
+def require_chat_template(tokenizer: Any, kind: str) -> None:
+    """Records of `kind` other than raw text are rendered through the tokenizer's chat
+    template: refuse them, saying how to get one, when it has none."""
+    if kind != "text" and not getattr(tokenizer, "chat_template", None):
+        raise DataError(
+            f"the model's tokenizer has no chat template, so {kind} records cannot be formatted",
+            advice="set model.chat_template_preset (auto picks one for base models; chatml, "
+            "llama3, alpaca, ...) or model.chat_template, or train on raw text with "
+            "training_type: pretrain",
+        )
+
+
 def encode_records(
     tokenizer: Any,
     records: list[dict[str, Any]],
@@ -174,12 +186,7 @@ def encode_records(
     assistant_only: bool = True,
 ) -> tuple[list[dict[str, list[int]]], EncodingStats]:
     """Encode conversation or text records into {"input_ids", "labels"} features."""
-    if kind == "conversation" and not getattr(tokenizer, "chat_template", None):
-        raise DataError(
-            "the model's tokenizer has no chat template, so conversations cannot be formatted",
-            advice="set model.chat_template_preset (for example chatml or alpaca) or "
-            "model.chat_template, or train a base model on raw text with training_type: pretrain",
-        )
+    require_chat_template(tokenizer, kind)
     from studio.engine.batch_encoding import encode_batch
 
     # One batch: the same ids and labels as encode_conversation / encode_text per record.

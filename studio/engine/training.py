@@ -114,17 +114,10 @@ def train(session: TrainingSession) -> EngineCallback:
         warn_if_it_will_not_fit(config, source.location, plan.device, session.log)
     session.log(f"loading {source.name} ({source.kind}) on {plan.device} as {plan.dtype_name}")
     tokenizer = load_tokenizer(config.model, source, on_note=session.log)
-    if data.kind != "text" and not getattr(tokenizer, "chat_template", None):
-        # Refused here, before the model loads (minutes on a large one), not after.
-        from studio.errors import DataError
+    # Refused here, before the model loads (minutes on a large one), not after.
+    from studio.engine.encoding import require_chat_template
 
-        raise DataError(
-            f"the model's tokenizer has no chat template, so {data.kind} records cannot be "
-            "formatted",
-            advice="set model.chat_template_preset (auto picks one for base models; chatml, "
-            "llama3, alpaca, ...) or model.chat_template, or train on raw text with "
-            "training_type: pretrain",
-        )
+    require_chat_template(tokenizer, data.kind)
     method = get_method(config.method.name)
     implementation = method.implementation()
     quantization = None
