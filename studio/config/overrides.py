@@ -13,6 +13,7 @@ name starts from that method's defaults (the old method's fields do not apply to
 
 from __future__ import annotations
 
+import copy
 import difflib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -69,7 +70,7 @@ def apply_changes(data: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[s
     A change of method name (`method=NAME` or `method.name=NAME`) is applied first, whatever
     its place, so `method.rank=8 method=qlora` means qlora with rank 8. Raises `ConfigError`
     for a key that names no section or field."""
-    result: dict[str, Any] = _deep_copy(dict(data))
+    result: dict[str, Any] = copy.deepcopy(dict(data))
     method_first = sorted(changes.items(), key=lambda item: not _names_method(item[0]))
     for key, value in method_first:
         parts = _checked_path(key, value)
@@ -201,11 +202,3 @@ def _did_you_mean(word: str, choices: Iterable[str], listing: str) -> str:
     if close:
         return f"did you mean {close[0]}? ({EXPLAIN_ADVICE})"
     return f"{listing}: {', '.join(names)}"
-
-
-def _deep_copy(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _deep_copy(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_deep_copy(v) for v in value]
-    return value
