@@ -48,7 +48,7 @@ class Workload:
 
 
 def cache_dir() -> Path:
-    from studio.models.tiny import cache_root
+    from studio.user_settings import cache_root
 
     return cache_root() / "bench-models"
 

@@ -22,6 +22,15 @@ def config_dir() -> Path:
     return Path(base).expanduser() / "ftstudio"
 
 
+def cache_root() -> Path:
+    """Where ftstudio keeps what it builds: $FTSTUDIO_CACHE_DIR or ~/.cache/ftstudio."""
+    configured = os.environ.get("FTSTUDIO_CACHE_DIR")
+    if configured:
+        return Path(configured).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "ftstudio"
+
+
 def settings_path() -> Path:
     return config_dir() / SETTINGS_FILE
 

@@ -23,57 +23,73 @@ def clean_records(
     records: list[LineRecord], report: DataReport, *, min_chars: int, deduplicate: bool
 ) -> list[LineRecord]:
     """Keep records that are long enough, distinct, and (preference) have distinct answers."""
-    kept: list[LineRecord] = []
-    first_line: dict[bytes, str | None] = {}
-    for item in records:
-        length = record_text_length(item.record)
-        if length < min_chars:
-            report.add_cleaned_out(
-                RecordProblem(
-                    item.file or report.path,
-                    item.line,
-                    "too_short",
-                    None,
-                    f"{length} characters of text, fewer than min_chars={min_chars}",
-                )
-            )
-            continue
-        if "chosen" in item.record and item.record["chosen"] == item.record["rejected"]:
-            # A pair with equal answers has no preference in it: it only adds noise.
-            report.add_cleaned_out(
-                RecordProblem(
-                    item.file or report.path,
-                    item.line,
-                    "same_answers",
-                    "rejected",
-                    "chosen equals rejected",
-                )
-            )
-            continue
-        if deduplicate:
-            key = _fingerprint(item.record)
-            if key in first_line:
-                where = first_line[key]
+    return RecordCleaner(report, min_chars=min_chars, deduplicate=deduplicate).clean(records)
+
+
+class RecordCleaner:
+    """`clean_records` for a file read in parts: what was seen stays between the parts (a
+    duplicate is found whichever part its first copy was in), as 16-byte fingerprints only."""
+
+    def __init__(self, report: DataReport, *, min_chars: int, deduplicate: bool) -> None:
+        self.report = report
+        self.min_chars = min_chars
+        self.deduplicate = deduplicate
+        # fingerprint -> where its first copy is: its line in the reported file (an int: a
+        # million of them must stay small), "FILE:N" in another file, or None
+        self.first_line: dict[bytes, int | str | None] = {}
+
+    def clean(self, records: list[LineRecord]) -> list[LineRecord]:
+        report, kept = self.report, []
+        for item in records:
+            length = record_text_length(item.record)
+            if length < self.min_chars:
                 report.add_cleaned_out(
                     RecordProblem(
                         item.file or report.path,
                         item.line,
-                        "duplicate",
+                        "too_short",
                         None,
-                        f"same as the record at {where}" if where else "repeated record",
+                        f"{length} characters of text, fewer than min_chars={self.min_chars}",
                     )
                 )
                 continue
-            first_line[key] = _place(item, report.path)
-        kept.append(item)
-    return kept
+            if "chosen" in item.record and item.record["chosen"] == item.record["rejected"]:
+                # A pair with equal answers has no preference in it: it only adds noise.
+                report.add_cleaned_out(
+                    RecordProblem(
+                        item.file or report.path,
+                        item.line,
+                        "same_answers",
+                        "rejected",
+                        "chosen equals rejected",
+                    )
+                )
+                continue
+            if self.deduplicate:
+                key = _fingerprint(item.record)
+                if key in self.first_line:
+                    where = self.first_line[key]
+                    where = f"line {where}" if isinstance(where, int) else where
+                    report.add_cleaned_out(
+                        RecordProblem(
+                            item.file or report.path,
+                            item.line,
+                            "duplicate",
+                            None,
+                            f"same as the record at {where}" if where else "repeated record",
+                        )
+                    )
+                    continue
+                self.first_line[key] = _place(item, report.path)
+            kept.append(item)
+        return kept
 
 
-def _place(item: LineRecord, path: str) -> str | None:
-    """ "line N" within the reported file, or "FILE:N" for a record from another file."""
+def _place(item: LineRecord, path: str) -> int | str | None:
+    """The line within the reported file, or "FILE:N" for a record from another file."""
     if item.line is None:
         return None
-    return f"line {item.line}" if item.file in (None, path) else f"{item.file}:{item.line}"
+    return item.line if item.file in (None, path) else f"{item.file}:{item.line}"
 
 
 def _fingerprint(record: Record) -> bytes:

@@ -21,6 +21,9 @@ CHAT_CONTROL_TOKEN = re.compile(
     r"|\[/?INST\]|<<?/?SYS>>?"
     r"|</?s>"
 )
+# The same, on the JSON text of a record: none of them holds a character JSON escapes, so a
+# record whose text has none has none in any of its strings.
+_IN_JSON_TEXT = re.compile(CHAT_CONTROL_TOKEN.pattern.encode())
 SHOWN_LINES = 5
 
 
@@ -41,23 +44,48 @@ def control_token_note(path: str, records: Iterable[Any]) -> str | None:
     """A report note naming the records whose text holds chat-control tokens, or None.
 
     `records` are `LineRecord`s (anything with `.line` and `.record`)."""
-    lines: list[tuple[str, int | None]] = []
-    tokens: set[str] = set()
-    for item in records:
+    scan = ControlTokenScan()
+    scan.add(records)
+    return scan.note(path)
+
+
+class ControlTokenScan:
+    """`control_token_note` for a dataset read in parts: add each part, then ask for the note.
+    Keeps the first few places and a count, whatever the number of records."""
+
+    def __init__(self) -> None:
+        self.places: list[tuple[str | None, int | None]] = []
+        self.count = 0
+        self.tokens: set[str] = set()
+
+    def add(self, records: Iterable[Any]) -> None:
+        for item in records:
+            self.add_one(item)
+
+    def add_one(self, item: Any, json_text: bytes | None = None) -> None:
+        """Scan one record; `json_text`, its JSON when at hand, skips most records quickly."""
+        if json_text is not None and _IN_JSON_TEXT.search(json_text) is None:
+            return
         for text in record_strings(item.record):
             found = CHAT_CONTROL_TOKEN.findall(text)
             if found:
-                tokens.update(found)
-                # A dataset of several shard files names each record's own file.
-                lines.append((getattr(item, "file", None) or path, item.line))
-                break
-    if not lines:
-        return None
-    where = ", ".join(f"{file}:{line}" for file, line in lines[:SHOWN_LINES] if line is not None)
-    more = f" and {len(lines) - SHOWN_LINES} more" if len(lines) > SHOWN_LINES else ""
-    shown = ", ".join(sorted(tokens)[:4])
-    return (
-        f"warning: {len(lines)} record(s) hold chat-control tokens in their text ({shown}) at "
-        f"{where}{more}; they are tokenized as real control tokens, so the model learns turns "
-        "that end or start mid-message. Remove them unless that is what you want"
-    )
+                self.tokens.update(found)
+                self.count += 1
+                if len(self.places) < SHOWN_LINES:
+                    # A dataset of several shard files names each record's own file.
+                    self.places.append((getattr(item, "file", None), item.line))
+                return
+
+    def note(self, path: str) -> str | None:
+        if not self.count:
+            return None
+        where = ", ".join(
+            f"{file or path}:{line}" for file, line in self.places if line is not None
+        )
+        more = f" and {self.count - SHOWN_LINES} more" if self.count > SHOWN_LINES else ""
+        shown = ", ".join(sorted(self.tokens)[:4])
+        return (
+            f"warning: {self.count} record(s) hold chat-control tokens in their text ({shown}) "
+            f"at {where}{more}; they are tokenized as real control tokens, so the model learns "
+            "turns that end or start mid-message. Remove them unless that is what you want"
+        )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -12,9 +13,11 @@ from studio.data.control_tokens import control_token_note
 from studio.data.folders import read_dataset_folder, read_hub_dataset
 from studio.data.readers import HUB_NAME, SUPPORTED_SUFFIXES, RawFile, read_dataset_file
 from studio.data.report import DataReport
+from studio.data.spool import LineRecords, RecordSpool
 from studio.data.training_fit import fit_training_type
 from studio.data.validation import detect_file_format, validate_records
 from studio.errors import DataError
+from studio.formatting import MIB
 
 if TYPE_CHECKING:
     from studio.config import DataSettings
@@ -22,6 +25,9 @@ if TYPE_CHECKING:
 __all__ = ["LoadedData", "load_training_data", "prepare_file", "read_dataset_file"]
 
 _STOP_LISTED = 20
+# JSON Lines files from this size are read in parts and their records kept on disk
+# (studio.data.spool): below it, holding them in memory is cheaper than a file.
+SPOOL_FROM_BYTES = 16 * MIB
 
 
 @dataclass
@@ -29,8 +35,9 @@ class LoadedData:
     """Canonical records ready for a trainer, and the report on how they were obtained."""
 
     kind: str  # conversation | preference | text
-    train: list[dict[str, Any]]
-    eval: list[dict[str, Any]]
+    # Lists, or for a large JSON Lines file records read from disk on demand (a spool's).
+    train: Sequence[dict[str, Any]]
+    eval: Sequence[dict[str, Any]]
     report: DataReport  # for the training file
     eval_report: DataReport | None = None  # for data.eval_path, when one is given
     # Set when an encoded copy of this data may be cached (studio.engine.encoded_cache).
@@ -50,10 +57,23 @@ def prepare_file(
     base_dir: Path | None = None,
     streaming: bool = False,
     max_records: int | None = None,
-) -> tuple[list[LineRecord], DataReport]:
+) -> tuple[LineRecords, DataReport]:
     """Read one dataset (a file, a dataset folder or a hub dataset) into cleaned canonical
-    records and a report. Raises DataError only when the dataset as a whole cannot be read;
-    bad records are in the report."""
+    records and a report; a large JSON Lines file's records are kept on disk (a spool).
+    Raises DataError only when the dataset as a whole cannot be read; bad records are in the
+    report."""
+    local = _local_path(path, base_dir)
+    if max_records is None and _worth_spooling(local):
+        from studio.data.spooled_prepare import prepare_spooled
+
+        return prepare_spooled(
+            local,
+            path,
+            data_format=data_format,
+            min_chars=min_chars,
+            deduplicate=deduplicate,
+            system_prompt=system_prompt,
+        )
     raws = read_raw_files(path, split, base_dir, streaming, max_records)
     report = DataReport(path=path)
     data_format = detect_file_format(_all_records(raws), data_format)
@@ -68,6 +88,23 @@ def prepare_file(
     return kept, report
 
 
+def _local_path(path: str, base_dir: Path | None) -> Path:
+    local = Path(path).expanduser()
+    if not local.is_absolute() and base_dir is not None:
+        local = base_dir / local
+    return local
+
+
+def _worth_spooling(local: Path) -> bool:
+    """A JSON Lines file large enough that its records are kept on disk, not in memory."""
+    if SUPPORTED_SUFFIXES.get(local.suffix.lower()) != "jsonl":
+        return False
+    try:
+        return local.is_file() and local.stat().st_size >= SPOOL_FROM_BYTES
+    except OSError:
+        return False  # the reader says what is wrong with it
+
+
 def read_raw_files(
     path: str,
     split: str = "train",
@@ -76,9 +113,7 @@ def read_raw_files(
     max_records: int | None = None,
 ) -> list[RawFile]:
     """The raw records of a file, a dataset folder or a hub dataset."""
-    local = Path(path).expanduser()
-    if not local.is_absolute() and base_dir is not None:
-        local = base_dir / local
+    local = _local_path(path, base_dir)
     if local.is_dir():
         return read_dataset_folder(local, path, split, max_records)
     hub_like = local.suffix.lower() not in SUPPORTED_SUFFIXES and HUB_NAME.match(path)
@@ -107,7 +142,7 @@ def load_training_data(
     kind, records, report = _load_one(settings, settings.path, training_type, base_dir)
     if settings.mix:
         kind, records = _load_mix(settings, training_type, seed, base_dir, kind, records, report)
-    eval_records: list[LineRecord] = []
+    eval_records: LineRecords = []
     eval_report: DataReport | None = None
     if settings.eval_path:
         eval_kind, eval_records, eval_report = _load_one(
@@ -133,16 +168,22 @@ def load_training_data(
             report.notes.append("too few records to hold any out for eval; no eval split")
     return LoadedData(
         kind=kind,
-        train=[item.record for item in records],
-        eval=[item.record for item in eval_records],
+        train=_plain_records(records),
+        eval=_plain_records(eval_records),
         report=report,
         eval_report=eval_report,
     )
 
 
+def _plain_records(records: LineRecords) -> Sequence[dict[str, Any]]:
+    if isinstance(records, RecordSpool):
+        return records.records
+    return [item.record for item in records]
+
+
 def split_for_eval(
-    records: list[LineRecord], fraction: float, seed: int
-) -> tuple[list[LineRecord], list[LineRecord]]:
+    records: LineRecords, fraction: float, seed: int
+) -> tuple[LineRecords, LineRecords]:
     """(train, eval): a seeded shuffle picks the eval records; both keep file order."""
     if fraction <= 0 or len(records) < 2:
         return records, []
@@ -150,6 +191,9 @@ def split_for_eval(
     indices = list(range(len(records)))
     random.Random(seed).shuffle(indices)
     held_out = set(indices[:count])
+    if isinstance(records, RecordSpool):
+        kept = (i for i in range(len(records)) if i not in held_out)
+        return records.select(kept), records.select(sorted(held_out))
     train = [r for i, r in enumerate(records) if i not in held_out]
     evaluation = [r for i, r in enumerate(records) if i in held_out]
     return train, evaluation
@@ -161,13 +205,14 @@ def _load_mix(
     seed: int,
     base_dir: Path | None,
     kind: str,
-    records: list[LineRecord],
+    records: LineRecords,
     report: DataReport,
 ) -> tuple[str, list[LineRecord]]:
-    """data.path and every data.mix dataset, mixed by weight; the shares go in `report`."""
+    """data.path and every data.mix dataset, mixed by weight; the shares go in `report`.
+    The mix is made in memory (a spooled dataset's records are read back)."""
     from studio.data.mixing import MixSource, mix_lines, mix_sources
 
-    sources = [MixSource(settings.path, settings.weight, records, report)]
+    sources = [MixSource(settings.path, settings.weight, list(records), report)]
     for entry in settings.mix:
         other_kind, other_records, other_report = _load_one(
             settings, entry.path, training_type, base_dir, entry.format, entry.split
@@ -180,7 +225,7 @@ def _load_mix(
                 advice="mix datasets of one kind (conversations, preference pairs, labelled "
                 "answers or raw text)",
             )
-        sources.append(MixSource(entry.path, entry.weight, other_records, other_report))
+        sources.append(MixSource(entry.path, entry.weight, list(other_records), other_report))
         report.notes += [f"{entry.path}: {note}" for note in other_report.notes]
     mixed, rows = mix_sources(sources, seed)
     report.mix = rows
@@ -195,7 +240,7 @@ def _load_one(
     base_dir: Path | None,
     data_format: str | None = None,
     split: str | None = None,
-) -> tuple[str, list[LineRecord], DataReport]:
+) -> tuple[str, LineRecords, DataReport]:
     records, report = prepare_file(
         path,
         data_format=data_format or settings.format,

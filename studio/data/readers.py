@@ -17,6 +17,7 @@ import json
 import os
 import re
 import stat
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,8 @@ class RawRecord:
 
     line: int | None
     value: Any
+    # True when the record is known to be within the size and depth limits (from its line).
+    within_limits: bool = False
 
 
 @dataclass
@@ -173,7 +176,7 @@ def _bounded(raw: RawFile) -> RawFile:
     """Move records over the size or depth limit to the file's problems."""
     kept = []
     for record in raw.records:
-        problem = record_limit_problem(record.value)
+        problem = None if record.within_limits else record_limit_problem(record.value)
         if problem is None:
             kept.append(record)
         else:
@@ -212,27 +215,132 @@ def _read_text(path: Path, shown: str) -> str:
 
 def _parse_jsonl(text: str, shown: str) -> RawFile:
     raw = RawFile(shown, "jsonl")
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        if len(line) > MAX_RECORD_BYTES:
-            # Not even parsed: the parse alone of a huge line costs many times its size.
-            detail = f"a line of {len(line) / MIB:.0f} MiB; records may hold at most "
-            detail += f"{MAX_RECORD_BYTES // MIB} MiB of text, split it into several records"
-            raw.problems.append(RecordProblem(shown, number, "too_large", None, detail))
-            continue
-        try:
-            raw.records.append(RawRecord(number, json.loads(line)))
-        except json.JSONDecodeError as error:
-            raw.problems.append(
-                RecordProblem(
-                    shown, number, "bad_json", None, f"{error.msg} (column {error.colno})"
-                )
-            )
-        except RecursionError:
-            detail = f"nested deeper than {MAX_RECORD_DEPTH} levels"
-            raw.problems.append(RecordProblem(shown, number, "too_deep", None, detail))
+    # Lines end at "\n" only, as editors count them: str.splitlines would also break at
+    # U+2028, U+0085 and the like, which JSON strings may hold as they are.
+    for number, line in enumerate(text.split("\n"), start=1):
+        _add_jsonl_line(raw, number, line)
     return raw
+
+
+_ESCAPED_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _holds_lone_surrogate(value: Any) -> bool:
+    """Whether a string in `value` holds half of a UTF-16 pair (JSON may escape one, but it is
+    no character: no tokenizer takes it). A whole pair was joined into its character."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _line_within_limits(line: str) -> bool:
+    """Whether a record parsed from `line` is surely within the limits, without walking it:
+    `record_limit_problem` counts at most 8 per character of JSON (a scalar of one character
+    counts 8), and every level of nesting opens with a bracket."""
+    return (
+        8 * len(line) <= MAX_RECORD_BYTES and line.count("{") + line.count("[") <= MAX_RECORD_DEPTH
+    )
+
+
+def _add_jsonl_line(raw: RawFile, number: int, line: str) -> None:
+    """Parse one line of a JSON Lines file into `raw`: a record, a problem, or nothing."""
+    if not line.strip():
+        return
+    if len(line) > MAX_RECORD_BYTES:
+        # Not even parsed: the parse alone of a huge line costs many times its size.
+        detail = f"a line of {len(line) / MIB:.0f} MiB; records may hold at most "
+        detail += f"{MAX_RECORD_BYTES // MIB} MiB of text, split it into several records"
+        raw.problems.append(RecordProblem(raw.path, number, "too_large", None, detail))
+        return
+    try:
+        value = json.loads(line)
+        if _ESCAPED_SURROGATE.search(line) and _holds_lone_surrogate(value):
+            detail = "a \\uD800-\\uDFFF escape that is half a character (the text was cut "
+            detail += "mid-character); fix or remove that text"
+            raw.problems.append(RecordProblem(raw.path, number, "bad_json", None, detail))
+            return
+        raw.records.append(RawRecord(number, value, _line_within_limits(line)))
+    except json.JSONDecodeError as error:
+        raw.problems.append(
+            RecordProblem(raw.path, number, "bad_json", None, f"{error.msg} (column {error.colno})")
+        )
+    except RecursionError:
+        detail = f"nested deeper than {MAX_RECORD_DEPTH} levels"
+        raw.problems.append(RecordProblem(raw.path, number, "too_deep", None, detail))
+
+
+# A line of more bytes than this holds more than MAX_RECORD_BYTES characters in any UTF-8.
+_LONGEST_LINE = 4 * MAX_RECORD_BYTES + 1
+
+
+def _skip_line(stream: Any) -> int:
+    """Read past the rest of a line without keeping it; the bytes skipped."""
+    skipped = 0
+    while True:
+        data = stream.readline(MIB)
+        skipped += len(data)
+        if not data or data.endswith(b"\n"):
+            return skipped
+
+
+def stream_jsonl(path: Path, shown: str, chunk_lines: int) -> Iterator[RawFile]:
+    """A JSON Lines file read as it goes, in RawFiles of up to `chunk_lines` lines each:
+    the same records and problems as `read_dataset_file` gives, never the whole file in
+    memory. The same refusals too (not a regular file, too large, empty, not UTF-8, no
+    records), raised when they are found."""
+    _check_regular_file(path, shown)
+    offset = 0
+    number = 0
+    seen_content = False
+    read = 0
+    try:
+        stream = path.open("rb")
+    except OSError as error:
+        raise DataError(f"cannot read {shown}: {error.strerror or error}") from None
+    with stream:
+        chunk = RawFile(shown, "jsonl")
+        while True:
+            try:
+                data = stream.readline(_LONGEST_LINE)
+                if len(data) == _LONGEST_LINE and not data.endswith(b"\n"):
+                    # Longer than any record may be in any encoding: skipped unread.
+                    size = len(data) + _skip_line(stream)
+                    number += 1
+                    offset += size
+                    seen_content = True
+                    detail = f"a line of {size / MIB:.0f} MiB; records may hold at most "
+                    detail += f"{MAX_RECORD_BYTES // MIB} MiB of text, split it into several"
+                    detail += " records"
+                    chunk.problems.append(RecordProblem(shown, number, "too_large", None, detail))
+                    continue
+            except OSError as error:
+                raise DataError(f"cannot read {shown}: {error.strerror or error}") from None
+            if not data:
+                break
+            number += 1
+            seen_content = seen_content or bool(data.strip())
+            try:
+                # utf-8-sig: files saved by Excel / Notepad start with a byte-order mark.
+                line = data.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError as error:
+                raise DataError(
+                    f"not valid UTF-8 (byte {offset + error.start}): {error.reason}",
+                    location=f"{shown}:{number}",
+                    advice="save the file as UTF-8 (for example `iconv -f latin1 -t utf-8`)",
+                ) from None
+            offset += len(data)
+            _add_jsonl_line(chunk, number, line.removesuffix("\n"))
+            if number % chunk_lines == 0:
+                read += chunk.read
+                yield _bounded(chunk)
+                chunk = RawFile(shown, "jsonl")
+    if not seen_content:
+        raise DataError(f"{shown} is empty", advice="the dataset file has no content")
+    if read + chunk.read == 0:
+        raise DataError(f"{shown} holds no records", advice="the file has no data rows")
+    yield _bounded(chunk)
 
 
 # ---------------------------------------------------------------- JSON

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from studio.data.cleaning import LineRecord
 from studio.data.formats import preference_to_conversation, preference_to_kto
 from studio.data.report import DataReport
+from studio.data.spool import LineRecords, RecordSpool
 from studio.errors import DataError
 
 _NEEDS: dict[str, str] = {
@@ -27,8 +30,8 @@ _PREFERENCE_HINT = (
 
 
 def fit_training_type(
-    records: list[LineRecord], report: DataReport, training_type: str
-) -> tuple[str, list[LineRecord]]:
+    records: LineRecords, report: DataReport, training_type: str
+) -> tuple[str, LineRecords]:
     """(kind the trainer gets, records converted to it); DataError when they do not fit."""
     kind = report.kind or "unknown"
     needed = _NEEDS[training_type]
@@ -45,12 +48,12 @@ def fit_training_type(
             "preference data for kto: each pair gives a good (chosen) and a bad (rejected) "
             "answer to its prompt"
         )
-        converted = [
-            LineRecord(r.line, unpaired, r.file)
-            for r in records
-            for unpaired in preference_to_kto(r.record)
-        ]
-        return "kto", converted
+        return "kto", _converted(
+            records,
+            lambda r: [
+                LineRecord(r.line, unpaired, r.file) for unpaired in preference_to_kto(r.record)
+            ],
+        )
     if training_type == "kto":
         raise DataError(
             f"kto needs answers labelled good or bad, but {report.path} holds {kind} data "
@@ -63,10 +66,9 @@ def fit_training_type(
             "preference data for sft: each record is trained as prompt + chosen answer; "
             "rejected answers are not used"
         )
-        converted = [
-            LineRecord(r.line, preference_to_conversation(r.record), r.file) for r in records
-        ]
-        return "conversation", converted
+        return "conversation", _converted(
+            records, lambda r: [LineRecord(r.line, preference_to_conversation(r.record), r.file)]
+        )
     if training_type == "sft":
         raise DataError(
             f"sft needs conversation data, but {report.path} holds raw text",
@@ -84,3 +86,13 @@ def fit_training_type(
         advice="use training_type: sft for instruction or chat data, or give pretrain a .txt "
         "file or records with a 'text' field",
     )
+
+
+def _converted(
+    records: LineRecords, convert: Callable[[LineRecord], list[LineRecord]]
+) -> LineRecords:
+    """Each record converted (one may give several), kept where the records were: a spool's
+    records go to a new spool."""
+    if isinstance(records, RecordSpool):
+        return records.converted(convert)
+    return [new for record in records for new in convert(record)]

@@ -31,46 +31,80 @@ def detect_file_format(raw: RawFile, requested: str) -> str:
         return "text"
     if requested != "auto":
         return requested
-    detected = (detect_record_format(record.value) for record in raw.records)
-    votes = Counter(found for found in detected if found is not None)
-    if not votes:
-        fields = sorted(
-            {
-                key
-                for record in raw.records[:50]
-                if isinstance(record.value, dict)
-                for key in record.value
-            }
-        )
-        raise DataError(
-            "cannot tell the record format: "
-            + (
-                f"the records have fields {', '.join(fields)}"
-                if fields
-                else "no record is an object"
-            ),
-            location=raw.path,
-            advice=f"expected fields: {_EXPECTED}. Rename the columns, or set data.format",
-        )
-    # Ties go to the format of the first record, which is what a user looks at first.
-    first = next(
-        (f for f in (detect_record_format(r.value) for r in raw.records) if f is not None), None
-    )
-    best = max(votes.values())
-    return first if first is not None and votes[first] == best else votes.most_common(1)[0][0]
+    votes = FormatVotes()
+    votes.add(raw)
+    return votes.decide(raw.path)
+
+
+class FormatVotes:
+    """Each record's vote for the format of the whole file, gathered as records are read: the
+    most common format wins, a tie goes to the first record's (what a user looks at first)."""
+
+    SAMPLED = 50  # records whose fields an error message lists
+
+    def __init__(self) -> None:
+        self.votes: Counter[str] = Counter()
+        self.first: str | None = None
+        self.sampled = 0
+        self.fields: set[str] = set()
+
+    def add(self, raw: RawFile) -> None:
+        for record in raw.records:
+            found = detect_record_format(record.value)
+            if found is not None:
+                self.votes[found] += 1
+                self.first = self.first or found
+            if self.sampled < self.SAMPLED:
+                self.sampled += 1
+                if isinstance(record.value, dict):
+                    self.fields.update(key for key in record.value if isinstance(key, str))
+
+    def decide(self, path: str) -> str:
+        if not self.votes:
+            fields = sorted(self.fields)
+            raise DataError(
+                "cannot tell the record format: "
+                + (
+                    f"the records have fields {', '.join(fields)}"
+                    if fields
+                    else "no record is an object"
+                ),
+                location=path,
+                advice=f"expected fields: {_EXPECTED}. Rename the columns, or set data.format",
+            )
+        best = max(self.votes.values())
+        if self.first is not None and self.votes[self.first] == best:
+            return self.first
+        return self.votes.most_common(1)[0][0]
 
 
 def validate_records(
     raw: RawFile, data_format: str, system_prompt: str | None, report: DataReport
 ) -> list[LineRecord]:
     """Convert each record; record each failure in the report with its line."""
+    dropped_parts: Counter[str] = Counter()
+    converted = convert_records(raw, data_format, system_prompt, report, dropped_parts)
+    note = dropped_parts_note(raw.path, dropped_parts)
+    if note is not None:
+        report.notes.append(note)
+    return converted
+
+
+def convert_records(
+    raw: RawFile,
+    data_format: str,
+    system_prompt: str | None,
+    report: DataReport,
+    dropped_parts: Counter[str],
+) -> list[LineRecord]:
+    """`validate_records` for one part of a file read in parts: the content parts dropped
+    are counted in `dropped_parts`, for one `dropped_parts_note` at the end."""
     report.format = data_format
     report.kind = FORMAT_KIND[data_format]
     report.read += raw.read
     for problem in raw.problems:
         report.add_problem(problem)
     converted: list[LineRecord] = []
-    dropped_parts: Counter[str] = Counter()
     for item in raw.records:
         try:
             record = convert_record(item.value, data_format, system_prompt, dropped_parts)
@@ -81,14 +115,15 @@ def validate_records(
             )
             continue
         converted.append(LineRecord(item.line, record, raw.path))
-    if dropped_parts:
-        # Text-only training: the text of a multimodal message is kept, the rest cannot be.
-        listed = ", ".join(f"{n} {kind}" for kind, n in sorted(dropped_parts.items()))
-        report.notes.append(
-            f"{raw.path}: dropped content parts that are not text ({listed}); their text parts "
-            "are kept"
-        )
     return converted
+
+
+def dropped_parts_note(path: str, dropped_parts: Counter[str]) -> str | None:
+    """Text-only training: the text of a multimodal message is kept, the rest cannot be."""
+    if not dropped_parts:
+        return None
+    listed = ", ".join(f"{n} {kind}" for kind, n in sorted(dropped_parts.items()))
+    return f"{path}: dropped content parts that are not text ({listed}); their text parts are kept"
 
 
 def _explain_other_format(value: object, data_format: str, issue: RecordIssue) -> RecordIssue:

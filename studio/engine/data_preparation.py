@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from studio.data.spool import SpooledRecords
 from studio.engine import encoded_cache
 from studio.engine.encoding import EncodingStats, require_chat_template
 from studio.engine.events import PreparationProgress
@@ -178,15 +180,26 @@ def encoded_for_training(job: TrainingJob) -> EncodedData:
 
 def _records_to_encode(data: LoadedData) -> tuple[Records, Records]:
     """The train and eval records; packed (and the Python objects freed) when there are many,
-    so that holding them while they are encoded costs about the file's size, not 4x."""
+    so that holding them while they are encoded costs about the file's size, not 4x. A large
+    file's records are on disk already (a spool): they are read as they are encoded."""
     if len(data.train) + len(data.eval) < PACK_THRESHOLD:
-        return data.train, data.eval
-    train, eval_records = PackedRecords.pack(data.train), PackedRecords.pack(data.eval)
+        return _as_records(data.train), _as_records(data.eval)
+    train, eval_records = _packed(data.train), _packed(data.eval)
     if train is None or eval_records is None:
-        return data.train, data.eval
+        return _as_records(data.train), _as_records(data.eval)
     _release_records(data)
     _return_freed_memory()
     return train, eval_records
+
+
+def _as_records(records: Sequence[dict[str, Any]]) -> Records:
+    return records if isinstance(records, SpooledRecords) else list(records)
+
+
+def _packed(records: Sequence[dict[str, Any]]) -> Records | None:
+    if isinstance(records, SpooledRecords):
+        return records
+    return PackedRecords.pack(list(records))
 
 
 def _return_freed_memory() -> None:

@@ -46,7 +46,7 @@ _CHUNK = 1 << 20
 
 
 def cache_folder() -> Path:
-    from studio.models.tiny import cache_root
+    from studio.user_settings import cache_root
 
     return cache_root() / "encoded"
 

@@ -24,7 +24,7 @@ import pickle
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from studio.engine.encoding import EncodingStats
 
@@ -52,8 +52,8 @@ class PackedRecords:
     MB for 100,000 alpaca records, a 73 MB file); packed, the records of a large dataset cost
     about the file's size while the workers encode them. A slice gives the records back."""
 
-    def __init__(self, lines: list[bytes]) -> None:
-        self.lines = lines
+    def __init__(self, packed: list[bytes]) -> None:
+        self.packed = packed
 
     @classmethod
     def pack(cls, records: list[dict[str, Any]]) -> PackedRecords | None:
@@ -67,10 +67,13 @@ class PackedRecords:
             return None
 
     def __len__(self) -> int:
-        return len(self.lines)
+        return len(self.packed)
 
     def __getitem__(self, part: slice) -> list[dict[str, Any]]:
-        return unpack(self.lines[part])
+        return unpack(self.packed[part])
+
+    def lines(self, part: slice) -> list[bytes]:
+        return self.packed[part]
 
 
 def unpack(lines: list[bytes]) -> list[dict[str, Any]]:
@@ -79,7 +82,18 @@ def unpack(lines: list[bytes]) -> list[dict[str, Any]]:
     return [json.loads(line) for line in lines]
 
 
-Records = list[dict[str, Any]] | PackedRecords
+class RecordLines(Protocol):
+    """Records kept as JSON text (`PackedRecords`, or a spool's on disk): a slice gives them
+    decoded, `lines` undecoded (for a worker process to decode)."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, part: slice, /) -> list[dict[str, Any]]: ...
+
+    def lines(self, part: slice) -> list[bytes]: ...
+
+
+Records = list[dict[str, Any]] | RecordLines
 
 
 def choose_workers(records: int, cpus: int | None = None) -> tuple[int, str]:
@@ -262,7 +276,7 @@ def _encode_in_workers(
             while next_start < total and len(pending) < 2 * workers:
                 part = slice(next_start, next_start + BATCH_RECORDS)
                 # Packed records travel packed: their JSON is decoded in the worker.
-                chunk = records.lines[part] if isinstance(records, PackedRecords) else records[part]
+                chunk = records[part] if isinstance(records, list) else records.lines(part)
                 future = executor.submit(_worker_encode, chunk, kind, max_length, assistant_only)
                 next_start += len(chunk)
                 pending.append((next_start, future))

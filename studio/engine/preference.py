@@ -144,8 +144,9 @@ def trl_inputs(job: TrainingJob) -> TrlInputs:
 
     config, session = job.config, job.session
     datasets.disable_progress_bars()  # trl maps the datasets; progress goes to the log instead
-    train = Dataset.from_list(job.data.train)
-    evaluation = Dataset.from_list(job.data.eval) if job.data.eval else None
+    # A large file's records come read from disk on demand (a spool): read here, once.
+    train = Dataset.from_list(list(job.data.train))
+    evaluation = Dataset.from_list(list(job.data.eval)) if job.data.eval else None
     has_eval = evaluation is not None
     counters: list[TokenCounter] = []
     callbacks = [job.callback_factory(lambda: counters[0].tokens_seen if counters else 0)]

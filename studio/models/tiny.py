@@ -7,11 +7,12 @@ trained, which makes the base-versus-tuned comparison easy to see.
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from studio.user_settings import cache_root
 
 if TYPE_CHECKING:
     from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
@@ -43,15 +44,6 @@ MODEL_SHAPE = {
     "num_key_value_heads": 2,
     "max_position_embeddings": 2048,
 }
-
-
-def cache_root() -> Path:
-    """Where ftstudio keeps what it builds: $FTSTUDIO_CACHE_DIR or ~/.cache/ftstudio."""
-    configured = os.environ.get("FTSTUDIO_CACHE_DIR")
-    if configured:
-        return Path(configured).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "ftstudio"
 
 
 def tiny_model_dir() -> Path:

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from studio.engine.session import TrainingSession
 from studio.runs import read_run
 from tests.conftest import REPO
 from tests.support.cli import run_cli
+from tests.support.disks import small_tmpfs
 from tests.support.hostile_world import QUICKSTART as CONFIG
 from tests.support.hostile_world import (
     FullDisk,
@@ -141,21 +143,10 @@ def test_a_run_folder_removed_while_training_ends_the_run(tmp_path: Path) -> Non
 
 
 @pytest.fixture
-def small_disk(tmp_path: Path) -> Path:
+def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A real 30 MB filesystem (tmpfs); skipped where mounting is not allowed."""
-    folder = tmp_path / "small"
-    folder.mkdir()
-    if os.geteuid() != 0 or shutil.which("mount") is None:
-        pytest.skip("mounting a tmpfs needs root and mount(8)")
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=30m", "tmpfs", str(folder)],
-        capture_output=True,
-        text=True,
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
-    yield folder
-    subprocess.run(["umount", "-l", str(folder)], capture_output=True)
+    with small_tmpfs(tmp_path / "small", "30m") as folder:
+        yield folder
 
 
 @pytest.mark.slow
