@@ -283,6 +283,15 @@ def test_worker_processes_write_the_same_examples(
     assert packed is not None
     parallel_encoding.encode_to_arrow(tiny_tokenizer, packed, kind, 128, True, three, workers=2)
     assert rows(Dataset.from_file(str(three))) == rows(Dataset.from_file(str(one)))
+    # Spooled records (a large file's, on disk) go to the worker as their JSON lines too.
+    from studio.data.spool import RecordSpool
+
+    spool, four = RecordSpool("sharegpt_en.json"), tmp_path / "four.arrow"
+    spool.extend(records)
+    parallel_encoding.encode_to_arrow(
+        tiny_tokenizer, spool.records, kind, 128, True, four, workers=2
+    )
+    assert rows(Dataset.from_file(str(four))) == rows(Dataset.from_file(str(one)))
 
 
 @pytest.mark.parametrize(("name", "training_type"), ENCODED_FORMATS)
@@ -308,9 +317,32 @@ def test_packed_records_encode_the_same(
     assert rows(encoded.train) == expected and expected
 
 
+@pytest.mark.parametrize("eval_fraction", [0.0, 0.25])
+@pytest.mark.parametrize("name", ["alpaca_en.jsonl", "messages_en.jsonl", "tools_en.jsonl"])
+def test_spooled_records_encode_the_same(
+    tiny_tokenizer: Any, name: str, eval_fraction: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A large JSON Lines file's records wait on disk (a spool) and are encoded from there:
+    the same examples as from memory, in both splits."""
+    from studio.data import loading
+    from studio.data.spool import SpooledRecords
+
+    monkeypatch.setattr(loading, "SPOOL_FROM_BYTES", 0)
+    job = make_job(name, tiny_tokenizer, max_length=600, eval_fraction=eval_fraction)
+    assert isinstance(job.data.train, SpooledRecords)
+    expected = reference_rows(tiny_tokenizer, list(job.data.train), job.data.kind, 600)
+    expected_eval = reference_rows(tiny_tokenizer, list(job.data.eval), job.data.kind, 600)
+    encoded = encoded_for_training(job)
+    assert rows(encoded.train) == expected and expected
+    assert (rows(encoded.eval) if encoded.eval is not None else []) == expected_eval
+    assert bool(expected_eval) == (eval_fraction > 0)
+    warm = make_job(name, tiny_tokenizer, max_length=600, eval_fraction=eval_fraction)
+    assert encoded_for_training(warm).from_cache
+
+
 def test_records_that_are_not_json_data_are_not_packed() -> None:
     assert parallel_encoding.PackedRecords.pack([{"text": b"bytes"}]) is None
-    records = [{"messages": [{"role": "user", "content": "é \u2028 \"q\""}], "n": 1.5}]
+    records = [{"messages": [{"role": "user", "content": 'é \u2028 "q"'}], "n": 1.5}]
     packed = parallel_encoding.PackedRecords.pack(records)
     assert packed is not None and packed[0:1] == records
 
