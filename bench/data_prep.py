@@ -149,7 +149,9 @@ def _ftstudio(path: Path) -> tuple[int, dict[str, Any]]:
     data = load_run_data(session)  # type: ignore[arg-type]
     loaded = time.perf_counter() - started
     after_reading = memory.process.memory_info().rss
-    job = SimpleNamespace(config=config, session=session, data=data, tokenizer=tokenizer)
+    job = SimpleNamespace(
+        config=config, session=session, data=data, tokenizer=tokenizer, early_preparation=None
+    )
     encoded = encoded_for_training(job)  # type: ignore[arg-type]
     seconds = time.perf_counter() - started
     figures = memory.stop()

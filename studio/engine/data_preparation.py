@@ -12,8 +12,9 @@ the user's stop checked between batches.
 from __future__ import annotations
 
 import tempfile
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -101,13 +102,28 @@ def _stats(data: dict[str, Any] | None) -> EncodingStats | None:
 
 
 def encoded_for_training(job: TrainingJob) -> EncodedData:
-    """The run's examples from the cache, or encoded now (and cached when the data can be)."""
-    config, session = job.config, job.session
+    """The run's examples from the cache, or encoded now (and cached when the data can be);
+    from the preparation that started while the model loaded, when one did."""
+    if job.early_preparation is not None:
+        return job.early_preparation.result()
+    session = job.session
+    return prepare_encoded(session, job.data, job.tokenizer, lambda: session.control.stop_requested)
+
+
+def prepare_encoded(
+    session: TrainingSession,
+    data: LoadedData,
+    tokenizer: Any,
+    should_stop: Callable[[], bool],
+) -> EncodedData:
+    """`encoded_for_training` for `data` and `tokenizer`; PreparationStopped when
+    `should_stop` says so between batches (nothing is then left in the cache)."""
+    config = session.config
     assistant_only = config.training.assistant_only_loss
     key = None
-    if job.data.data_key is not None:
-        tokenizer = encoded_cache.tokenizer_key(job.tokenizer)
-        key = encoded_cache.entry_key(job.data.data_key, tokenizer, assistant_only)
+    if data.data_key is not None:
+        tokenizer_key = encoded_cache.tokenizer_key(tokenizer)
+        key = encoded_cache.entry_key(data.data_key, tokenizer_key, assistant_only)
         entry = encoded_cache.find_entry(key)
         if entry is not None:
             encoded_cache.mark_used(entry)
@@ -121,23 +137,39 @@ def encoded_for_training(job: TrainingJob) -> EncodedData:
                 _stats(entry.meta.get("eval_stats")),
                 from_cache=True,
             )
-    if job.data.deferred:
+    if data.deferred:
         session.log("the cached encoding was made with another tokenizer: reading the data again")
-        job.data = replace(load_records(session), data_key=job.data.data_key)
-    require_chat_template(job.tokenizer, job.data.kind)
+        data = replace(load_records(session), data_key=data.data_key)
+    require_chat_template(tokenizer, data.kind)
     if key is not None:
         folder, keep_alive = encoded_cache.start_staging(key), None
     else:
         keep_alive = tempfile.TemporaryDirectory(prefix="ftstudio-encoded-")
         folder = Path(keep_alive.name)
-    records = len(job.data.train) + len(job.data.eval)
-    train, eval_records = _records_to_encode(job.data)
+    records = len(data.train) + len(data.eval)
+    train, eval_records = _records_to_encode(data)
     try:
-        train_stats = _encode(job, train, "train set", folder / encoded_cache.TRAIN_FILE)
+        train_stats = _encode(
+            session,
+            data.kind,
+            tokenizer,
+            should_stop,
+            train,
+            "train set",
+            folder / encoded_cache.TRAIN_FILE,
+        )
         del train
         eval_stats = None
         if eval_records:
-            eval_stats = _encode(job, eval_records, "eval set", folder / encoded_cache.EVAL_FILE)
+            eval_stats = _encode(
+                session,
+                data.kind,
+                tokenizer,
+                should_stop,
+                eval_records,
+                "eval set",
+                folder / encoded_cache.EVAL_FILE,
+            )
     except BaseException:
         # Stopped, interrupted or failed: nothing half-written may be found again.
         if key is not None:
@@ -146,7 +178,7 @@ def encoded_for_training(job: TrainingJob) -> EncodedData:
     if key is None:
         from datasets import Dataset
 
-        _release_records(job.data)
+        _release_records(data)
 
         eval_path = folder / encoded_cache.EVAL_FILE
         return EncodedData(
@@ -158,21 +190,21 @@ def encoded_for_training(job: TrainingJob) -> EncodedData:
             keep_alive=keep_alive,
         )
     meta = {
-        "data_key": job.data.data_key,
-        "kind": job.data.kind,
+        "data_key": data.data_key,
+        "kind": data.kind,
         "training_type": config.training_type,
         "sources": [config.data.path, *[m.path for m in config.data.mix]],
-        "tokenizer": str(getattr(job.tokenizer, "name_or_path", "")),
+        "tokenizer": str(getattr(tokenizer, "name_or_path", "")),
         "max_length": config.data.max_length,
         "records": records,
-        "report": job.data.report.to_dict(),
-        "eval_report": job.data.eval_report.to_dict() if job.data.eval_report else None,
+        "report": data.report.to_dict(),
+        "eval_report": data.eval_report.to_dict() if data.eval_report else None,
         "train_stats": asdict(train_stats),
         "eval_stats": asdict(eval_stats) if eval_stats is not None else None,
     }
     entry = encoded_cache.commit(folder, key, meta)
     session.log(f"encoded data cached in {entry.path}")
-    _release_records(job.data)
+    _release_records(data)
     return EncodedData(
         entry.train_dataset(), entry.eval_dataset(), train_stats, eval_stats, from_cache=False
     )
@@ -224,8 +256,16 @@ def _release_records(data: LoadedData) -> None:
     data.train, data.eval, data.deferred = [], [], True
 
 
-def _encode(job: TrainingJob, records: Records, stage: str, target: Path) -> EncodingStats:
-    session = job.session
+def _encode(
+    session: TrainingSession,
+    kind: str,
+    tokenizer: Any,
+    should_stop: Callable[[], bool],
+    records: Records,
+    stage: str,
+    target: Path,
+) -> EncodingStats:
+    config = session.config
     workers, reason = choose_workers(len(records))
     session.log(f"encoding {stage}: {reason}")
     started = time.monotonic()
@@ -242,13 +282,65 @@ def _encode(job: TrainingJob, records: Records, stage: str, target: Path) -> Enc
         session.publish(PreparationProgress(stage, done, total, elapsed, eta))
 
     return encode_to_arrow(
-        job.tokenizer,
+        tokenizer,
         records,
-        job.data.kind,
-        job.config.data.max_length,
-        job.config.training.assistant_only_loss,
+        kind,
+        config.data.max_length,
+        config.training.assistant_only_loss,
         target,
         workers=workers,
         on_progress=on_progress,
-        should_stop=lambda: session.control.stop_requested,
+        should_stop=should_stop,
     )
+
+
+class EarlyPreparation:
+    """The run's examples prepared on a thread of their own from the moment the tokenizer is
+    loaded, while the model loads (seconds to minutes for a large one), so the first step
+    comes that much sooner. The trainer takes them with `result` (an error in preparing is
+    raised there); `cancel` stops it, leaving nothing in the cache, when the run fails first.
+    """
+
+    def __init__(self, session: TrainingSession, data: LoadedData, tokenizer: Any) -> None:
+        self._cancelled = threading.Event()
+        self._outcome: EncodedData | BaseException | None = None
+
+        def should_stop() -> bool:
+            return self._cancelled.is_set() or session.control.stop_requested
+
+        def prepare() -> None:
+            try:
+                self._outcome = prepare_encoded(session, data, tokenizer, should_stop)
+            except BaseException as error:  # re-raised on the trainer's thread by result()
+                self._outcome = error
+
+        # A daemon: an interpreter that is exiting does not wait for a preparation.
+        self._thread = threading.Thread(target=prepare, name="ftstudio-data", daemon=True)
+        self._thread.start()
+
+    def result(self) -> EncodedData:
+        self._thread.join()
+        outcome = self._outcome
+        if isinstance(outcome, BaseException):
+            raise outcome
+        assert outcome is not None
+        return outcome
+
+    def cancel(self) -> None:
+        """Stop the preparation (between batches) and wait for it to end."""
+        self._cancelled.set()
+        self._thread.join()
+
+
+def start_early_preparation(
+    session: TrainingSession, data: LoadedData, tokenizer: Any, adds_tokens: bool
+) -> EarlyPreparation | None:
+    """An `EarlyPreparation` when ftstudio encodes this run's data and nothing can change the
+    tokenizer before training (new vocabulary tokens are added after the model loads); None
+    otherwise, and for a rank of a torchrun group (the ranks prepare in step)."""
+    config = session.config
+    if config.training_type not in CACHED_TRAINING_TYPES or adds_tokens:
+        return None
+    if session.rank is not None:
+        return None
+    return EarlyPreparation(session, data, tokenizer)

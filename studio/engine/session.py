@@ -50,6 +50,7 @@ from studio.engine.run_dir import RunDirectory, train_losses, write_atomic
 from studio.errors import ConfigError, StudioError
 
 if TYPE_CHECKING:
+    from studio.engine.data_preparation import EarlyPreparation
     from studio.telemetry import TelemetrySampler, TelemetrySnapshot
 
 # What a relaunch keeps from the last checkpoint (see errors.MemoryChoice.carry).
@@ -130,6 +131,8 @@ class TrainingSession:
         self.run_dir: RunDirectory | None = None
         self.model: Any = None
         self.tokenizer: Any = None
+        # The data being encoded while the model loads; cancelled if the run ends first.
+        self.early_preparation: EarlyPreparation | None = None
         # Set when resuming: the whole checkpoint it starts from, and the folder the Trainer
         # reads (the checkpoint, or a view of it without optimizer state).
         self.resume_point: ResumePoint | None = None
@@ -352,6 +355,10 @@ class TrainingSession:
                     kind=failure.kind, message=failure.message, advice=failure.advice, step=step
                 )
             )
+        if self.early_preparation is not None:
+            # A run that failed while its data was being encoded: stopped, nothing cached.
+            self.early_preparation.cancel()
+            self.early_preparation = None
         if sampler is not None:
             sampler.close()
         if heartbeat is not None:

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
     from studio.config import RunConfig
     from studio.data import LoadedData
+    from studio.engine.data_preparation import EarlyPreparation
     from studio.engine.fast_path import FastPath
     from studio.engine.session import TrainingSession
     from studio.models.loading import DevicePlan
@@ -47,6 +48,8 @@ class TrainingJob:
     plan: DevicePlan
     callback_factory: Callable[[Callable[[], int]], EngineCallback]
     fast_path: FastPath | None = None
+    # The examples being prepared since the tokenizer loaded (studio.engine.data_preparation).
+    early_preparation: EarlyPreparation | None = None
 
     @property
     def config(self) -> RunConfig:
@@ -118,6 +121,12 @@ def train(session: TrainingSession) -> EngineCallback:
     from studio.engine.encoding import require_chat_template
 
     require_chat_template(tokenizer, data.kind)
+    from studio.engine.data_preparation import start_early_preparation
+
+    # The data is encoded while the model loads; the run cancels it if it fails first.
+    session.early_preparation = start_early_preparation(
+        session, data, tokenizer, adds_tokens=bool(vocabulary.tokens)
+    )
     method = get_method(config.method.name)
     implementation = method.implementation()
     quantization = None
@@ -163,7 +172,16 @@ def train(session: TrainingSession) -> EngineCallback:
         callbacks.append(callback)
         return callback
 
-    job = TrainingJob(session, data, model, tokenizer, plan, callback_factory, fast_path)
+    job = TrainingJob(
+        session,
+        data,
+        model,
+        tokenizer,
+        plan,
+        callback_factory,
+        fast_path,
+        early_preparation=session.early_preparation,
+    )
     from studio.engine.patch_isolation import isolated_model_code
 
     # Liger patches the model classes of the whole process: undone when training ends.

@@ -61,7 +61,11 @@ def make_job(
     session.log = lambda text, level="info": session.logged.append(text)
     session.publish = session.events.append
     return SimpleNamespace(
-        config=config, session=session, tokenizer=tokenizer, data=load_run_data(session)
+        config=config,
+        session=session,
+        tokenizer=tokenizer,
+        data=load_run_data(session),
+        early_preparation=None,
     )
 
 
