@@ -190,10 +190,10 @@ def encode_records(
     from studio.engine.batch_encoding import encode_batch
 
     # One batch: the same ids and labels as encode_conversation / encode_text per record.
-    columns, stats = encode_batch(tokenizer, records, kind, max_length, assistant_only)
+    batch, stats = encode_batch(tokenizer, records, kind, max_length, assistant_only)
     features = [
         {"input_ids": ids, "labels": labels}
-        for ids, labels in zip(columns["input_ids"], columns["labels"], strict=True)
+        for ids, labels in zip(batch.column("input_ids"), batch.column("labels"), strict=True)
     ]
     return features, stats
 
