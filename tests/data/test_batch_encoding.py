@@ -94,8 +94,14 @@ def tokenizer(request: pytest.FixtureRequest, tiny_tokenizer: Any) -> Any:
     }[request.param]()
 
 
-def encoded(tokenizer: Any, records: list[dict[str, Any]], kind: str, max_length: int) -> Any:
-    batch, stats = encode_batch(tokenizer, records, kind, max_length, True)
+def encoded(
+    tokenizer: Any,
+    records: list[dict[str, Any]],
+    kind: str,
+    max_length: int,
+    assistant_only: bool = True,
+) -> Any:
+    batch, stats = encode_batch(tokenizer, records, kind, max_length, assistant_only)
     return batch.column("input_ids"), batch.column("labels"), stats
 
 
@@ -129,10 +135,17 @@ def test_the_direct_tokenizer_call_gives_what_transformers_gives(
     kind, records = sample_records(name, "pretrain" if name.endswith(".txt") else "sft")
     assert batch_encoding._plain_backend(tokenizer) is not None  # the shortcut is taken
     direct = encoded(tokenizer, records, kind, max_length)
+    every_token = encoded(tokenizer, records, kind, max_length, assistant_only=False)
     with monkeypatch.context() as patch:
         patch.setattr(batch_encoding, "_plain_backend", lambda tokenizer: None)
         through_transformers = encoded(tokenizer, records, kind, max_length)
+        every_token_through_transformers = encoded(
+            tokenizer, records, kind, max_length, assistant_only=False
+        )
     assert direct == through_transformers
+    # Without offsets (every token trained on) the call that does not track them.
+    assert every_token == every_token_through_transformers
+    assert every_token[0] == every_token[1]
     assert direct[:2] == one_by_one(tokenizer, records, kind, max_length)
     ids, _, stats = direct
     assert stats.examples == len(ids) and stats.tokens == sum(map(len, ids))
