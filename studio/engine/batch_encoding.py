@@ -5,7 +5,8 @@ What makes it fast, without changing a single label:
 - the texts of the whole batch are tokenized in one call, straight to the Rust tokenizer when
   that gives what the transformers call would (`_plain_backend`);
 - the rendering of a conversation through its last message is the full text already, so a
-  conversation ending with the assistant (every alpaca record) costs two renderings, not three;
+  conversation ending with the assistant (every alpaca record) costs two renderings, not three,
+  and the batch's renderings go to the template in two calls (`render_conversations`);
 - the batch lives in flat arrays (`EncodedBatch`): the labels, the truncation and the examples
   without a target come from array operations over all of the batch's tokens at once, and the
   result crosses from a worker process as three arrays, not lists of Python ints.
@@ -26,9 +27,10 @@ from typing import TYPE_CHECKING, Any
 from studio.engine.encoding import (
     IGNORE_INDEX,
     EncodingStats,
-    assistant_spans,
     fit_tools_to_template,
-    render_conversation,
+    render_conversations,
+    span_renderings,
+    spans_from_renderings,
 )
 from studio.errors import DataError
 
@@ -87,14 +89,31 @@ def _conversation_tokens(
     """(ids, labels, example lengths) of the conversations, each cut to max_length."""
     import numpy as np
 
-    texts: list[str] = []
+    fitted = [
+        fit_tools_to_template(tokenizer, record["messages"], record.get("tools"))
+        for record in records
+    ]
+    texts = render_conversations(
+        tokenizer, [(messages, tools, False) for messages, tools in fitted]
+    )
     all_spans: list[list[tuple[int, int]]] = []
-    for record in records:
-        messages, tools = fit_tools_to_template(tokenizer, record["messages"], record.get("tools"))
-        text = render_conversation(tokenizer, messages, tools)
-        texts.append(text)
-        if assistant_only:
-            all_spans.append(assistant_spans(tokenizer, messages, text, tools))
+    if assistant_only:
+        # `assistant_spans` for the whole batch: its renderings of every conversation at once.
+        wanted = [span_renderings(messages) for messages, _ in fitted]
+        renderings = render_conversations(
+            tokenizer,
+            [
+                (part, tools, prompt)
+                for (_, tools), own in zip(fitted, wanted, strict=True)
+                for part, prompt in own
+            ],
+        )
+        start = 0
+        for (messages, _), text, own in zip(fitted, texts, wanted, strict=True):
+            all_spans.append(
+                spans_from_renderings(messages, text, renderings[start : start + len(own)])
+            )
+            start += len(own)
     id_lists, offset_lists = _tokenize(tokenizer, texts, assistant_only)
     ids, lengths = _flatten(id_lists)
     if assistant_only:
