@@ -37,7 +37,8 @@ def corpus() -> list[str]:
 
 
 def byte_level_bpe() -> Any:
-    """A byte-level BPE of another vocabulary and a Llama-3-like template (bos_token in it)."""
+    """A byte-level BPE of another vocabulary and a Llama-3-like template (bos_token in it)
+    that renders tools and tool calls itself (such conversations are rendered one by one)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -56,9 +57,12 @@ def byte_level_bpe() -> Any:
         tokenizer_object=bpe, bos_token="<|begin_of_text|>", eos_token="<|eot_id|>"
     )
     tokenizer.chat_template = (
-        "{{- bos_token }}{%- for m in messages %}"
-        "{{- '<|start_header_id|>' + m['role'] + '<|end_header_id|>\\n\\n' + m['content'] "
-        "+ '<|eot_id|>' }}{%- endfor %}"
+        "{{- bos_token }}"
+        "{%- if tools %}{{- 'Tools: ' + tools | tojson + '<|eot_id|>' }}{%- endif %}"
+        "{%- for m in messages %}"
+        "{{- '<|start_header_id|>' + m['role'] + '<|end_header_id|>\\n\\n' + m['content'] }}"
+        "{%- if m.tool_calls %}{{- ' Calls: ' + m.tool_calls | tojson }}{%- endif %}"
+        "{{- '<|eot_id|>' }}{%- endfor %}"
         "{%- if add_generation_prompt %}"
         "{{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{%- endif %}"
     )
@@ -228,3 +232,16 @@ print(json.dumps(sorted(n for n in ("pyarrow", "pandas", "torch", "numpy") if n 
     assert stats == here_stats and stats.examples == len(records)
     assert batch.column("input_ids") == here.column("input_ids")
     assert batch.column("labels") == here.column("labels")
+
+
+def test_a_batch_mixing_tools_and_plain_conversations_renders_each_as_alone() -> None:
+    # Those with tools are rendered one by one, the others in one template call: in order.
+    tokenizer = byte_level_bpe()
+    with_tools = sample_records("tools_en.jsonl")[1]
+    plain = sample_records("sharegpt_en.json")[1] + sample_records("alpaca_en.jsonl")[1][:6]
+    paired = zip(plain[:6], with_tools[:6], strict=True)
+    records = [record for pair in paired for record in pair] + plain[6:]
+    assert any(record.get("tools") for record in records)
+    ids, labels, _ = encoded(tokenizer, records, "conversation", 2048)
+    assert (ids, labels) == one_by_one(tokenizer, records, "conversation", 2048)
+    assert len(ids) == len(records)
