@@ -32,11 +32,11 @@ from studio.engine.encoding import EncodingStats
 if TYPE_CHECKING:
     from studio.engine.batch_encoding import EncodedBatch
 
-# Records per batch. A worker measured here (alpaca records of ~400 tokens, tiny tokenizer):
-# 66 MB once started, ~140 MB after its first batch whatever its size (the chat-template and
-# numpy code it then loads), then +85 MB for batches of 1000 records against +30 MB for 256:
-# the Python objects of a batch tokenized with offsets. 256 keeps that small, and the
-# per-call overhead too.
+# Records per batch. A worker measured here (PSS; alpaca records of ~400 tokens, tiny
+# tokenizer): 68 MB once started, 87 MB after its first batch of 256 (the chat-template and
+# numpy code it then loads) and 90 MB after ten, against ~125 MB with batches of 1000: the
+# Python objects of a batch tokenized with offsets. 256 keeps that small, and the per-call
+# overhead too.
 BATCH_RECORDS = 256
 # Starting a worker (a fresh interpreter that imports transformers and unpickles the
 # tokenizer) takes 2-4 s on a loaded 2-core machine, and one process encodes about 2,000
