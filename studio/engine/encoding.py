@@ -88,6 +88,43 @@ def render_conversation(
     )
 
 
+def render_conversations(
+    tokenizer: Any,
+    wanted: list[tuple[list[dict[str, Any]], list[dict[str, Any]] | None, bool]],
+) -> list[str]:
+    """`render_conversation` of each (messages, tools, add_generation_prompt) in `wanted`.
+
+    Conversations without tools go to the template in batches, one call per value of
+    add_generation_prompt: transformers renders each conversation of a batch exactly as it
+    would alone (the same template, variables and normalisation), once per call its lookups of
+    the template and the special tokens. The others (with tools, or empty: transformers
+    refuses those alone) are rendered one by one."""
+    from transformers.tokenization_utils_base import PreTrainedTokenizerBase
+
+    rendered: list[str] = [""] * len(wanted)
+    batches: dict[bool, list[int]] = {False: [], True: []}
+    own_method = (
+        type(tokenizer).apply_chat_template is not PreTrainedTokenizerBase.apply_chat_template
+    )
+    for index, (messages, tools, prompt) in enumerate(wanted):
+        if messages and not tools and not own_method:
+            batches[prompt].append(index)
+        else:
+            rendered[index] = render_conversation(
+                tokenizer, messages, tools, add_generation_prompt=prompt
+            )
+    for prompt, members in batches.items():
+        if members:
+            texts = tokenizer.apply_chat_template(
+                [wanted[index][0] for index in members],
+                tokenize=False,
+                add_generation_prompt=prompt,
+            )
+            for index, text in zip(members, texts, strict=True):
+                rendered[index] = text
+    return rendered
+
+
 def template_knows_tools(tokenizer: Any) -> bool:
     template = getattr(tokenizer, "chat_template", None) or ""
     return isinstance(template, str) and "tool_calls" in template
@@ -132,16 +169,39 @@ def assistant_spans(
     """Character spans of the assistant's turns (answers and tool calls) in `full_text`, the
     whole conversation as `render_conversation` renders it (so the last turn is not rendered
     again)."""
+    renderings = [
+        render_conversation(tokenizer, part, tools, add_generation_prompt=prompt)
+        for part, prompt in span_renderings(messages)
+    ]
+    return spans_from_renderings(messages, full_text, renderings)
+
+
+def span_renderings(messages: list[dict[str, Any]]) -> list[tuple[list[dict[str, Any]], bool]]:
+    """What `assistant_spans` renders, in order, as (messages, add_generation_prompt): for each
+    assistant turn the conversation before it with the generation prompt, then the
+    conversation through it, except for the last message (the full text is that)."""
+    wanted = []
+    last = len(messages) - 1
+    for index, message in enumerate(messages):
+        if message["role"] == "assistant":
+            wanted.append((messages[:index], True))
+            if index != last:
+                wanted.append((messages[: index + 1], False))
+    return wanted
+
+
+def spans_from_renderings(
+    messages: list[dict[str, Any]], full_text: str, renderings: list[str]
+) -> list[tuple[int, int]]:
+    """The assistant's spans from the texts of `span_renderings(messages)`, in its order."""
     spans = []
+    rendered = iter(renderings)
     last = len(messages) - 1
     for index, message in enumerate(messages):
         if message["role"] != "assistant":
             continue
-        before = render_conversation(tokenizer, messages[:index], tools, add_generation_prompt=True)
-        if index == last:
-            through = full_text
-        else:
-            through = render_conversation(tokenizer, messages[: index + 1], tools)
+        before = next(rendered)
+        through = full_text if index == last else next(rendered)
         if not (full_text.startswith(before) and full_text.startswith(through)):
             raise DataError(
                 "the chat template renders a conversation differently from its prefixes, so "
@@ -190,10 +250,10 @@ def encode_records(
     from studio.engine.batch_encoding import encode_batch
 
     # One batch: the same ids and labels as encode_conversation / encode_text per record.
-    columns, stats = encode_batch(tokenizer, records, kind, max_length, assistant_only)
+    batch, stats = encode_batch(tokenizer, records, kind, max_length, assistant_only)
     features = [
         {"input_ids": ids, "labels": labels}
-        for ids, labels in zip(columns["input_ids"], columns["labels"], strict=True)
+        for ids, labels in zip(batch.column("input_ids"), batch.column("labels"), strict=True)
     ]
     return features, stats
 

@@ -3,9 +3,10 @@
 The records go out in batches of `BATCH_RECORDS` to `workers - 1` worker processes, and this
 process encodes a batch itself whenever the oldest one sent out is not back yet (it would
 otherwise only wait: measured at 20,000 records, its own work beside the workers was 0.2 s of
-CPU in 21 s). Each batch comes back as an Arrow record batch and is appended to the file in
-order, so the encoded examples are never all in memory
-(the trainer memory-maps the file) and the output is the same whatever the number of workers.
+CPU in 21 s). Each batch comes back as flat numpy arrays (a worker never loads pyarrow), is
+wrapped into an Arrow record batch here without a copy and appended to the file in order, so
+the encoded examples are never all in memory (the trainer memory-maps the file) and the output
+is the same whatever the number of workers.
 Between batches the caller's stop flag is checked and progress is reported.
 
 Why not `datasets.Dataset.map(num_proc=N)`: it starts its workers with the `fork` start method
@@ -24,15 +25,18 @@ import pickle
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from studio.engine.encoding import EncodingStats
 
-# Records per batch. A worker measured here (alpaca records of ~400 tokens, tiny tokenizer):
-# 66 MB once started, ~140 MB after its first batch whatever its size (the chat-template and
-# numpy code it then loads), then +85 MB for batches of 1000 records against +30 MB for 256:
-# the Python objects of a batch tokenized with offsets. 256 keeps that small, and the
-# per-call overhead too.
+if TYPE_CHECKING:
+    from studio.engine.batch_encoding import EncodedBatch
+
+# Records per batch. A worker measured here (PSS; alpaca records of ~400 tokens, tiny
+# tokenizer): 68 MB once started, 87 MB after its first batch of 256 (the chat-template and
+# numpy code it then loads) and 90 MB after ten, against ~125 MB with batches of 1000: the
+# Python objects of a batch tokenized with offsets. 256 keeps that small, and the per-call
+# overhead too.
 BATCH_RECORDS = 256
 # Starting a worker (a fresh interpreter that imports transformers and unpickles the
 # tokenizer) takes 2-4 s on a loaded 2-core machine, and one process encodes about 2,000
@@ -139,23 +143,30 @@ def _schema() -> Any:
     return pa.schema([("input_ids", ids), ("labels", ids)])
 
 
-def _record_batch(columns: dict[str, list[list[int]]]) -> Any:
+def _record_batch(batch: EncodedBatch) -> Any:
+    """The examples as an Arrow record batch of the file's schema: the columns wrap the
+    batch's arrays (one offsets array for both) without copying them."""
     import pyarrow as pa
 
-    schema = _schema()
+    offsets = pa.array(batch.offsets)
     return pa.record_batch(
-        [pa.array(columns[name], type=schema.field(name).type) for name in schema.names],
-        schema=schema,
+        [
+            pa.ListArray.from_arrays(offsets, pa.array(batch.input_ids)),
+            pa.ListArray.from_arrays(offsets, pa.array(batch.labels)),
+        ],
+        schema=_schema(),
     )
 
 
 def _encode_to_batch(
     tokenizer: Any, records: list[dict[str, Any]], kind: str, max_length: int, assistant_only: bool
-) -> tuple[Any, EncodingStats]:
+) -> tuple[EncodedBatch, EncodingStats]:
+    """The examples of `records` as flat arrays: what a worker sends back (three numpy arrays
+    pickle small and fast, and a worker never loads pyarrow, ~60 MB of it with its allocator);
+    `_record_batch` turns them into Arrow in this process."""
     from studio.engine.batch_encoding import encode_batch
 
-    columns, stats = encode_batch(tokenizer, records, kind, max_length, assistant_only)
-    return _record_batch(columns), stats
+    return encode_batch(tokenizer, records, kind, max_length, assistant_only)
 
 
 # ---------------------------------------------------------------- worker processes
@@ -180,7 +191,7 @@ def _start_worker(tokenizer_bytes: bytes) -> None:
 
 def _worker_encode(
     records: list[dict[str, Any]] | list[bytes], kind: str, max_length: int, assistant_only: bool
-) -> tuple[Any, EncodingStats]:
+) -> tuple[EncodedBatch, EncodingStats]:
     if records and isinstance(records[0], bytes):  # packed: unpacked here, not in the parent
         records = unpack(records)
     return _encode_to_batch(_worker_tokenizer, records, kind, max_length, assistant_only)  # type: ignore[arg-type]
@@ -219,9 +230,9 @@ def encode_to_arrow(
     starts = range(0, total, BATCH_RECORDS)
     with pa.OSFile(str(target), "wb") as sink, pa.ipc.new_stream(sink, _schema()) as writer:
 
-        def take(done: int, result: tuple[Any, EncodingStats]) -> None:
+        def take(done: int, result: tuple[EncodedBatch, EncodingStats]) -> None:
             batch, part = result
-            writer.write_batch(batch)
+            writer.write_batch(_record_batch(batch))
             _add(stats, part)
             if on_progress is not None:
                 on_progress(done, total)
@@ -262,7 +273,7 @@ def _encode_in_workers(
     pending: deque[tuple[int, Future[Any] | tuple[Any, EncodingStats]]] = deque()
     # The main process is one of the encoders: it would otherwise sit idle waiting for results,
     # and one worker fewer saves a worker's start-up (an interpreter importing transformers:
-    # seconds of a core) and its memory (~140 MB).
+    # seconds of a core) and its memory (~85 MB).
     executor = ProcessPoolExecutor(
         max_workers=workers - 1,
         mp_context=multiprocessing.get_context("spawn"),
