@@ -211,7 +211,7 @@ def test_a_worker_encodes_without_pyarrow_pandas_or_torch(
     assert packed is not None
     tokenizer_file, lines_file, result_file = (tmp_path / name for name in "tlr")
     tokenizer_file.write_bytes(pickle.dumps(tiny_tokenizer))
-    lines_file.write_bytes(pickle.dumps(packed.lines))
+    lines_file.write_bytes(pickle.dumps(packed.packed))
     # What a spawned worker runs: start (unpickle the tokenizer), then encode packed records.
     code = f"""
 import json, pickle, sys
