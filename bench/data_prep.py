@@ -139,6 +139,8 @@ def _ftstudio(path: Path) -> tuple[int, dict[str, Any]]:
         control=TrainingControl(),
         log=lambda text, level="info": logged.append(text),
         publish=lambda event: None,
+        rank=None,
+        encoding_while_reading=None,
     )
     import datasets  # imported before the clock starts, as in the other arms
 
@@ -146,7 +148,8 @@ def _ftstudio(path: Path) -> tuple[int, dict[str, Any]]:
     tokenizer = _tokenizer()
     memory = PeakMemory()
     started = time.perf_counter()
-    data = load_run_data(session)  # type: ignore[arg-type]
+    # With the tokenizer, as `ftstudio train` reads a run's data: encoding starts while reading.
+    data = load_run_data(session, tokenizer)  # type: ignore[arg-type]
     loaded = time.perf_counter() - started
     after_reading = memory.process.memory_info().rss
     job = SimpleNamespace(

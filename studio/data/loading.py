@@ -14,6 +14,7 @@ from studio.data.folders import read_dataset_folder, read_hub_dataset
 from studio.data.readers import HUB_NAME, SUPPORTED_SUFFIXES, RawFile, read_dataset_file
 from studio.data.report import DataReport
 from studio.data.spool import LineRecords, RecordSpool
+from studio.data.spooled_prepare import SpoolListener, prepare_spooled
 from studio.data.training_fit import fit_training_type
 from studio.data.validation import detect_file_format, validate_records
 from studio.errors import DataError
@@ -57,6 +58,7 @@ def prepare_file(
     base_dir: Path | None = None,
     streaming: bool = False,
     max_records: int | None = None,
+    on_spooled: SpoolListener | None = None,
 ) -> tuple[LineRecords, DataReport]:
     """Read one dataset (a file, a dataset folder or a hub dataset) into cleaned canonical
     records and a report; a large JSON Lines file's records are kept on disk (a spool).
@@ -64,8 +66,6 @@ def prepare_file(
     report."""
     local = _local_path(path, base_dir)
     if max_records is None and _worth_spooling(local):
-        from studio.data.spooled_prepare import prepare_spooled
-
         return prepare_spooled(
             local,
             path,
@@ -73,6 +73,7 @@ def prepare_file(
             min_chars=min_chars,
             deduplicate=deduplicate,
             system_prompt=system_prompt,
+            on_spooled=on_spooled,
         )
     raws = read_raw_files(path, split, base_dir, streaming, max_records)
     report = DataReport(path=path)
@@ -136,10 +137,17 @@ def _all_records(raws: list[RawFile]) -> RawFile:
 
 
 def load_training_data(
-    settings: DataSettings, training_type: str, seed: int = 42, base_dir: Path | None = None
+    settings: DataSettings,
+    training_type: str,
+    seed: int = 42,
+    base_dir: Path | None = None,
+    on_spooled: SpoolListener | None = None,
 ) -> LoadedData:
-    """Everything the trainer needs from `settings`; DataError with advice when unusable."""
-    kind, records, report = _load_one(settings, settings.path, training_type, base_dir)
+    """Everything the trainer needs from `settings`; DataError with advice when unusable.
+    `on_spooled` is told of data.path's records as they are read, when they are spooled."""
+    kind, records, report = _load_one(
+        settings, settings.path, training_type, base_dir, on_spooled=on_spooled
+    )
     if settings.mix:
         kind, records = _load_mix(settings, training_type, seed, base_dir, kind, records, report)
     eval_records: LineRecords = []
@@ -240,6 +248,7 @@ def _load_one(
     base_dir: Path | None,
     data_format: str | None = None,
     split: str | None = None,
+    on_spooled: SpoolListener | None = None,
 ) -> tuple[str, LineRecords, DataReport]:
     records, report = prepare_file(
         path,
@@ -251,6 +260,7 @@ def _load_one(
         base_dir=base_dir,
         streaming=settings.streaming,
         max_records=settings.max_records,
+        on_spooled=on_spooled,
     )
     kind, records = fit_training_type(records, report, training_type)
     if report.problems and settings.on_bad_record == "stop":

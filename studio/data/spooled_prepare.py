@@ -15,10 +15,12 @@ out to have more records is the file read a second time, in that format.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 from studio.data.cleaning import RecordCleaner
 from studio.data.control_tokens import ControlTokenScan
+from studio.data.formats import FORMAT_KIND
 from studio.data.readers import RawFile, stream_jsonl
 from studio.data.report import DataReport
 from studio.data.spool import RecordSpool
@@ -26,6 +28,9 @@ from studio.data.validation import FormatVotes, convert_records, dropped_parts_n
 
 # Lines read, checked and cleaned at a time.
 CHUNK_LINES = 4096
+# Told of the spool as it grows: (spool, kind of its records). Encoding can start on the
+# first records while the rest are read (studio.engine.data_preparation).
+SpoolListener = Callable[[RecordSpool, str], None]
 
 
 def prepare_spooled(
@@ -36,9 +41,11 @@ def prepare_spooled(
     min_chars: int,
     deduplicate: bool,
     system_prompt: str | None,
+    on_spooled: SpoolListener | None = None,
 ) -> tuple[RecordSpool, DataReport]:
-    """`prepare_file` for the JSON Lines file `local` (`path` as the user wrote it)."""
-    reading = _Reading(local, path, min_chars, deduplicate, system_prompt)
+    """`prepare_file` for the JSON Lines file `local` (`path` as the user wrote it);
+    `on_spooled` is told of the spool after each part (a second read makes a new spool)."""
+    reading = _Reading(local, path, min_chars, deduplicate, system_prompt, on_spooled)
     if data_format != "auto":
         return reading.run(data_format)
     votes = FormatVotes()
@@ -59,10 +66,12 @@ class _Reading:
         min_chars: int,
         deduplicate: bool,
         system_prompt: str | None,
+        on_spooled: SpoolListener | None,
     ) -> None:
         self.local, self.path = local, path
         self.min_chars, self.deduplicate = min_chars, deduplicate
         self.system_prompt = system_prompt
+        self.on_spooled = on_spooled
 
     def run(
         self, data_format: str | None, votes: FormatVotes | None = None
@@ -89,6 +98,8 @@ class _Reading:
                 for item in cleaner.clean(converted):
                     control_tokens.add_one(item, spool.append(item))
             waiting = []
+            if self.on_spooled is not None:
+                self.on_spooled(spool, FORMAT_KIND[data_format])
         if data_format is None:  # no record has a format: says which fields they have
             assert votes is not None
             votes.decide(self.path)

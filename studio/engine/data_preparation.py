@@ -27,12 +27,14 @@ from studio.engine.parallel_encoding import (
     PARALLEL_THRESHOLD,
     PackedRecords,
     Records,
+    WorkerEncoding,
     choose_workers,
     encode_to_arrow,
 )
 
 if TYPE_CHECKING:
     from studio.data import LoadedData
+    from studio.data.spooled_prepare import SpoolListener
     from studio.engine.session import TrainingSession
     from studio.engine.training import TrainingJob
 
@@ -42,22 +44,28 @@ PROGRESS_INTERVAL = 0.5  # seconds between progress events
 PACK_THRESHOLD = PARALLEL_THRESHOLD
 
 
-def load_records(session: TrainingSession) -> LoadedData:
+def load_records(session: TrainingSession, on_spooled: SpoolListener | None = None) -> LoadedData:
     """The run's records: read, checked, cleaned, mixed with data.mix and data.replay_path."""
     from studio.data import load_training_data
     from studio.data.replay import mix_replay
 
     config = session.config
     data = load_training_data(
-        config.data, config.training_type, seed=config.training.seed, base_dir=session.base_dir
+        config.data,
+        config.training_type,
+        seed=config.training.seed,
+        base_dir=session.base_dir,
+        on_spooled=on_spooled,
     )
     return mix_replay(
         data, config.data, config.training_type, config.training.seed, session.base_dir
     )
 
 
-def load_run_data(session: TrainingSession) -> LoadedData:
-    """Step 1 of a run: its records, or only their report when an encoded copy is cached."""
+def load_run_data(session: TrainingSession, tokenizer: Any = None) -> LoadedData:
+    """Step 1 of a run: its records, or only their report when an encoded copy is cached.
+    With the `tokenizer`, a large file's records start being encoded while it is read
+    (studio.engine.encoding_while_reading; `prepare_encoded` goes on with that encoding)."""
     from studio.data import LoadedData
     from studio.data.report import DataReport
 
@@ -79,9 +87,34 @@ def load_run_data(session: TrainingSession) -> LoadedData:
                 data_key=key,
                 deferred=True,
             )
-    data = load_records(session)
+    started = None
+    if key is not None and tokenizer is not None and session.rank is None:
+        from studio.engine.encoding_while_reading import encoding_while_reading
+
+        entry_key = encoded_cache.entry_key(
+            key, encoded_cache.tokenizer_key(tokenizer), config.training.assistant_only_loss
+        )
+        started = encoding_while_reading(session, tokenizer, entry_key)
+    try:
+        data = load_records(session, on_spooled=started)
+    except BaseException:
+        if started is not None:
+            started.abandon()
+        raise
+    if started is not None:
+        abandon_encoding_while_reading(session)  # one left from an earlier read, if any
+        session.encoding_while_reading = started
     data.data_key = key
     return data
+
+
+def abandon_encoding_while_reading(session: TrainingSession) -> None:
+    """End an encoding that began while the data was read and was not taken over (the run
+    failed or stopped before), removing what it wrote."""
+    started = getattr(session, "encoding_while_reading", None)
+    if started is not None:
+        session.encoding_while_reading = None
+        started.abandon()
 
 
 @dataclass
@@ -141,7 +174,16 @@ def prepare_encoded(
         session.log("the cached encoding was made with another tokenizer: reading the data again")
         data = replace(load_records(session), data_key=data.data_key)
     require_chat_template(tokenizer, data.kind)
-    if key is not None:
+    started = getattr(session, "encoding_while_reading", None)
+    if started is not None:
+        session.encoding_while_reading = None
+        if not started.takes(data, key):
+            started.abandon()
+            started = None
+    if started is not None:
+        assert started.folder is not None
+        folder, keep_alive = started.folder, None
+    elif key is not None:
         folder, keep_alive = encoded_cache.start_staging(key), None
     else:
         keep_alive = tempfile.TemporaryDirectory(prefix="ftstudio-encoded-")
@@ -157,6 +199,7 @@ def prepare_encoded(
             train,
             "train set",
             folder / encoded_cache.TRAIN_FILE,
+            started.encoding if started is not None else None,
         )
         del train
         eval_stats = None
@@ -264,10 +307,18 @@ def _encode(
     records: Records,
     stage: str,
     target: Path,
+    begun: WorkerEncoding | None = None,
 ) -> EncodingStats:
+    """Encode `records` into `target`, or finish `begun` (started while they were read)."""
     config = session.config
-    workers, reason = choose_workers(len(records))
-    session.log(f"encoding {stage}: {reason}")
+    if begun is not None:
+        session.log(
+            f"encoding {stage}: {len(records)} records over {begun.workers} processes "
+            f"({begun.sent} handed to the workers while the file was read)"
+        )
+    else:
+        workers, reason = choose_workers(len(records))
+        session.log(f"encoding {stage}: {reason}")
     started = time.monotonic()
     last = 0.0
 
@@ -281,6 +332,11 @@ def _encode(
         eta = elapsed / done * (total - done) if done else None
         session.publish(PreparationProgress(stage, done, total, elapsed, eta))
 
+    if begun is not None:
+        try:
+            return begun.finish(records, on_progress, should_stop)
+        finally:
+            begun.close()
     return encode_to_arrow(
         tokenizer,
         records,
@@ -332,15 +388,20 @@ class EarlyPreparation:
         self._thread.join()
 
 
+def encodes_early(session: TrainingSession, adds_tokens: bool) -> bool:
+    """Whether ftstudio encodes this run's data itself and nothing can change the tokenizer
+    before training (new vocabulary tokens are added after the model loads), so that the
+    encoding can start before the model is loaded; not for a rank of a torchrun group (the
+    ranks prepare in step)."""
+    if session.config.training_type not in CACHED_TRAINING_TYPES or adds_tokens:
+        return False
+    return session.rank is None
+
+
 def start_early_preparation(
     session: TrainingSession, data: LoadedData, tokenizer: Any, adds_tokens: bool
 ) -> EarlyPreparation | None:
-    """An `EarlyPreparation` when ftstudio encodes this run's data and nothing can change the
-    tokenizer before training (new vocabulary tokens are added after the model loads); None
-    otherwise, and for a rank of a torchrun group (the ranks prepare in step)."""
-    config = session.config
-    if config.training_type not in CACHED_TRAINING_TYPES or adds_tokens:
-        return None
-    if session.rank is not None:
+    """An `EarlyPreparation` when `encodes_early`, else None."""
+    if not encodes_early(session, adds_tokens):
         return None
     return EarlyPreparation(session, data, tokenizer)

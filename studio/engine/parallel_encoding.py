@@ -185,7 +185,7 @@ def _start_worker(tokenizer_bytes: bytes) -> None:
     if hasattr(signal, "SIGHUP"):
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
     # The workers are the parallelism: a Rust thread pool in each would only oversubscribe.
-    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    os.environ[_PARALLELISM] = "false"
     _worker_tokenizer = pickle.loads(tokenizer_bytes)
 
 
@@ -223,84 +223,158 @@ def encode_to_arrow(
 ) -> EncodingStats:
     """Encode `records` into the Arrow file `target`; PreparationStopped when stopped (the
     file is then incomplete: the caller discards it)."""
+    if workers > 1:
+        encoding = WorkerEncoding(tokenizer, kind, max_length, assistant_only, target, workers)
+        try:
+            return encoding.finish(records, on_progress, should_stop)
+        finally:
+            encoding.close()
     import pyarrow as pa
 
     stats = EncodingStats()
     total = len(records)
-    starts = range(0, total, BATCH_RECORDS)
     with pa.OSFile(str(target), "wb") as sink, pa.ipc.new_stream(sink, _schema()) as writer:
-
-        def take(done: int, result: tuple[EncodedBatch, EncodingStats]) -> None:
-            batch, part = result
+        for start in range(0, total, BATCH_RECORDS):
+            _check_stop(should_stop)
+            chunk = records[start : start + BATCH_RECORDS]
+            batch, part = _encode_to_batch(tokenizer, chunk, kind, max_length, assistant_only)
             writer.write_batch(_record_batch(batch))
             _add(stats, part)
             if on_progress is not None:
-                on_progress(done, total)
-
-        def check_stop() -> None:
-            if should_stop is not None and should_stop():
-                raise PreparationStopped("stopped while preparing the data")
-
-        if workers <= 1:
-            for start in starts:
-                check_stop()
-                chunk = records[start : start + BATCH_RECORDS]
-                take(
-                    start + len(chunk),
-                    _encode_to_batch(tokenizer, chunk, kind, max_length, assistant_only),
-                )
-            return stats
-        _encode_in_workers(
-            tokenizer, records, kind, max_length, assistant_only, workers, take, check_stop
-        )
+                on_progress(start + len(chunk), total)
     return stats
 
 
-def _encode_in_workers(
-    tokenizer: Any,
-    records: Records,
-    kind: str,
-    max_length: int,
-    assistant_only: bool,
-    workers: int,
-    take: Callable[[int, tuple[Any, EncodingStats]], None],
-    check_stop: Callable[[], None],
-) -> None:
-    import multiprocessing
-    from concurrent.futures import Future, ProcessPoolExecutor
+def _check_stop(should_stop: Callable[[], bool] | None) -> None:
+    if should_stop is not None and should_stop():
+        raise PreparationStopped("stopped while preparing the data")
 
-    total = len(records)
-    pending: deque[tuple[int, Future[Any] | tuple[Any, EncodingStats]]] = deque()
-    # The main process is one of the encoders: it would otherwise sit idle waiting for results,
-    # and one worker fewer saves a worker's start-up (an interpreter importing transformers:
-    # seconds of a core) and its memory (~85 MB).
-    executor = ProcessPoolExecutor(
-        max_workers=workers - 1,
-        mp_context=multiprocessing.get_context("spawn"),
-        initializer=_start_worker,
-        initargs=(pickle.dumps(tokenizer),),
-    )
-    try:
-        next_start = 0
-        while next_start < total or pending:
+
+_PARALLELISM = "TOKENIZERS_PARALLELISM"
+# Batches a reading thread keeps in flight per worker (`WorkerEncoding.feed`): the workers
+# stay busy while memory holds a few batches' results, however far ahead the reading is.
+FED_PER_WORKER = 4
+
+
+class WorkerEncoding:
+    """Records encoded into an Arrow file by worker processes and this one, in order.
+
+    `feed` hands the workers the first records while the rest are still being read (from
+    the reading thread: it never encodes itself, and never waits); `finish` encodes the rest
+    with this process taking part, once all the records are known. `close` ends the workers
+    (and the file, complete or not: the caller keeps or discards it).
+    """
+
+    def __init__(
+        self,
+        tokenizer: Any,
+        kind: str,
+        max_length: int,
+        assistant_only: bool,
+        target: Path,
+        workers: int,
+    ) -> None:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        import pyarrow as pa
+
+        self.tokenizer, self.kind = tokenizer, kind
+        self.max_length, self.assistant_only = max_length, assistant_only
+        self.workers = workers
+        self.stats = EncodingStats()
+        self.sent = 0  # records handed out (to a worker or this process)
+        self.written = 0  # records whose examples are in the file
+        self.pending: deque[tuple[int, Any]] = deque()
+        self._sink = pa.OSFile(str(target), "wb")
+        self._writer = pa.ipc.new_stream(self._sink, _schema())
+        # The processes are the parallelism: the fast tokenizer's own thread pool in this one
+        # would take the workers' cores, and its idle threads spin. Measured on 39,000
+        # records, 2 cores: this process's CPU 26.9 s with the pool, 21.9 s without, for the
+        # same work. The tokenizers library reads the variable at each call.
+        self._parallelism = os.environ.get(_PARALLELISM)
+        os.environ[_PARALLELISM] = "false"
+        # The main process is one of the encoders: it would otherwise sit idle waiting for
+        # results, and one worker fewer saves a worker's start-up (an interpreter importing
+        # transformers: seconds of a core) and its memory (~85 MB).
+        self._executor = ProcessPoolExecutor(
+            max_workers=workers - 1,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_start_worker,
+            initargs=(pickle.dumps(tokenizer),),
+        )
+
+    def feed(self, records: Records, available: int) -> None:
+        """Hand the workers whole batches of the first `available` records (a few in flight
+        per worker), and write the results that are back; returns at once."""
+        while self.sent + BATCH_RECORDS <= available and len(self.pending) < FED_PER_WORKER * (
+            self.workers - 1
+        ):
+            self._submit(records)
+        while self.pending and self.pending[0][1].done():
+            self._write(*self.pending.popleft(), None)
+
+    def finish(
+        self,
+        records: Records,
+        on_progress: Callable[[int, int], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> EncodingStats:
+        """Encode every record not handed out yet, write every result; the statistics."""
+        from concurrent.futures import Future
+
+        total = len(records)
+        pending = self.pending
+        while self.sent < total or pending:
             # A few batches in flight per worker: they stay busy, memory stays bounded.
-            while next_start < total and len(pending) < 2 * workers:
-                part = slice(next_start, next_start + BATCH_RECORDS)
-                # Packed records travel packed: their JSON is decoded in the worker.
-                chunk = records[part] if isinstance(records, list) else records.lines(part)
-                future = executor.submit(_worker_encode, chunk, kind, max_length, assistant_only)
-                next_start += len(chunk)
-                pending.append((next_start, future))
-            check_stop()
+            while self.sent < total and len(pending) < 2 * self.workers:
+                self._submit(records)
+            _check_stop(should_stop)
             done, head = pending[0]
-            if isinstance(head, Future) and not head.done() and next_start < total:
+            if isinstance(head, Future) and not head.done() and self.sent < total:
                 # The workers are busy: the main process encodes the next batch itself.
-                chunk = records[next_start : next_start + BATCH_RECORDS]
-                result = _encode_to_batch(tokenizer, chunk, kind, max_length, assistant_only)
-                next_start += len(chunk)
-                pending.append((next_start, result))
+                chunk = records[self.sent : self.sent + BATCH_RECORDS]
+                result = _encode_to_batch(
+                    self.tokenizer, chunk, self.kind, self.max_length, self.assistant_only
+                )
+                self.sent += len(chunk)
+                pending.append((self.sent, result))
                 continue
             pending.popleft()
-            take(done, head.result() if isinstance(head, Future) else head)
-    finally:
-        executor.shutdown(wait=True, cancel_futures=True)
+            self._write(done, head, on_progress, total)
+        return self.stats
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
+        self._writer.close()
+        self._sink.close()
+        if self._parallelism is None:
+            os.environ.pop(_PARALLELISM, None)
+        else:
+            os.environ[_PARALLELISM] = self._parallelism
+
+    def _submit(self, records: Records) -> None:
+        part = slice(self.sent, self.sent + BATCH_RECORDS)
+        # Packed records travel packed: their JSON is decoded in the worker.
+        chunk = records[part] if isinstance(records, list) else records.lines(part)
+        future = self._executor.submit(
+            _worker_encode, chunk, self.kind, self.max_length, self.assistant_only
+        )
+        self.sent += len(chunk)
+        self.pending.append((self.sent, future))
+
+    def _write(
+        self,
+        done: int,
+        result: Any,
+        on_progress: Callable[[int, int], None] | None,
+        total: int = 0,
+    ) -> None:
+        from concurrent.futures import Future
+
+        batch, part = result.result() if isinstance(result, Future) else result
+        self._writer.write_batch(_record_batch(batch))
+        _add(self.stats, part)
+        self.written = done
+        if on_progress is not None:
+            on_progress(done, total)

@@ -51,6 +51,7 @@ from studio.errors import ConfigError, StudioError
 
 if TYPE_CHECKING:
     from studio.engine.data_preparation import EarlyPreparation
+    from studio.engine.encoding_while_reading import EncodingWhileReading
     from studio.telemetry import TelemetrySampler, TelemetrySnapshot
 
 # What a relaunch keeps from the last checkpoint (see errors.MemoryChoice.carry).
@@ -133,6 +134,8 @@ class TrainingSession:
         self.tokenizer: Any = None
         # The data being encoded while the model loads; cancelled if the run ends first.
         self.early_preparation: EarlyPreparation | None = None
+        # The encoding begun while the data was read, until the preparation takes it over.
+        self.encoding_while_reading: EncodingWhileReading | None = None
         # Set when resuming: the whole checkpoint it starts from, and the folder the Trainer
         # reads (the checkpoint, or a view of it without optimizer state).
         self.resume_point: ResumePoint | None = None
@@ -359,6 +362,10 @@ class TrainingSession:
             # A run that failed while its data was being encoded: stopped, nothing cached.
             self.early_preparation.cancel()
             self.early_preparation = None
+        if self.encoding_while_reading is not None:
+            from studio.engine.data_preparation import abandon_encoding_while_reading
+
+            abandon_encoding_while_reading(self)
         if sampler is not None:
             sampler.close()
         if heartbeat is not None:
@@ -403,9 +410,7 @@ class TrainingSession:
         assert run is not None
         if self._guarded(run.write_status, **fields):
             return
-        essential = {
-            key: fields.get(key) for key in ("state", "finished", "error", "final_loss")
-        }
+        essential = {key: fields.get(key) for key in ("state", "finished", "error", "final_loss")}
         status = {**run.read_status(), **essential, "updated": time.time()}
         try:
             with run.status_path.open("r+", encoding="utf-8") as stream:

@@ -75,18 +75,29 @@ def train(session: TrainingSession) -> EngineCallback:
 
     # 1. The data is checked before any model is loaded: a bad file fails in seconds.
     # With an encoded copy in the cache, only its report (studio.engine.data_preparation).
-    from studio.engine.data_preparation import load_run_data
+    from studio.engine.data_preparation import (
+        encodes_early,
+        load_run_data,
+        start_early_preparation,
+    )
     from studio.engine.vocabulary import plan_vocabulary
 
     builder = trainer_module(config.training_type)
-    data = load_run_data(session)
     vocabulary = plan_vocabulary(config, session.base_dir)  # new tokens: read before loading
+    from studio.models.loading import load_tokenizer, quiet_libraries
+    from studio.models.sources import resolve_model_source
+
+    quiet_libraries()
+    source = resolve_model_source(config.model.source)
+    # The tokenizer (seconds, not the model) before the data when ftstudio encodes it: a
+    # large file's records are then encoded by worker processes while it is still read.
+    tokenizer = None
+    if encodes_early(session, adds_tokens=bool(vocabulary.tokens)):
+        tokenizer = load_tokenizer(config.model, source, on_note=session.log)
+    data = load_run_data(session, tokenizer)
     run.write_json("data_report.json", data.report.to_dict())
     session.log(data.report.summary())
 
-    from studio.models.loading import quiet_libraries
-
-    quiet_libraries()
     from studio.engine.fast_path import (
         choose_attention,
         choose_checkpointing,
@@ -95,14 +106,12 @@ def train(session: TrainingSession) -> EngineCallback:
         probe_machine,
     )
     from studio.methods.registry import MethodContext, describe_trainable, get_method, save_trained
-    from studio.models.loading import load_base_model, load_tokenizer, plan_device
-    from studio.models.sources import resolve_model_source
+    from studio.models.loading import load_base_model, plan_device
 
     # 2. Model and method, with the speed switches that must be known before loading.
     plan = plan_device(config.model, config.training.precision)
     machine = probe_machine()
     checkpointing, _ = choose_checkpointing(config.training, machine)
-    source = resolve_model_source(config.model.source)
     from studio.models.attention import supported_attention
 
     attention = choose_attention(
@@ -116,13 +125,12 @@ def train(session: TrainingSession) -> EngineCallback:
 
         warn_if_it_will_not_fit(config, source.location, plan.device, session.log)
     session.log(f"loading {source.name} ({source.kind}) on {plan.device} as {plan.dtype_name}")
-    tokenizer = load_tokenizer(config.model, source, on_note=session.log)
+    if tokenizer is None:
+        tokenizer = load_tokenizer(config.model, source, on_note=session.log)
     # Refused here, before the model loads (minutes on a large one), not after.
     from studio.engine.encoding import require_chat_template
 
     require_chat_template(tokenizer, data.kind)
-    from studio.engine.data_preparation import start_early_preparation
-
     # The data is encoded while the model loads; the run cancels it if it fails first.
     session.early_preparation = start_early_preparation(
         session, data, tokenizer, adds_tokens=bool(vocabulary.tokens)
