@@ -105,7 +105,13 @@ def tokenizer_key(tokenizer: Any) -> str:
     """What of a tokenizer decides its ids: its serialized model, template, special tokens."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is not None:
-        serialized = backend.to_str()
+        # Without its truncation and padding: transformers sets them on the backend at each
+        # call and they persist, so one tokenizer would have a key per call it made last (a
+        # miss for nothing); the encoding never truncates or pads through them.
+        settings = json.loads(backend.to_str())
+        settings.pop("truncation", None)
+        settings.pop("padding", None)
+        serialized = json.dumps(settings)
     else:  # a slow tokenizer: its vocabulary as the library gives it
         serialized = json.dumps(tokenizer.get_vocab(), sort_keys=True)
     template = getattr(tokenizer, "chat_template", None)

@@ -167,6 +167,19 @@ def test_a_changed_tokenizer_template_or_max_length_misses_the_cache(tiny_tokeni
     assert encoded_for_training(make_job("alpaca_en.jsonl", tiny_tokenizer)).from_cache
 
 
+def test_a_tokenizer_keeps_its_key_whatever_call_it_made_last(tiny_tokenizer: Any) -> None:
+    """transformers leaves truncation and padding set on the backend after a call: they do not
+    change the key (they made a run's own encoding miss the cache it had just begun)."""
+    tokenizer = copy.deepcopy(tiny_tokenizer)
+    tokenizer.pad_token = tokenizer.pad_token or tokenizer.eos_token
+    plain = encoded_cache.tokenizer_key(tokenizer)
+    tokenizer(["a b c", "d"], truncation=True, max_length=2, padding="max_length")
+    assert tokenizer.backend_tokenizer.truncation is not None
+    assert encoded_cache.tokenizer_key(tokenizer) == plain
+    tokenizer.chat_template = "{{ messages }}"
+    assert encoded_cache.tokenizer_key(tokenizer) != plain
+
+
 def test_preference_data_is_left_to_trl_and_not_cached(tiny_tokenizer: Any) -> None:
     for name, training_type in (("preference_en.jsonl", "dpo"), ("kto_en.jsonl", "kto")):
         job = make_job(name, tiny_tokenizer, training_type)
