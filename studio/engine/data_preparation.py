@@ -319,7 +319,8 @@ def _encode(
     else:
         workers, reason = choose_workers(len(records))
         session.log(f"encoding {stage}: {reason}")
-    started = time.monotonic()
+    # Begun while the data was read: rate and ETA count from then, over every record done.
+    started = begun.started if begun is not None else time.monotonic()
     last = 0.0
 
     def on_progress(done: int, total: int) -> None:

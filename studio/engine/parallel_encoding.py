@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
@@ -282,6 +283,7 @@ class WorkerEncoding:
         self.tokenizer, self.kind = tokenizer, kind
         self.max_length, self.assistant_only = max_length, assistant_only
         self.workers = workers
+        self.started = time.monotonic()
         self.stats = EncodingStats()
         self.sent = 0  # records handed out (to a worker or this process)
         self.written = 0  # records whose examples are in the file

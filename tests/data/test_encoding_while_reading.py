@@ -4,6 +4,7 @@ encoding cannot be used (another format won the vote, a split, a bad record that
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -19,6 +20,7 @@ from studio.engine.data_preparation import (
     encoded_for_training,
     load_run_data,
 )
+from studio.engine.events import PreparationProgress
 from studio.errors import DataError
 from tests.data.test_encoded_cache import reference_rows, rows
 from tests.support.files import write_jsonl
@@ -57,9 +59,10 @@ def _session(path: Path, **data: Any) -> SimpleNamespace:
         rank=None,
         encoding_while_reading=None,
         logged=[],
+        events=[],
     )
     session.log = lambda text, level="info": session.logged.append(text)
-    session.publish = lambda event: None
+    session.publish = session.events.append
     return session
 
 
@@ -75,17 +78,34 @@ def _encode(session: SimpleNamespace, data: Any, tokenizer: Any) -> Any:
 
 
 @pytest.mark.slow
-def test_encoded_while_read_gives_the_same_examples(tiny_tokenizer: Any, tmp_path: Path) -> None:
+def test_encoded_while_read_gives_the_same_examples(
+    tiny_tokenizer: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from studio.engine.encoding_while_reading import EncodingWhileReading
+
+    feed = EncodingWhileReading.__call__
+
+    def slow_read(self: EncodingWhileReading, spool: Any, kind: str) -> None:
+        feed(self, spool, kind)
+        time.sleep(0.1)  # a read of 12 parts that takes over a second
+
+    monkeypatch.setattr(EncodingWhileReading, "__call__", slow_read)
     path = write_jsonl(tmp_path / "big.jsonl", RECORDS)
     session = _session(path)
     data = load_run_data(session, tiny_tokenizer)
+    read_end = time.monotonic()
     started = session.encoding_while_reading
     assert started is not None and started.encoding.sent > 0  # handed out while reading
+    began = started.encoding.started
     expected = reference_rows(tiny_tokenizer, list(data.train), data.kind, 96)
     encoded = _encode(session, data, tiny_tokenizer)
     assert session.encoding_while_reading is None  # taken over
     assert rows(encoded.train) == expected and len(expected) == 600
     assert encoded.train_stats.examples == 600
+    # Rate and ETA count from the start of the encoding, during the read (the records done
+    # then over the time since the read ended gave rates of ~1 million records/s).
+    progress = [e for e in session.events if isinstance(e, PreparationProgress)]
+    assert progress and progress[0].elapsed_seconds >= read_end - began
     assert any("handed to the workers while the file was read" in line for line in session.logged)
     assert len(encoded_cache.entries()) == 1 and not encoded_cache.unfinished()
     # The next run takes the cached copy, read while encoding or not.
