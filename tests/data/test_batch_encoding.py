@@ -14,8 +14,8 @@ import pytest
 
 from studio.engine import batch_encoding, parallel_encoding
 from studio.engine.batch_encoding import encode_batch
-from studio.engine.encoding import IGNORE_INDEX, encode_conversation, encode_text
 from tests.conftest import REPO
+from tests.support.encodings import reference_rows
 
 SAMPLE_DATA = REPO / "sample_data"
 CONVERSATIONS = ["alpaca_en.jsonl", "sharegpt_en.json", "messages_en.jsonl", "tools_en.jsonl"]
@@ -112,23 +112,10 @@ def encoded(
 def one_by_one(
     tokenizer: Any, records: list[dict[str, Any]], kind: str, max_length: int
 ) -> tuple[list[list[int]], list[list[int]]]:
-    """The examples record by record through transformers' own call (encoding.py)."""
-    ids_column, labels_column = [], []
-    for record in records:
-        if kind == "conversation":
-            ids, labels, _ = encode_conversation(
-                tokenizer, record["messages"], max_length, True, record.get("tools")
-            )
-            chunks = [(ids, labels)]
-        else:
-            chunks = [
-                (ids, list(ids)) for ids in encode_text(tokenizer, record["text"], max_length)
-            ]
-        for ids, labels in chunks:
-            if any(label != IGNORE_INDEX for label in labels[1:]):
-                ids_column.append(ids)
-                labels_column.append(labels)
-    return ids_column, labels_column
+    """The examples record by record through transformers' own call (encoding.py), as
+    (ids column, labels column)."""
+    expected = reference_rows(tokenizer, records, kind, max_length)
+    return [ids for ids, _ in expected], [labels for _, labels in expected]
 
 
 @pytest.mark.parametrize("max_length", [40, 2048])

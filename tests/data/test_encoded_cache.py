@@ -14,9 +14,11 @@ from studio.config import config_from_dict
 from studio.engine import encoded_cache, parallel_encoding
 from studio.engine.control import TrainingControl
 from studio.engine.data_preparation import encoded_for_training, load_run_data
-from studio.engine.encoding import IGNORE_INDEX, encode_conversation, encode_text
+from studio.engine.encoding import IGNORE_INDEX
 from studio.engine.events import PreparationProgress
 from studio.engine.parallel_encoding import PreparationStopped
+from tests.support.encodings import own_cache as cache_of_its_own
+from tests.support.encodings import reference_rows, rows
 
 SAMPLE_DATA = Path(__file__).resolve().parents[2] / "sample_data"
 # (file, training type): every format ftstudio encodes itself.
@@ -34,11 +36,7 @@ ENCODED_FORMATS = [
 @pytest.fixture(autouse=True)
 def own_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_model_dir: Path) -> Path:
     """A cache folder of this test's own, sharing the built tiny model."""
-    root = tmp_path / "cache"
-    (root / "models").mkdir(parents=True)
-    (root / "models" / tiny_model_dir.name).symlink_to(tiny_model_dir)
-    monkeypatch.setenv("FTSTUDIO_CACHE_DIR", str(root))
-    return root / "encoded"
+    return cache_of_its_own(monkeypatch, tmp_path / "cache", tiny_model_dir)
 
 
 def make_job(
@@ -67,28 +65,6 @@ def make_job(
         data=load_run_data(session),
         early_preparation=None,
     )
-
-
-def rows(dataset: Any) -> list[tuple[list[int], list[int]]]:
-    return [(row["input_ids"], row["labels"]) for row in dataset]
-
-
-def reference_rows(
-    tokenizer: Any, records: list[dict[str, Any]], kind: str, max_length: int
-) -> list[tuple[list[int], list[int]]]:
-    """The encoding record by record, as ftstudio did it before batching."""
-    found = []
-    for record in records:
-        if kind == "conversation":
-            ids, labels, _ = encode_conversation(
-                tokenizer, record["messages"], max_length, True, record.get("tools")
-            )
-            chunks = [(ids, labels)]
-        else:
-            pieces = encode_text(tokenizer, record["text"], max_length)
-            chunks = [(ids, list(ids)) for ids in pieces]
-        found += [(i, la) for i, la in chunks if any(x != IGNORE_INDEX for x in la[1:])]
-    return found
 
 
 @pytest.mark.parametrize(("name", "training_type"), ENCODED_FORMATS)

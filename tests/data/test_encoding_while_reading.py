@@ -22,7 +22,7 @@ from studio.engine.data_preparation import (
 )
 from studio.engine.events import PreparationProgress
 from studio.errors import DataError
-from tests.data.test_encoded_cache import reference_rows, rows
+from tests.support.encodings import own_cache, reference_rows, rows
 from tests.support.files import write_jsonl
 
 RECORDS = [
@@ -35,10 +35,7 @@ RECORDS = [
 def spooled_in_parts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_model_dir: Path):
     """Every JSON Lines file spooled, read 50 lines at a time, encoded in batches of 16 by
     this process and one worker, under a cache of the test's own."""
-    root = tmp_path / "cache"
-    (root / "models").mkdir(parents=True)
-    (root / "models" / tiny_model_dir.name).symlink_to(tiny_model_dir)
-    monkeypatch.setenv("FTSTUDIO_CACHE_DIR", str(root))
+    own_cache(monkeypatch, tmp_path / "cache", tiny_model_dir)
     monkeypatch.setenv("FTSTUDIO_ENCODE_WORKERS", "2")
     monkeypatch.setattr(loading, "SPOOL_FROM_BYTES", 0)
     monkeypatch.setattr(spooled_prepare, "CHUNK_LINES", 50)

@@ -16,16 +16,14 @@ from studio.engine import EventBus, RunState, batch_encoding, encoded_cache, par
 from studio.engine.control import TrainingControl
 from studio.engine.events import LogLine, PreparationProgress
 from studio.engine.session import TrainingSession
+from tests.support.encodings import own_cache
 
 SAMPLE_DATA = Path(__file__).resolve().parents[2] / "sample_data"
 
 
 @pytest.fixture(autouse=True)
-def own_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_model_dir: Path) -> None:
-    root = tmp_path / "cache"
-    (root / "models").mkdir(parents=True)
-    (root / "models" / tiny_model_dir.name).symlink_to(tiny_model_dir)
-    monkeypatch.setenv("FTSTUDIO_CACHE_DIR", str(root))
+def cache_of_its_own(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_model_dir: Path):
+    own_cache(monkeypatch, tmp_path / "cache", tiny_model_dir)
 
 
 class Run:
