@@ -110,7 +110,7 @@ def read_dataset_file(
         )
         raw = reader(text, shown)
     if raw.read == 0:
-        raise DataError(f"{shown} holds no records", advice="the file has no data rows")
+        raise _no_records(shown)
     return _bounded(raw)
 
 
@@ -120,7 +120,7 @@ def _check_regular_file(path: Path, shown: str) -> None:
     try:
         info = path.stat()  # follows a symlink to what it points at
     except OSError as error:
-        raise DataError(f"cannot read {shown}: {error.strerror or error}") from None
+        raise _cannot_read(shown, error) from None
     if not stat.S_ISREG(info.st_mode):
         kind = (
             "a FIFO (named pipe)"
@@ -190,24 +190,47 @@ def _read_text(path: Path, shown: str) -> str:
         with path.open("rb") as stream:
             data = stream.read(MAX_FILE_BYTES + 1)
     except OSError as error:
-        raise DataError(f"cannot read {shown}: {error.strerror or error}") from None
+        raise _cannot_read(shown, error) from None
     if len(data) > MAX_FILE_BYTES:
         raise DataError(
             f"{shown} holds more than {MAX_FILE_BYTES / GIB:.0f} GiB",
             advice="split it into several files and train on a part, or sample it",
         )
     if not data.strip():
-        raise DataError(f"{shown} is empty", advice="the dataset file has no content")
+        raise _empty_file(shown)
     try:
         # utf-8-sig: files saved by Excel / Notepad start with a byte-order mark.
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
         line = data[: error.start].count(b"\n") + 1
-        raise DataError(
-            f"not valid UTF-8 (byte {error.start}): {error.reason}",
-            location=f"{shown}:{line}",
-            advice="save the file as UTF-8 (for example `iconv -f latin1 -t utf-8`)",
-        ) from None
+        raise _not_utf8(shown, line, error.start, error.reason) from None
+
+
+def _cannot_read(shown: str, error: OSError) -> DataError:
+    return DataError(f"cannot read {shown}: {error.strerror or error}")
+
+
+def _empty_file(shown: str) -> DataError:
+    return DataError(f"{shown} is empty", advice="the dataset file has no content")
+
+
+def _no_records(shown: str) -> DataError:
+    return DataError(f"{shown} holds no records", advice="the file has no data rows")
+
+
+def _not_utf8(shown: str, line: int, byte: int, reason: str) -> DataError:
+    return DataError(
+        f"not valid UTF-8 (byte {byte}): {reason}",
+        location=f"{shown}:{line}",
+        advice="save the file as UTF-8 (for example `iconv -f latin1 -t utf-8`)",
+    )
+
+
+def _too_large_line(path: str, line: int, size: int) -> RecordProblem:
+    """A line not even parsed: the parse alone of a huge line costs many times its size."""
+    detail = f"a line of {size / MIB:.0f} MiB; records may hold at most "
+    detail += f"{MAX_RECORD_BYTES // MIB} MiB of text, split it into several records"
+    return RecordProblem(path, line, "too_large", None, detail)
 
 
 # ---------------------------------------------------------------- JSON Lines
@@ -249,10 +272,7 @@ def _add_jsonl_line(raw: RawFile, number: int, line: str) -> None:
     if not line.strip():
         return
     if len(line) > MAX_RECORD_BYTES:
-        # Not even parsed: the parse alone of a huge line costs many times its size.
-        detail = f"a line of {len(line) / MIB:.0f} MiB; records may hold at most "
-        detail += f"{MAX_RECORD_BYTES // MIB} MiB of text, split it into several records"
-        raw.problems.append(RecordProblem(raw.path, number, "too_large", None, detail))
+        raw.problems.append(_too_large_line(raw.path, number, len(line)))
         return
     try:
         value = json.loads(line)
@@ -298,7 +318,7 @@ def stream_jsonl(path: Path, shown: str, chunk_lines: int) -> Iterator[RawFile]:
     try:
         stream = path.open("rb")
     except OSError as error:
-        raise DataError(f"cannot read {shown}: {error.strerror or error}") from None
+        raise _cannot_read(shown, error) from None
     with stream:
         chunk = RawFile(shown, "jsonl")
         while True:
@@ -310,13 +330,10 @@ def stream_jsonl(path: Path, shown: str, chunk_lines: int) -> Iterator[RawFile]:
                     number += 1
                     offset += size
                     seen_content = True
-                    detail = f"a line of {size / MIB:.0f} MiB; records may hold at most "
-                    detail += f"{MAX_RECORD_BYTES // MIB} MiB of text, split it into several"
-                    detail += " records"
-                    chunk.problems.append(RecordProblem(shown, number, "too_large", None, detail))
+                    chunk.problems.append(_too_large_line(shown, number, size))
                     continue
             except OSError as error:
-                raise DataError(f"cannot read {shown}: {error.strerror or error}") from None
+                raise _cannot_read(shown, error) from None
             if not data:
                 break
             number += 1
@@ -325,11 +342,7 @@ def stream_jsonl(path: Path, shown: str, chunk_lines: int) -> Iterator[RawFile]:
                 # utf-8-sig: files saved by Excel / Notepad start with a byte-order mark.
                 line = data.decode("utf-8-sig" if number == 1 else "utf-8")
             except UnicodeDecodeError as error:
-                raise DataError(
-                    f"not valid UTF-8 (byte {offset + error.start}): {error.reason}",
-                    location=f"{shown}:{number}",
-                    advice="save the file as UTF-8 (for example `iconv -f latin1 -t utf-8`)",
-                ) from None
+                raise _not_utf8(shown, number, offset + error.start, error.reason) from None
             offset += len(data)
             _add_jsonl_line(chunk, number, line.removesuffix("\n"))
             if number % chunk_lines == 0:
@@ -337,9 +350,9 @@ def stream_jsonl(path: Path, shown: str, chunk_lines: int) -> Iterator[RawFile]:
                 yield _bounded(chunk)
                 chunk = RawFile(shown, "jsonl")
     if not seen_content:
-        raise DataError(f"{shown} is empty", advice="the dataset file has no content")
+        raise _empty_file(shown)
     if read + chunk.read == 0:
-        raise DataError(f"{shown} holds no records", advice="the file has no data rows")
+        raise _no_records(shown)
     yield _bounded(chunk)
 
 
