@@ -286,7 +286,6 @@ class WorkerEncoding:
         self.started = time.monotonic()
         self.stats = EncodingStats()
         self.sent = 0  # records handed out (to a worker or this process)
-        self.written = 0  # records whose examples are in the file
         self.pending: deque[tuple[int, Any]] = deque()
         self._sink = pa.OSFile(str(target), "wb")
         self._writer = pa.ipc.new_stream(self._sink, _schema())
@@ -377,6 +376,5 @@ class WorkerEncoding:
         batch, part = result.result() if isinstance(result, Future) else result
         self._writer.write_batch(_record_batch(batch))
         _add(self.stats, part)
-        self.written = done
         if on_progress is not None:
             on_progress(done, total)
