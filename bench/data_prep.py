@@ -21,6 +21,10 @@ once), with the main process's own peak RSS (`peak_rss_main_bytes`) and the PSS 
 preparing (`baseline_pss_bytes`: interpreter, libraries, tokenizer). The memory a preparation
 costs is `preparation_pss_bytes` = peak - baseline (the "x file" column divides it by the
 file's size): the baseline (~350 MB, torch and transformers) is the same whatever the data.
+With `--repeat N` every arm runs N times, in N rounds that each start one arm later (on a
+shared machine the arm that runs first tends to do better); the table gives each arm's median
+seconds, its fastest and slowest, and the highest memory of its runs. Every cold run starts
+from an empty ftstudio cache; a warm run reads the cache of the latest cold one.
 The figures go to bench/results/data-prep-<records>.json and are printed as a table.
 """
 
@@ -30,6 +34,7 @@ import argparse
 import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -289,19 +294,44 @@ def _load(row: dict[str, Any], when: str) -> str:
     return f"{load[0]:.1f}" if load else "-"
 
 
-def table(results: list[dict[str, Any]], records: int, file_bytes: int) -> str:
+def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per arm, in the order the arms first ran: the median of its seconds (with the
+    fastest and slowest), and the run of its highest preparation memory."""
+    import statistics
+
+    arms: dict[str, list[dict[str, Any]]] = {}
+    for row in runs:
+        arms.setdefault(row["arm"], []).append(row)
+    summary = []
+    for rows in arms.values():
+        seconds = [row["seconds"] for row in rows]
+        heaviest = max(rows, key=lambda row: row["peak_pss_bytes"] - row["baseline_pss_bytes"])
+        summary.append(
+            {
+                **{k: v for k, v in heaviest.items() if k != "log"},
+                "seconds": statistics.median(seconds),
+                "seconds_each": seconds,
+                "runs": len(rows),
+            }
+        )
+    return summary
+
+
+def table(summary: list[dict[str, Any]], records: int, file_bytes: int) -> str:
     mib = 1024**2
     lines = [
         f"{records:,} alpaca records, {file_bytes / mib:.1f} MiB file",
-        "| arm | seconds | records/s | peak PSS, all processes (MiB) | "
-        "peak PSS over the baseline (MiB) | x file | "
+        "| arm | seconds (median) | fastest / slowest | runs | records/s | "
+        "peak PSS, all processes (MiB) | peak PSS over the baseline (MiB) | x file | "
         "main process peak RSS (MiB) | PSS before preparing (MiB) | load before / after |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
-    for row in results:
+    for row in summary:
         over = row["peak_pss_bytes"] - row["baseline_pss_bytes"]
+        each = row.get("seconds_each", [row["seconds"]])
         lines.append(
-            f"| {row['arm']} | {row['seconds']:.2f} | {records / row['seconds']:,.0f} | "
+            f"| {row['arm']} | {row['seconds']:.2f} | {min(each):.2f} / {max(each):.2f} | "
+            f"{len(each)} | {records / row['seconds']:,.0f} | "
             f"{row['peak_pss_bytes'] / mib:,.0f} | {over / mib:,.0f} | {over / file_bytes:.1f} | "
             f"{row['peak_rss_main_bytes'] / mib:,.0f} | {row['baseline_pss_bytes'] / mib:,.0f} | "
             f"{_load(row, 'before')} / {_load(row, 'after')} |"
@@ -309,10 +339,18 @@ def table(results: list[dict[str, Any]], records: int, file_bytes: int) -> str:
     return "\n".join(lines)
 
 
+def rounds(arms: list[str], repeat: int) -> list[list[str]]:
+    """The arms' order in each round: each round starts one arm later than the one before."""
+    return [arms[turn % len(arms) :] + arms[: turn % len(arms)] for turn in range(repeat)]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.data_prep", description=__doc__)
     parser.add_argument("--records", type=int, default=100_000, help="alpaca records to generate")
     parser.add_argument("--arms", default=",".join(ARMS), help="comma-separated subset of arms")
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="rounds: every arm runs this many times"
+    )
     parser.add_argument("--output", type=Path, help="result file (default: bench/results/...)")
     parser.add_argument("--arm", help=argparse.SUPPRESS)
     parser.add_argument("--file", type=Path, help=argparse.SUPPRESS)
@@ -327,17 +365,33 @@ def main(argv: list[str] | None = None) -> int:
         from studio.models.tiny import ensure_tiny_model
 
         ensure_tiny_model()  # built before the arms, in the user's cache, not timed
-        # A fresh ftstudio cache, sharing the built tiny model (a link) with the user's.
-        cache = folder / "ftstudio-cache"
-        (cache / "models").mkdir(parents=True)
         from studio.models.tiny import tiny_model_dir
 
         model = tiny_model_dir()
-        (cache / "models" / model.name).symlink_to(model)
         load = load_average()
-        results = [_run_in_process(arm, path, cache, folder / "hf-datasets") for arm in arms]
+
+        def fresh_cache(name: str) -> Path:
+            """An empty ftstudio cache sharing the built tiny model (a link) with the user's."""
+            cache = folder / name
+            (cache / "models").mkdir(parents=True)
+            (cache / "models" / model.name).symlink_to(model)
+            return cache
+
+        results: list[dict[str, Any]] = []
+        others = cold = fresh_cache("ftstudio-cache")
+        for turn, order in enumerate(rounds(arms, max(args.repeat, 1))):
+            for arm in order:
+                if arm == "ftstudio-cold":
+                    cold = fresh_cache(f"ftstudio-cache-{len(results)}")
+                # A warm run reads the latest cold run's cache.
+                cache = cold if arm.startswith("ftstudio") else others
+                hf_cache = folder / f"hf-datasets-{len(results)}"
+                row = _run_in_process(arm, path, cache, hf_cache)
+                results.append({**row, "round": turn})
+                shutil.rmtree(hf_cache, ignore_errors=True)
         file_bytes = path.stat().st_size
-    text = table(results, args.records, file_bytes)
+    summary = summarize(results)
+    text = table(summary, args.records, file_bytes)
     print(text)
     record = {
         "command": "python -m bench.data_prep " + " ".join(argv or sys.argv[1:]),
@@ -347,7 +401,9 @@ def main(argv: list[str] | None = None) -> int:
         "cores": _cores(),
         "load_average_before": load,
         "load_average_after": load_average(),
-        "results": [{k: v for k, v in row.items() if k != "log"} for row in results],
+        "repeat": max(args.repeat, 1),
+        "results": [{k: v for k, v in row.items() if k != "log"} for row in summary],
+        "runs": [{k: v for k, v in row.items() if k != "log"} for row in results],
         "ftstudio_log": next((row.get("log") for row in results if row.get("log")), None),
         "table": text,
     }

@@ -31,7 +31,7 @@ from typing import Any
 import pytest
 
 from studio.config import config_from_dict
-from studio.engine.checkpoints import last_complete_checkpoint, resume_problem
+from studio.engine.checkpoints import COMPLETE_MARKER, last_complete_checkpoint, resume_problem
 from studio.engine.events import EventBus, RunError, RunState, StepMetrics
 from studio.engine.launcher import GroupSession, session_for_config, session_for_resume
 from studio.engine.remote_control import send_command
@@ -222,9 +222,13 @@ def test_pause_holds_every_rank_and_save_while_paused_checkpoints_that_step(chai
     paused_at, logged, after_two_seconds = chain["paused"]
     assert logged <= paused_at and after_two_seconds == logged  # no step while paused
     log = log_of(chain["run"])
-    # The save command is a checkpoint of the step it was paused at (not a periodic one).
-    assert paused_at % SAVE_STEPS != 0
+    # The save command is a checkpoint of the step it was paused at, marked as asked for (a
+    # pause that lands on a periodic save step shares that checkpoint, so the step alone
+    # cannot tell them apart).
     assert f"checkpoint saved at step {paused_at}" in log
+    checkpoint = chain["run"] / "checkpoints" / f"checkpoint-{paused_at}"
+    marker = json.loads((checkpoint / COMPLETE_MARKER).read_text(encoding="utf-8"))
+    assert marker["requested"] is True and marker["step"] == paused_at
 
 
 def test_a_killed_rank_fails_the_run_naming_it_and_leaves_a_resumable_checkpoint(chain) -> None:
