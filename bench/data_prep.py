@@ -81,6 +81,15 @@ class PeakMemory:
 
     @staticmethod
     def _pss(process: Any) -> int:
+        # The kernel's own sum (smaps_rollup): ~0.1 ms, where psutil's full smaps walk costs
+        # ~1.4 ms a process, 3 s of a core over a 35 s arm, taken from the arm it measures.
+        try:
+            with open(f"/proc/{process.pid}/smaps_rollup", "rb") as rollup:
+                for line in rollup:
+                    if line.startswith(b"Pss:"):
+                        return int(line.split()[1]) * 1024
+        except OSError:
+            pass
         info = process.memory_full_info()
         return int(getattr(info, "pss", info.rss))
 

@@ -37,7 +37,7 @@ _SAFE_CUT = re.compile(r"[A-Za-z0-9] (?=[A-Za-z0-9])")
 SAMPLE_TEXTS = 8
 # The cut goes this much further than the sample says the kept tokens need: a text denser in
 # tokens than the sample still reaches max_length, else it is tokenized again whole.
-CUT_MARGIN = 1.25
+CUT_MARGIN = 1.1
 
 _LOCAL_NORMALIZERS = {
     "NFC",
@@ -165,6 +165,18 @@ def cut_point(text: str, at_least: int) -> int:
     return found.start() + 1 if found else len(text)
 
 
+def _chars_per_kept_token(text: str, encoding: Any, keep: int) -> float:
+    """Characters per token over what the first `keep` + 1 tokens of `text` cover (the part
+    a cut must reach: the beginning of a conversation may be denser or sparser than the rest),
+    or over the whole text when it has no more tokens or no offsets; 0 with no tokens."""
+    tokens = len(encoding)
+    if tokens > keep:
+        end = encoding.offsets[keep][1]
+        if end > 0:  # offsets are all 0 when not tracked
+            return end / (keep + 1)
+    return len(text) / tokens if tokens else 0.0
+
+
 def encode_kept(backend: Any, texts: list[str], keep: int, with_offsets: bool) -> list[Any]:
     """The tokenizer's encodings of `texts` (no special tokens added), each whole or of a
     prefix of its text with more than `keep` tokens: the first `keep` tokens (ids and offsets)
@@ -176,9 +188,8 @@ def encode_kept(backend: Any, texts: list[str], keep: int, with_offsets: bool) -
         return encodings
     chars_per_token = max(
         (
-            len(text) / len(encoding)
+            _chars_per_kept_token(text, encoding, keep)
             for text, encoding in zip(sample, encodings, strict=True)
-            if len(encoding)
         ),
         default=0.0,
     )
