@@ -11,6 +11,7 @@ normalizer and an added token that strips spaces.
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -121,21 +122,29 @@ def cuttable(request: pytest.FixtureRequest) -> Tokenizer:
     return CUTTABLE[request.param]()
 
 
+def at_every_safe_cut(
+    tokenizer: Tokenizer, seed: int, texts: int, words: int
+) -> Iterator[tuple[str, int, Any, Any]]:
+    """(text, cut, the prefix's encoding, the whole text's) at every safe cut of `texts`
+    hostile texts of `words` words."""
+    rng = random.Random(seed)
+    for _ in range(texts):
+        text = hostile_text(rng, words)
+        whole = tokenizer.encode(text, add_special_tokens=False)
+        for found in _SAFE_CUT.finditer(text):
+            cut = found.start() + 1
+            yield text, cut, tokenizer.encode(text[:cut], add_special_tokens=False), whole
+
+
 def test_every_safe_cut_keeps_the_tokens_before_it(cuttable: Tokenizer) -> None:
     """The property the shortcut rests on, at every cut point of hostile texts: the prefix's
     tokens are the whole text's first tokens, ids and offsets."""
     assert can_cut(cuttable)
-    rng = random.Random(7)
     cuts = 0
-    for _ in range(12):
-        text = hostile_text(rng, 60)
-        whole = cuttable.encode(text, add_special_tokens=False)
-        for found in _SAFE_CUT.finditer(text):
-            cut = found.start() + 1
-            prefix = cuttable.encode(text[:cut], add_special_tokens=False)
-            assert prefix.ids == whole.ids[: len(prefix)], (text[:cut], text[cut:])
-            assert prefix.offsets == whole.offsets[: len(prefix)]
-            cuts += 1
+    for text, cut, prefix, whole in at_every_safe_cut(cuttable, seed=7, texts=12, words=60):
+        assert prefix.ids == whole.ids[: len(prefix)], (text[:cut], text[cut:])
+        assert prefix.offsets == whole.offsets[: len(prefix)]
+        cuts += 1
     assert cuts > 150
 
 
@@ -213,15 +222,12 @@ def test_tokenizers_whose_prefixes_may_differ_are_tokenized_whole(name: str) -> 
 def test_no_pre_tokenizer_really_lets_the_end_change_the_tokens() -> None:
     """Why SentencePiece-BPE is refused: with BPE over the whole text, there are texts whose
     prefix at a safe cut tokenizes differently from the whole (checked, not assumed)."""
-    tokenizer = sentencepiece_bpe()
-    rng = random.Random(3)
-    differ = 0
-    for _ in range(40):
-        text = hostile_text(rng, 40)
-        whole = tokenizer.encode(text, add_special_tokens=False)
-        for found in _SAFE_CUT.finditer(text):
-            prefix = tokenizer.encode(text[: found.start() + 1], add_special_tokens=False)
-            differ += prefix.ids != whole.ids[: len(prefix)]
+    differ = sum(
+        prefix.ids != whole.ids[: len(prefix)]
+        for _, _, prefix, whole in at_every_safe_cut(
+            sentencepiece_bpe(), seed=3, texts=40, words=40
+        )
+    )
     assert differ > 0
 
 
