@@ -237,3 +237,12 @@ def test_the_cut_is_a_space_between_ascii_alphanumerics_past_the_estimate() -> N
     assert cut_point(text, 11) == 13
     assert cut_point(text, 14) == len(text)  # none left
     assert cut_point("short", 10) == 5
+
+
+def test_a_token_added_after_a_first_batch_is_taken_into_account() -> None:
+    tokenizer = gpt2()
+    texts = [hostile_text(random.Random(index), 80) for index in range(12)]
+    encode_kept(tokenizer, texts, 16, True)
+    assert can_cut(tokenizer)
+    tokenizer.add_tokens(["new york"])
+    assert not can_cut(tokenizer)
