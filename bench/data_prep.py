@@ -337,7 +337,7 @@ def table(summary: list[dict[str, Any]], records: int, file_bytes: int) -> str:
     ]
     for row in summary:
         over = row["peak_pss_bytes"] - row["baseline_pss_bytes"]
-        each = row.get("seconds_each", [row["seconds"]])
+        each = row["seconds_each"]
         lines.append(
             f"| {row['arm']} | {row['seconds']:.2f} | {min(each):.2f} / {max(each):.2f} | "
             f"{len(each)} | {records / row['seconds']:,.0f} | "
@@ -364,6 +364,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--arm", help=argparse.SUPPRESS)
     parser.add_argument("--file", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    repeat = max(args.repeat, 1)
     if args.arm:
         print(json.dumps(run_arm(args.arm, args.file)))
         return 0
@@ -388,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
 
         results: list[dict[str, Any]] = []
         others = cold = fresh_cache("ftstudio-cache")
-        for turn, order in enumerate(rounds(arms, max(args.repeat, 1))):
+        for turn, order in enumerate(rounds(arms, repeat)):
             for arm in order:
                 if arm == "ftstudio-cold":
                     cold = fresh_cache(f"ftstudio-cache-{len(results)}")
@@ -410,8 +411,8 @@ def main(argv: list[str] | None = None) -> int:
         "cores": _cores(),
         "load_average_before": load,
         "load_average_after": load_average(),
-        "repeat": max(args.repeat, 1),
-        "results": [{k: v for k, v in row.items() if k != "log"} for row in summary],
+        "repeat": repeat,
+        "results": summary,  # without the logs: `summarize` leaves them out
         "runs": [{k: v for k, v in row.items() if k != "log"} for row in results],
         "ftstudio_log": next((row.get("log") for row in results if row.get("log")), None),
         "table": text,

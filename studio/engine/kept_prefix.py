@@ -66,18 +66,14 @@ _MODELS = {"BPE", "WordPiece", "Unigram", "WordLevel"}
 _POST_PROCESSORS = {"TemplateProcessing", "ByteLevel", "RobertaProcessing", "BertProcessing"}
 
 
-def can_cut(backend: Any) -> bool:
-    """Whether texts may be tokenized up to a `_SAFE_CUT` with the same tokens before it as
-    whole (see the module docstring). Worked out at each batch (~0.02 ms: the parts' settings,
-    not the vocabulary), so a token added to the tokenizer since is taken into account."""
-    return _parts_keep_prefixes(backend)
-
-
 def _state(part: Any) -> dict[str, Any] | None:
     return None if part is None else json.loads(part.__getstate__())
 
 
-def _parts_keep_prefixes(backend: Any) -> bool:
+def can_cut(backend: Any) -> bool:
+    """Whether texts may be tokenized up to a `_SAFE_CUT` with the same tokens before it as
+    whole (see the module docstring). Worked out at each batch (~0.02 ms: the parts' settings,
+    not the vocabulary), so a token added to the tokenizer since is taken into account."""
     try:
         model = type(backend.model).__name__
         dropout = getattr(backend.model, "dropout", None)
@@ -185,11 +181,10 @@ def encode_kept(backend: Any, texts: list[str], keep: int, with_offsets: bool) -
         ),
         default=0.0,
     )
-    if not chars_per_token:
-        rest = call(texts[len(sample) :], add_special_tokens=False, is_pretokenized=False)
-        return encodings + list(rest)
-    at_least = int(chars_per_token * (keep + 1) * CUT_MARGIN) + 1
     others = texts[len(sample) :]
+    if not chars_per_token:
+        return encodings + list(call(others, add_special_tokens=False, is_pretokenized=False))
+    at_least = int(chars_per_token * (keep + 1) * CUT_MARGIN) + 1
     cuts = [cut_point(text, at_least) for text in others]
     rest = list(
         call(
